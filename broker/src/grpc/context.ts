@@ -1,0 +1,39 @@
+/** What every broker RPC handler needs, and the checks they all make. */
+import { NotLeaderError, ShuttingDownError, UnsupportedVersionError } from "../../../common/src/errors.js";
+import type { Logger } from "../../../common/src/logger.js";
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
+import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
+import type { BrokerMetrics } from "../metrics.js";
+import type { BrokerOptions } from "../options.js";
+import type { TopicManager } from "../topics.js";
+
+export interface BrokerContext {
+  readonly options: BrokerOptions;
+  readonly topics: TopicManager;
+  readonly metrics: BrokerMetrics;
+  readonly logger: Logger;
+  /** "master" accepts produce; a slave refuses it with a redirect. */
+  role(): "master" | "slave";
+  shuttingDown(): boolean;
+  /** Tells the name servers about a topic change now rather than at the next heartbeat. */
+  announce(): void;
+}
+
+/** Refuses a protocol version outside what this broker speaks. A missing header is version 1. */
+export function checkHeader(header: RequestHeader | undefined): void {
+  const version = header?.protocolVersion || 1;
+  if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) {
+    throw new UnsupportedVersionError(
+      `protocol version ${version} is not supported: this broker speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}; upgrade the ${version > PROTOCOL_VERSION ? "broker" : "client"}`,
+    );
+  }
+}
+
+export function checkWritable(context: BrokerContext): void {
+  if (context.shuttingDown()) throw new ShuttingDownError();
+  if (context.role() !== "master") {
+    throw new NotLeaderError(
+      `broker ${context.options.group}/${context.options.brokerId} is a slave and does not accept produce; send to the group's master (refresh routes)`,
+    );
+  }
+}

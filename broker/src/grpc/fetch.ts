@@ -1,0 +1,218 @@
+/**
+ * Fetch, two ways. Both serve stored batches exactly as they sit in the log.
+ *
+ * - `Fetch` (unary long-poll): answers once `minBytes` are available across the requested
+ *   partitions or `maxWaitMs` has passed.
+ * - `Subscribe` (bidi stream with credit): the client names partitions and start offsets
+ *   and grants byte credit; the broker streams batches while credit lasts and then waits
+ *   for more, and wakes on append so a new batch reaches a caught-up consumer at once.
+ */
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { toWireError } from "../../../common/src/grpc/errors.js";
+import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
+import type {
+  FetchPartition,
+  FetchRequest,
+  FetchResponse,
+  PartitionData,
+  SubscribeRequest,
+} from "../../../proto/gen/sluice/v1/broker.js";
+import type { PartitionLog } from "../storage/partition-log.js";
+import { checkHeader, type BrokerContext } from "./context.js";
+
+/** Longest a long-poll may wait; a client wanting longer asks again. */
+export const MAX_FETCH_WAIT_MS = 30_000;
+const EMPTY = Buffer.alloc(0);
+
+/** Reads one partition, turning a failure into a PartitionData error. */
+function readPartition(context: BrokerContext, topic: string, wanted: FetchPartition, maxBytes: number): PartitionData {
+  try {
+    const log = context.topics.log(topic, wanted.partition);
+    const result = log.read(wanted.offset, Math.max(1, maxBytes));
+    return {
+      partition: wanted.partition,
+      records: result.records,
+      highWatermark: result.logEndOffset,
+      logStartOffset: result.logStartOffset,
+      nextOffset: result.nextOffset,
+    };
+  } catch (err) {
+    return {
+      partition: wanted.partition,
+      records: EMPTY,
+      highWatermark: -1,
+      logStartOffset: -1,
+      nextOffset: wanted.offset,
+      error: toWireError(err),
+    };
+  }
+}
+
+export function handleFetch(context: BrokerContext) {
+  return async (request: FetchRequest): Promise<FetchResponse> => {
+    checkHeader(request.header);
+    if (request.partitions.length === 0) throw new InvalidArgumentError("fetch names no partitions");
+    const maxBytes = Math.min(request.maxBytes > 0 ? request.maxBytes : context.options.maxFetchBytes, context.options.maxFetchBytes);
+    const waitMs = Math.min(Math.max(request.maxWaitMs, 0), MAX_FETCH_WAIT_MS);
+    const deadline = Date.now() + waitMs;
+    const logs: PartitionLog[] = [];
+    for (const p of request.partitions) {
+      // Resolve up front so an unknown topic fails the call rather than waiting.
+      logs.push(context.topics.log(request.topic, p.partition));
+    }
+    for (;;) {
+      let remaining = maxBytes;
+      const partitions: PartitionData[] = [];
+      for (const wanted of request.partitions) {
+        const perPartition = wanted.maxBytes > 0 ? Math.min(wanted.maxBytes, remaining) : remaining;
+        const data = readPartition(context, request.topic, wanted, perPartition);
+        remaining -= data.records.length;
+        partitions.push(data);
+      }
+      const total = maxBytes - remaining;
+      const failed = partitions.some((p) => p.error !== undefined);
+      if (failed || total >= Math.max(request.minBytes, 1) || Date.now() >= deadline || context.shuttingDown()) {
+        context.metrics.fetchRequests.inc({ kind: "fetch" });
+        context.metrics.fetchedBytes.inc(total);
+        return { topic: request.topic, partitions };
+      }
+      await waitForAppend(logs, deadline - Date.now());
+    }
+  };
+}
+
+/** Resolves when any of the logs appends, or after `timeoutMs`. */
+function waitForAppend(logs: PartitionLog[], timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      for (const log of logs) log.off("append", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, timeoutMs));
+    for (const log of logs) log.on("append", done);
+  });
+}
+
+interface Subscription {
+  log: PartitionLog;
+  nextOffset: number;
+  maxBytes: number;
+  onAppend: () => void;
+}
+
+export function handleSubscribe(context: BrokerContext) {
+  const { metrics, logger } = context;
+  return (call: ServerDuplexStream<SubscribeRequest, FetchResponse>): void => {
+    const subscriptions = new Map<number, Subscription>();
+    let topic = "";
+    let credit = 0;
+    let pumpScheduled = false;
+    let waitingForDrain = false;
+    let closed = false;
+    metrics.activeStreams.inc({ kind: "subscribe" });
+
+    const schedulePump = (): void => {
+      if (pumpScheduled || closed) return;
+      pumpScheduled = true;
+      process.nextTick(pump);
+    };
+
+    const unsubscribe = (partition: number): void => {
+      const sub = subscriptions.get(partition);
+      if (!sub) return;
+      sub.log.off("append", sub.onAppend);
+      subscriptions.delete(partition);
+    };
+
+    // Sends what credit allows, one response per round across partitions with data.
+    function pump(): void {
+      pumpScheduled = false;
+      if (closed || waitingForDrain) return;
+      while (credit > 0 && subscriptions.size > 0) {
+        const partitions: PartitionData[] = [];
+        let sent = 0;
+        for (const [partition, sub] of subscriptions) {
+          if (credit - sent <= 0) break;
+          if (sub.nextOffset >= sub.log.logEndOffset) continue;
+          const data = readPartition(context, topic, { partition, offset: sub.nextOffset, maxBytes: 0 }, Math.min(sub.maxBytes, credit - sent));
+          if (data.error) {
+            unsubscribe(partition);
+          } else {
+            sub.nextOffset = data.nextOffset;
+          }
+          sent += data.records.length;
+          partitions.push(data);
+        }
+        if (partitions.length === 0) return;
+        credit -= sent;
+        metrics.fetchRequests.inc({ kind: "subscribe" });
+        metrics.fetchedBytes.inc(sent);
+        if (!call.write({ topic, partitions })) {
+          waitingForDrain = true;
+          call.once("drain", () => {
+            waitingForDrain = false;
+            schedulePump();
+          });
+          return;
+        }
+      }
+    }
+
+    call.on("data", (request: SubscribeRequest) => {
+      try {
+        checkHeader(request.header);
+        for (const partition of request.unsubscribe) unsubscribe(partition);
+        if (request.partitions.length > 0) {
+          if (topic !== "" && request.topic !== topic) {
+            throw new InvalidArgumentError(`this stream reads topic "${topic}"; open another stream for "${request.topic}"`);
+          }
+          topic = request.topic;
+          for (const wanted of request.partitions) {
+            const log = context.topics.log(request.topic, wanted.partition);
+            unsubscribe(wanted.partition);
+            const maxBytes = Math.min(wanted.maxBytes > 0 ? wanted.maxBytes : context.options.maxFetchBytes, context.options.maxFetchBytes);
+            const sub: Subscription = { log, nextOffset: wanted.offset, maxBytes, onAppend: schedulePump };
+            if (wanted.offset < log.logStartOffset || wanted.offset > log.logEndOffset) {
+              // Let the read report OFFSET_OUT_OF_RANGE with the valid range.
+              call.write({ topic, partitions: [readPartition(context, topic, wanted, 1)] });
+              continue;
+            }
+            log.on("append", sub.onAppend);
+            subscriptions.set(wanted.partition, sub);
+          }
+        }
+        if (request.creditBytes > 0) credit += request.creditBytes;
+        schedulePump();
+      } catch (err) {
+        const error = toSluiceError(err);
+        logger.debug({ code: error.code }, "subscribe request refused");
+        call.write({
+          topic: request.topic,
+          partitions: request.partitions.map((p) => ({
+            partition: p.partition,
+            records: EMPTY,
+            highWatermark: -1,
+            logStartOffset: -1,
+            nextOffset: p.offset,
+            error: toWireError(error),
+          })),
+        });
+      }
+    });
+
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      for (const partition of [...subscriptions.keys()]) unsubscribe(partition);
+      metrics.activeStreams.dec({ kind: "subscribe" });
+    };
+    call.on("end", () => {
+      close();
+      call.end();
+    });
+    call.on("cancelled", close);
+    call.on("close", close);
+    call.on("error", close);
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * Broker options: one interface, defaults as named constants, validated once at the door.
+ * Flags, environment variables and the config file all land in `parseBrokerOptions`.
+ */
+import { InvalidConfigError } from "../../common/src/errors.js";
+import type { FlushPolicy } from "./storage/partition-log.js";
+
+export const DEFAULT_BROKER_PORT = 10911;
+export const DEFAULT_BROKER_HTTP_PORT = 8080;
+export const DEFAULT_NAMESERVER = "127.0.0.1:9876";
+export const DEFAULT_CLUSTER = "sluice";
+export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+export const DEFAULT_SEGMENT_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MAX_FETCH_BYTES = 4 * 1024 * 1024;
+/** Bytes of produce data one stream may have waiting for the log before it is paused. */
+export const DEFAULT_MAX_PENDING_PRODUCE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+
+export interface BrokerOptions {
+  /** Broker group name (`--name`): a master and its slaves share it. */
+  group: string;
+  /** Identity inside the group (`--id`). Id 0 is a new group's first master. */
+  brokerId: number;
+  cluster: string;
+  dataDir: string;
+  host: string;
+  /** gRPC port; 0 picks a free one. */
+  port: number;
+  /** HTTP port (/healthz, /readyz, /metrics); 0 picks a free one. */
+  httpPort: number;
+  /** Name servers to register with ("host:port"). */
+  nameservers: string[];
+  flush: FlushPolicy;
+  flushIntervalMs: number;
+  heartbeatIntervalMs: number;
+  /** Defaults for topics created without their own values. */
+  segmentBytes: number;
+  retentionMs: number;
+  retentionBytes: number;
+  maxMessageBytes: number;
+  maxFetchBytes: number;
+  maxPendingProduceBytes: number;
+  shutdownTimeoutMs: number;
+}
+
+export type BrokerOptionsInput = Partial<BrokerOptions> & Pick<BrokerOptions, "group" | "dataDir">;
+
+const FLUSH_POLICIES: readonly FlushPolicy[] = ["sync", "interval", "os"];
+const GROUP_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
+
+export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
+  const options: BrokerOptions = {
+    group: input.group,
+    brokerId: input.brokerId ?? 0,
+    cluster: input.cluster ?? DEFAULT_CLUSTER,
+    dataDir: input.dataDir,
+    host: input.host ?? "127.0.0.1",
+    port: input.port ?? DEFAULT_BROKER_PORT,
+    httpPort: input.httpPort ?? DEFAULT_BROKER_HTTP_PORT,
+    nameservers: input.nameservers ?? [DEFAULT_NAMESERVER],
+    flush: input.flush ?? "interval",
+    flushIntervalMs: input.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
+    heartbeatIntervalMs: input.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+    segmentBytes: input.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+    retentionMs: input.retentionMs ?? DEFAULT_RETENTION_MS,
+    retentionBytes: input.retentionBytes ?? 0,
+    maxMessageBytes: input.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    maxFetchBytes: input.maxFetchBytes ?? DEFAULT_MAX_FETCH_BYTES,
+    maxPendingProduceBytes: input.maxPendingProduceBytes ?? DEFAULT_MAX_PENDING_PRODUCE_BYTES,
+    shutdownTimeoutMs: input.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  };
+  if (!GROUP_NAME.test(options.group)) {
+    throw new InvalidConfigError(`broker name "${options.group}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
+  }
+  requireInteger("id", options.brokerId, 0, 1_000_000);
+  requireInteger("port", options.port, 0, 65535);
+  requireInteger("http-port", options.httpPort, 0, 65535);
+  if (!options.dataDir) throw new InvalidConfigError("--data must name a directory for the broker's logs");
+  if (!FLUSH_POLICIES.includes(options.flush)) {
+    throw new InvalidConfigError(`flush policy "${options.flush}" is unknown: use sync, interval or os`);
+  }
+  if (options.nameservers.length === 0) throw new InvalidConfigError("at least one name server is needed (--nameserver host:port)");
+  for (const address of options.nameservers) requireAddress("nameserver", address);
+  requireInteger("flush-interval-ms", options.flushIntervalMs, 1, 3_600_000);
+  requireInteger("heartbeat-interval-ms", options.heartbeatIntervalMs, 10, 60_000);
+  requireInteger("segment-bytes", options.segmentBytes, 1024, 2 ** 31 - 1);
+  requireInteger("retention-ms", options.retentionMs, 0, Number.MAX_SAFE_INTEGER);
+  requireInteger("retention-bytes", options.retentionBytes, 0, Number.MAX_SAFE_INTEGER);
+  requireInteger("max-message-bytes", options.maxMessageBytes, 1024, 64 * 1024 * 1024 - 1024);
+  requireInteger("max-fetch-bytes", options.maxFetchBytes, 1024, 64 * 1024 * 1024 - 1024);
+  requireInteger("max-pending-produce-bytes", options.maxPendingProduceBytes, 1024, 2 ** 40);
+  requireInteger("shutdown-timeout-ms", options.shutdownTimeoutMs, 0, 600_000);
+  return options;
+}
+
+function requireInteger(name: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidConfigError(`--${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+}
+
+export function requireAddress(name: string, address: string): void {
+  if (!/^[^:\s]+:\d{1,5}$/.test(address)) {
+    throw new InvalidConfigError(`--${name} "${address}" is not host:port`);
+  }
+}

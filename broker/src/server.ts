@@ -1,0 +1,200 @@
+/**
+ * A broker process: recovers its logs, serves the Broker gRPC service and the HTTP side
+ * (/healthz, /readyz, /metrics), and registers with the name servers.
+ *
+ * Shutdown order matters for "nothing acknowledged is lost" and for clients: stop taking
+ * produce, deregister (clients stop routing here), let open calls finish, flush and close
+ * the logs (writing the clean-shutdown marker), then close HTTP.
+ */
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { FastifyInstance } from "fastify";
+import { mkdirSync } from "node:fs";
+import { systemClock, type Clock } from "../../common/src/clock.js";
+import { unary } from "../../common/src/grpc/errors.js";
+import { createHttpServer, createMetricsRegistry, listenHttp } from "../../common/src/http/server.js";
+import { createLogger, type Logger } from "../../common/src/logger.js";
+import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
+import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
+import type { BrokerInfo, HostedPartition } from "../../proto/gen/sluice/v1/nameserver.js";
+import {
+  SERVER_VERSION,
+  handleCreatePartitions,
+  handleDeleteTopic,
+  handleDescribePartitions,
+  handleHandshake,
+  handleListOffsets,
+} from "./grpc/admin.js";
+import type { BrokerContext } from "./grpc/context.js";
+import { handleFetch, handleSubscribe } from "./grpc/fetch.js";
+import { handleProduce } from "./grpc/produce.js";
+import { BrokerMetrics } from "./metrics.js";
+import { parseBrokerOptions, type BrokerOptions, type BrokerOptionsInput } from "./options.js";
+import { Registrar } from "./registration/registrar.js";
+import { TopicManager } from "./topics.js";
+
+export interface BrokerStartOptions extends BrokerOptionsInput {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export class Broker {
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly options: BrokerOptions,
+    private readonly grpc: Server,
+    private readonly http: FastifyInstance,
+    private readonly topics: TopicManager,
+    private readonly registrar: Registrar,
+    private readonly logger: Logger,
+    readonly grpcAddress: string,
+    readonly httpAddress: string,
+    private readonly state: { shuttingDown: boolean },
+  ) {}
+
+  static async start(input: BrokerStartOptions): Promise<Broker> {
+    const options = parseBrokerOptions(input);
+    const clock = input.clock ?? systemClock;
+    const logger = input.logger ?? createLogger(`broker-${options.group}-${options.brokerId}`);
+    mkdirSync(options.dataDir, { recursive: true });
+
+    const registry = createMetricsRegistry();
+    let topics: TopicManager | undefined;
+    let registrar: Registrar | undefined;
+    const state = { shuttingDown: false };
+    const metrics = new BrokerMetrics(registry, () => topics);
+
+    // HTTP first, so /healthz answers while a long recovery runs and /readyz says why not yet.
+    const http = createHttpServer({
+      metrics: registry,
+      notReadyReason: () => {
+        if (state.shuttingDown) return "shutting down";
+        if (!topics) return "recovering logs";
+        if (!registrar || registrar.registeredCount === 0) return "not registered with any name server yet";
+        return null;
+      },
+    });
+    const httpAddress = await listenHttp(http, options.host, options.httpPort);
+
+    try {
+      topics = await TopicManager.open(options, clock, logger);
+    } catch (err) {
+      await http.close();
+      throw err;
+    }
+    const openedTopics = topics;
+
+    const grpc = new Server({
+      "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+      "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+    });
+    let grpcAddress = "";
+    const context: BrokerContext = {
+      options,
+      topics: openedTopics,
+      metrics,
+      logger,
+      role: () => (options.brokerId === 0 ? "master" : "slave"),
+      shuttingDown: () => state.shuttingDown,
+      announce: () => registrar?.heartbeatNow(),
+    };
+    grpc.addService(BrokerService, {
+      handshake: unary(handleHandshake(context, () => grpcAddress, () => httpAddress)),
+      produce: handleProduce(context),
+      fetch: unary(handleFetch(context)),
+      subscribe: handleSubscribe(context),
+      listOffsets: unary(handleListOffsets(context)),
+      createPartitions: unary(handleCreatePartitions(context)),
+      deleteTopic: unary(handleDeleteTopic(context)),
+      describePartitions: unary(handleDescribePartitions(context)),
+    });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        grpc.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) =>
+          err ? reject(err) : resolve(bound),
+        );
+      });
+      grpcAddress = `${options.host}:${port}`;
+    } catch (err) {
+      await openedTopics.close();
+      await http.close();
+      throw err;
+    }
+
+    const info: BrokerInfo = {
+      cluster: options.cluster,
+      group: options.group,
+      brokerId: options.brokerId,
+      address: grpcAddress,
+      httpAddress,
+      version: SERVER_VERSION,
+      role: context.role(),
+      epoch: 1,
+      weight: 1,
+    };
+    registrar = new Registrar({
+      nameservers: options.nameservers,
+      broker: info,
+      hostedPartitions: () => hostedPartitions(openedTopics),
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      clock,
+      logger,
+    });
+    registrar.start();
+    logger.info({ grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush }, "broker started");
+    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state);
+  }
+
+  /** Resolves once registered with at least one name server. */
+  whenRegistered(): Promise<void> {
+    return this.registrar.whenRegistered();
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.state.shuttingDown = true;
+    this.logger.info("broker stopping");
+    await this.registrar.stop();
+    // Let in-flight calls finish; streams that stay open (subscribers) are cut after the timeout.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.grpc.forceShutdown();
+        resolve();
+      }, Math.min(this.options.shutdownTimeoutMs, 2000));
+      this.grpc.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await this.topics.close();
+    await this.http.close();
+    this.logger.info("broker stopped");
+  }
+}
+
+function hostedPartitions(topics: TopicManager): HostedPartition[] {
+  const out: HostedPartition[] = [];
+  for (const record of topics.topics()) {
+    for (const partition of record.partitions) {
+      const log = topics.logs.get(record.topic, partition);
+      out.push({
+        topic: record.topic,
+        partition,
+        logEndOffset: log?.logEndOffset ?? 0,
+        sizeBytes: log?.sizeBytes ?? 0,
+        partitionCount: record.partitionCount,
+        config: {
+          retentionMs: record.settings.retentionMs,
+          retentionBytes: record.settings.retentionBytes,
+          segmentBytes: record.settings.segmentBytes,
+          maxMessageBytes: record.settings.maxMessageBytes,
+        },
+      });
+    }
+  }
+  return out;
+}

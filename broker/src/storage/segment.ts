@@ -1,0 +1,253 @@
+/**
+ * One segment of a partition's log: the `.log` file of whole batches plus its two indexes
+ * (see offset-index.ts and time-index.ts for their layouts).
+ *
+ *   <baseOffset>.log: batches back to back, exactly as received and stamped (RecordBatch v2,
+ *   common/src/batch/layout.ts), base offsets dense: each batch starts at the offset after
+ *   the previous batch's last one, the first at the segment's base offset.
+ *
+ * Bytes reach the file before they become visible: `appendRun` writes, `commit` publishes up
+ * to what was written. A failed group is undone with `rollbackTo(mark)`. File descriptors stay
+ * open for the segment's life.
+ */
+import fs from "node:fs";
+import { baseOffsetOf, batchSizeAt, lastOffsetDeltaOf } from "../../../common/src/batch/layout.js";
+import { OffsetIndex } from "./offset-index.js";
+import { segmentFileName, segmentFilePath, removeSegmentFiles } from "./segment-files.js";
+import { readFully, writeFully, type StorageIo } from "./storage-io.js";
+import { TimeIndex } from "./time-index.js";
+
+/** A stamped batch on its way to disk. */
+export interface PendingBatch {
+  batch: Buffer;
+  baseOffset: number;
+  lastOffset: number;
+  appendTimeMs: number;
+}
+
+/** Where a segment stood before a group was written, to undo the group. */
+export interface SegmentMark {
+  writtenBytes: number;
+  nextOffset: number;
+  offsetEntries: number;
+  timeEntries: number;
+  bytesSinceIndexEntry: number;
+}
+
+export interface SegmentState {
+  dir: string;
+  baseOffset: number;
+  logFd: number;
+  offsetIndex: OffsetIndex;
+  timeIndex: TimeIndex;
+  sizeBytes: number;
+  nextOffset: number;
+}
+
+/** baseOffset int64 + batchLength int32: all a read needs to hop from batch to batch. */
+const HOP_HEADER_BYTES = 12;
+
+export class Segment {
+  readonly dir: string;
+  readonly baseOffset: number;
+  readonly offsetIndex: OffsetIndex;
+  readonly timeIndex: TimeIndex;
+  private readonly logFd: number;
+  /** Bytes in the file, including a group being written. */
+  private writtenBytes: number;
+  /** Bytes readers may see. */
+  private committedBytes: number;
+  private writtenNextOffset: number;
+  private committedNextOffset: number;
+  private bytesSinceIndexEntry: number;
+  private writeGeneration = 0;
+  private syncedGeneration = 0;
+  private closed = false;
+  private readonly hopHeader = Buffer.allocUnsafe(HOP_HEADER_BYTES);
+
+  constructor(state: SegmentState) {
+    this.dir = state.dir;
+    this.baseOffset = state.baseOffset;
+    this.logFd = state.logFd;
+    this.offsetIndex = state.offsetIndex;
+    this.timeIndex = state.timeIndex;
+    this.writtenBytes = this.committedBytes = state.sizeBytes;
+    this.writtenNextOffset = this.committedNextOffset = state.nextOffset;
+    const lastIndexed = this.offsetIndex.count === 0 ? 0 : this.offsetIndex.positionAt(this.offsetIndex.count - 1);
+    this.bytesSinceIndexEntry = state.sizeBytes - lastIndexed;
+  }
+
+  /** A new, empty segment; refuses to overwrite an existing log file. */
+  static create(dir: string, baseOffset: number): Segment {
+    const logFd = fs.openSync(segmentFilePath(dir, baseOffset, "log"), "wx+", 0o644);
+    fs.rmSync(segmentFilePath(dir, baseOffset, "index"), { force: true });
+    fs.rmSync(segmentFilePath(dir, baseOffset, "timeindex"), { force: true });
+    const offsetIndex = OffsetIndex.open(segmentFilePath(dir, baseOffset, "index")).index;
+    const timeIndex = TimeIndex.open(segmentFilePath(dir, baseOffset, "timeindex")).index;
+    return new Segment({ dir, baseOffset, logFd, offsetIndex, timeIndex, sizeBytes: 0, nextOffset: baseOffset });
+  }
+
+  get name(): string {
+    return segmentFileName(this.baseOffset, "log");
+  }
+
+  /** Committed bytes: what readers see and retention counts. */
+  get sizeBytes(): number {
+    return this.committedBytes;
+  }
+
+  /** Offset after the last committed batch. */
+  get nextOffset(): number {
+    return this.committedNextOffset;
+  }
+
+  /** Bytes written, committed or not: what the roll decision counts. */
+  get bytesWritten(): number {
+    return this.writtenBytes;
+  }
+
+  get newestAppendTimeMs(): number {
+    return this.timeIndex.lastTimeMs;
+  }
+
+  get isDirty(): boolean {
+    return this.writeGeneration !== this.syncedGeneration;
+  }
+
+  /** True when everything written is committed (no group of this segment is in flight). */
+  get isSettled(): boolean {
+    return this.writtenBytes === this.committedBytes;
+  }
+
+  mark(): SegmentMark {
+    return {
+      writtenBytes: this.writtenBytes,
+      nextOffset: this.writtenNextOffset,
+      offsetEntries: this.offsetIndex.count,
+      timeEntries: this.timeIndex.count,
+      bytesSinceIndexEntry: this.bytesSinceIndexEntry,
+    };
+  }
+
+  /**
+   * Writes consecutive batches at the end of the file with one gather write, then their index
+   * entries with one write per index. Throws on any failure; the caller rolls back to its mark.
+   */
+  appendRun(run: readonly PendingBatch[], indexIntervalBytes: number, io: StorageIo): void {
+    const written = writeFully(io, this.logFd, run.map((pending) => pending.batch), this.writtenBytes);
+    let position = this.writtenBytes;
+    for (const pending of run) {
+      const relativeOffset = pending.baseOffset - this.baseOffset;
+      if (this.bytesSinceIndexEntry >= indexIntervalBytes && (position > 0 || indexIntervalBytes === 0)) {
+        this.offsetIndex.push(relativeOffset, position);
+        this.bytesSinceIndexEntry = 0;
+      }
+      this.timeIndex.maybePush(pending.appendTimeMs, relativeOffset);
+      this.bytesSinceIndexEntry += pending.batch.length;
+      position += pending.batch.length;
+    }
+    this.writtenBytes += written;
+    this.writtenNextOffset = run[run.length - 1]!.lastOffset + 1;
+    this.writeGeneration++;
+    this.offsetIndex.persist(io);
+    this.timeIndex.persist(io);
+  }
+
+  /** Undoes everything written since `mark`, in the files and in memory. */
+  rollbackTo(mark: SegmentMark, io: StorageIo): void {
+    io.ftruncate(this.logFd, mark.writtenBytes);
+    this.offsetIndex.truncateTo(mark.offsetEntries, io);
+    this.timeIndex.truncateTo(mark.timeEntries, io);
+    this.writtenBytes = mark.writtenBytes;
+    this.writtenNextOffset = mark.nextOffset;
+    this.bytesSinceIndexEntry = mark.bytesSinceIndexEntry;
+  }
+
+  /** Makes everything written visible to readers. */
+  commit(): void {
+    this.committedBytes = this.writtenBytes;
+    this.committedNextOffset = this.writtenNextOffset;
+  }
+
+  /**
+   * Position and size of the committed batch containing `offset`: the index gives the floor
+   * entry, then 12-byte headers are walked until the next batch starts past `offset`.
+   */
+  locate(offset: number): { position: number; size: number } {
+    let position = this.offsetIndex.floor(offset - this.baseOffset).position;
+    let size = this.readHop(position).size;
+    for (;;) {
+      const next = position + size;
+      if (next >= this.committedBytes) break;
+      const hop = this.readHop(next);
+      if (hop.baseOffset > offset) break;
+      position = next;
+      size = hop.size;
+    }
+    return { position, size };
+  }
+
+  /**
+   * Whole batches from `position` with one read: up to `maxBytes`, but always the first batch
+   * (`firstBatchBytes`) even when it alone is larger.
+   */
+  read(position: number, firstBatchBytes: number, maxBytes: number): { records: Buffer; nextOffset: number } {
+    const want = Math.min(this.committedBytes - position, Math.max(maxBytes, firstBatchBytes));
+    const buffer = Buffer.allocUnsafe(want);
+    const got = readFully(this.logFd, buffer, 0, want, position);
+    let end = 0;
+    let lastBatchAt = 0;
+    while (end + HOP_HEADER_BYTES <= got) {
+      const size = batchSizeAt(buffer, end);
+      if (end + size > got) break;
+      lastBatchAt = end;
+      end += size;
+    }
+    const nextOffset = baseOffsetOf(buffer, lastBatchAt) + lastOffsetDeltaOf(buffer, lastBatchAt) + 1;
+    return { records: buffer.subarray(0, end), nextOffset };
+  }
+
+  /** First committed offset appended at or after `timestampMs`, per the time index. */
+  offsetAtOrAfterTime(timestampMs: number): { offset: number; timestampMs: number } | null {
+    const i = this.timeIndex.firstAtOrAfter(timestampMs);
+    if (i < 0) return null;
+    const offset = this.baseOffset + this.timeIndex.relativeOffsetAt(i);
+    return offset < this.committedNextOffset ? { offset, timestampMs: this.timeIndex.timeAt(i) } : null;
+  }
+
+  /** fdatasync of the log file only: what an acknowledgement under `sync` needs. */
+  async syncLog(io: StorageIo): Promise<void> {
+    if (!this.closed) await io.fdatasync(this.logFd);
+  }
+
+  /** fdatasync of the log and both indexes: what advancing the recovery point needs. */
+  async syncAll(io: StorageIo): Promise<void> {
+    const generation = this.writeGeneration;
+    try {
+      await Promise.all([this.syncLog(io), this.offsetIndex.sync(io), this.timeIndex.sync(io)]);
+    } catch (err) {
+      if (this.closed) return; // deleted by retention meanwhile: nothing left to make durable
+      throw err;
+    }
+    this.syncedGeneration = Math.max(this.syncedGeneration, generation);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.logFd);
+    this.offsetIndex.close();
+    this.timeIndex.close();
+  }
+
+  /** Closes and removes the segment's three files. */
+  deleteFiles(): void {
+    this.close();
+    removeSegmentFiles(this.dir, this.baseOffset);
+  }
+
+  private readHop(position: number): { baseOffset: number; size: number } {
+    readFully(this.logFd, this.hopHeader, 0, HOP_HEADER_BYTES, position);
+    return { baseOffset: baseOffsetOf(this.hopHeader), size: batchSizeAt(this.hopHeader) };
+  }
+}

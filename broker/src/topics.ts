@@ -1,0 +1,152 @@
+/**
+ * The topics and partitions this broker hosts: configuration (LMDB) joined with the logs
+ * (storage). Every RPC finds its partition through here, so "unknown topic" and "not
+ * hosted here" are decided in one place.
+ */
+import {
+  InvalidArgumentError,
+  InvalidTopicNameError,
+  NotLeaderError,
+  UnknownPartitionError,
+  UnknownTopicError,
+} from "../../common/src/errors.js";
+import { TOPIC_NAME_PATTERN } from "../../common/src/protocol.js";
+import type { Clock } from "../../common/src/clock.js";
+import type { Logger } from "../../common/src/logger.js";
+import { LogManager } from "./storage/log-manager.js";
+import type { PartitionConfig, PartitionLog } from "./storage/partition-log.js";
+import { TopicStore, type TopicRecord, type TopicSettings } from "./metadata/topic-store.js";
+import type { BrokerOptions } from "./options.js";
+
+export class TopicManager {
+  private constructor(
+    private readonly store: TopicStore,
+    readonly logs: LogManager,
+    private readonly options: BrokerOptions,
+  ) {}
+
+  static async open(options: BrokerOptions, clock: Clock, logger: Logger): Promise<TopicManager> {
+    const store = TopicStore.open(options.dataDir);
+    const configFor = (topic: string): PartitionConfig => {
+      const record = store.get(topic);
+      return partitionConfig(record?.settings ?? defaultSettings(options), options);
+    };
+    const logs = await LogManager.open({
+      dataDir: options.dataDir,
+      configFor,
+      flushIntervalMs: options.flushIntervalMs,
+      clock,
+      logger,
+    });
+    const manager = new TopicManager(store, logs, options);
+    // A crash between writing the topic record and creating its log directories leaves
+    // partitions without logs: create them now so the record stays the truth.
+    for (const record of store.list()) {
+      for (const partition of record.partitions) {
+        if (!logs.get(record.topic, partition)) await logs.create(record.topic, partition, partitionConfig(record.settings, options));
+      }
+    }
+    return manager;
+  }
+
+  /** The log of a hosted partition, or the typed error that tells the client what to do. */
+  log(topic: string, partition: number): PartitionLog {
+    const log = this.logs.get(topic, partition);
+    if (log) return log;
+    const record = this.store.get(topic);
+    if (!record) throw new UnknownTopicError(topic, " on this broker");
+    if (!Number.isInteger(partition) || partition < 0 || partition >= record.partitionCount) {
+      throw new UnknownPartitionError(topic, partition, record.partitionCount);
+    }
+    throw new NotLeaderError(
+      `partition ${partition} of topic "${topic}" is not hosted by this broker; refresh routes from the name server`,
+    );
+  }
+
+  topic(name: string): TopicRecord | undefined {
+    return this.store.get(name);
+  }
+
+  topics(): TopicRecord[] {
+    return this.store.list();
+  }
+
+  /** Creates (idempotently) the listed partitions of a topic on this broker. */
+  async createPartitions(
+    topic: string,
+    partitions: number[],
+    partitionCount: number,
+    requested: Partial<TopicSettings>,
+  ): Promise<number[]> {
+    if (!TOPIC_NAME_PATTERN.test(topic)) {
+      throw new InvalidTopicNameError(
+        `topic name "${topic}" is invalid: use 1-249 characters from letters, digits, '.', '_' and '-'`,
+      );
+    }
+    if (!Number.isInteger(partitionCount) || partitionCount < 1) {
+      throw new InvalidArgumentError(`partition count must be a positive integer, got ${partitionCount}`);
+    }
+    for (const p of partitions) {
+      if (!Number.isInteger(p) || p < 0 || p >= partitionCount) {
+        throw new InvalidArgumentError(`partition ${p} is outside 0..${partitionCount - 1} for topic "${topic}"`);
+      }
+    }
+    const existing = this.store.get(topic);
+    const settings = { ...defaultSettings(this.options), ...(existing?.settings ?? {}), ...definedOnly(requested) };
+    const hosted = new Set([...(existing?.partitions ?? []), ...partitions]);
+    const record: TopicRecord = {
+      topic,
+      partitionCount: Math.max(partitionCount, existing?.partitionCount ?? 0),
+      partitions: [...hosted].sort((a, b) => a - b),
+      settings,
+      createdAtMs: existing?.createdAtMs ?? Date.now(),
+    };
+    // Record first, then logs: start-up completes a create that a crash interrupted.
+    await this.store.put(record);
+    const created: number[] = [];
+    for (const partition of partitions) {
+      if (!this.logs.get(topic, partition)) created.push(partition);
+      await this.logs.create(topic, partition, partitionConfig(settings, this.options));
+    }
+    return created;
+  }
+
+  async deleteTopic(topic: string): Promise<void> {
+    if (!this.store.get(topic)) throw new UnknownTopicError(topic, " on this broker");
+    await this.store.delete(topic);
+    await this.logs.deleteTopic(topic);
+  }
+
+  async close(): Promise<void> {
+    await this.logs.close();
+    await this.store.close();
+  }
+}
+
+export function defaultSettings(options: BrokerOptions): TopicSettings {
+  return {
+    retentionMs: options.retentionMs,
+    retentionBytes: options.retentionBytes,
+    segmentBytes: options.segmentBytes,
+    maxMessageBytes: options.maxMessageBytes,
+  };
+}
+
+function partitionConfig(settings: TopicSettings, options: BrokerOptions): PartitionConfig {
+  return {
+    segmentBytes: settings.segmentBytes,
+    indexIntervalBytes: 4096,
+    retentionMs: settings.retentionMs,
+    retentionBytes: settings.retentionBytes,
+    flush: options.flush,
+  };
+}
+
+/** Proto3 sends 0 for "unset": only positive values override the defaults. */
+function definedOnly(settings: Partial<TopicSettings>): Partial<TopicSettings> {
+  const out: Partial<TopicSettings> = {};
+  for (const [key, value] of Object.entries(settings) as [keyof TopicSettings, number | undefined][]) {
+    if (value !== undefined && value > 0) out[key] = value;
+  }
+  return out;
+}

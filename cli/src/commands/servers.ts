@@ -1,0 +1,224 @@
+/** `sluice dev`, `sluice nameserver` and `sluice broker`: the server processes. */
+import { Command, Option } from "commander";
+import { resolve } from "node:path";
+import { Broker } from "../../../broker/src/server.js";
+import { DEFAULT_BROKER_HTTP_PORT, DEFAULT_BROKER_PORT } from "../../../broker/src/options.js";
+import type { BrokerOptionsInput } from "../../../broker/src/options.js";
+import { NameServer } from "../../../nameserver/src/server.js";
+import { InvalidConfigError } from "../../../common/src/errors.js";
+import { createLogger } from "../../../common/src/logger.js";
+import { loadConfigFile, mergeOptions } from "../config.js";
+import { action, parseInteger, type GlobalOptions } from "../output.js";
+
+const DEFAULT_NAMESERVER_PORT = 9876;
+const DEFAULT_NAMESERVER_HTTP_PORT = 9877;
+const FLUSH = ["sync", "interval", "os"] as const;
+
+/** Keys a broker config file may hold (also the long flag names). */
+const BROKER_KEYS = [
+  "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
+  "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster",
+] as const;
+const NAMESERVER_KEYS = ["host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs"] as const;
+const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes"] as const;
+
+function sourceOf(command: Command) {
+  return (key: string): string | undefined => command.getOptionValueSource(key) ?? undefined;
+}
+
+/** Stops the servers on SIGTERM / SIGINT; a second signal exits at once. */
+function stopOnSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    process.stderr.write(`sluice: ${signal} received, shutting down\n`);
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`sluice: shutdown failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+function num(value: unknown, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isFinite(n)) throw new InvalidConfigError(`${name} must be a number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function str(value: unknown): string | undefined {
+  return value === undefined ? undefined : String(value);
+}
+
+function storageOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
+  const out: Partial<BrokerOptionsInput> = {};
+  const set = <K extends keyof BrokerOptionsInput>(key: K, value: BrokerOptionsInput[K] | undefined): void => {
+    if (value !== undefined) out[key] = value;
+  };
+  set("flush", str(o.flush) as BrokerOptionsInput["flush"]);
+  set("flushIntervalMs", num(o.flushIntervalMs, "flushIntervalMs"));
+  set("segmentBytes", num(o.segmentBytes, "segmentBytes"));
+  set("retentionMs", num(o.retentionMs, "retentionMs"));
+  set("retentionBytes", num(o.retentionBytes, "retentionBytes"));
+  set("maxMessageBytes", num(o.maxMessageBytes, "maxMessageBytes"));
+  return out;
+}
+
+function addStorageFlags(command: Command): Command {
+  return command
+    .addOption(new Option("--flush <policy>", "flush policy: sync (fsync before ack), interval, os").choices(FLUSH).env("SLUICE_FLUSH"))
+    .option("--flush-interval-ms <ms>", "fsync period under --flush interval (default 1000)", parseInteger("flush-interval-ms", 1))
+    .option("--segment-bytes <bytes>", "default segment size for new topics", parseInteger("segment-bytes", 1024))
+    .option("--retention-ms <ms>", "default retention by age for new topics (0 = for ever)", parseInteger("retention-ms"))
+    .option("--retention-bytes <bytes>", "default retention by size per partition (0 = unlimited)", parseInteger("retention-bytes"))
+    .option("--max-message-bytes <bytes>", "largest batch a producer may send", parseInteger("max-message-bytes", 1024));
+}
+
+export function serverCommands(program: Command, globals: () => GlobalOptions): void {
+  const dev = program
+    .command("dev")
+    .description("run an embedded single-node cluster: a name server and a broker in one process")
+    .addOption(new Option("--data <dir>", "data directory").default("./data").env("SLUICE_DATA"))
+    .option("--port-offset <n>", "add N to every port (9876, 10911, 8080)", parseInteger("port-offset", 0, 50000))
+    .option("--host <host>", "address to bind", "127.0.0.1")
+    .addOption(new Option("--nameserver-port <port>", "name server gRPC port (0 = free port)").argParser(parseInteger("nameserver-port", 0, 65535)).hideHelp())
+    .addOption(new Option("--broker-port <port>", "broker gRPC port (0 = free port)").argParser(parseInteger("broker-port", 0, 65535)).hideHelp())
+    .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).hideHelp())
+    .option("--config <file>", "YAML config file (flags override it)");
+  addStorageFlags(dev).action(
+    action(async (flags: Record<string, unknown>) => {
+      const o = mergeOptions(flags, sourceOf(dev), loadConfigFile(str(flags.config), DEV_KEYS));
+      const offset = num(o.portOffset, "portOffset") ?? 0;
+      const host = str(o.host) ?? "127.0.0.1";
+      const logger = createLogger("sluice-dev");
+      const nameserver = await NameServer.start({
+        host,
+        port: num(o.nameserverPort, "nameserverPort") ?? DEFAULT_NAMESERVER_PORT + offset,
+        httpPort: null,
+        logger,
+      });
+      let broker: Broker;
+      try {
+        broker = await Broker.start({
+          group: "local",
+          brokerId: 0,
+          dataDir: resolve(str(o.data) ?? "./data"),
+          host,
+          port: num(o.brokerPort, "brokerPort") ?? DEFAULT_BROKER_PORT + offset,
+          httpPort: num(o.httpPort, "httpPort") ?? DEFAULT_BROKER_HTTP_PORT + offset,
+          nameservers: [nameserver.grpcAddress],
+          ...storageOptions(o),
+          logger,
+        });
+        await broker.whenRegistered();
+      } catch (err) {
+        await nameserver.stop();
+        throw err;
+      }
+      stopOnSignal(async () => {
+        await broker.stop();
+        await nameserver.stop();
+      });
+      const info = {
+        nameserver: nameserver.grpcAddress,
+        broker: broker.grpcAddress,
+        http: broker.httpAddress,
+        dataDir: broker.options.dataDir,
+        flush: broker.options.flush,
+        pid: process.pid,
+      };
+      process.stdout.write(
+        globals().json
+          ? JSON.stringify(info) + "\n"
+          : `sluice dev is running (Ctrl-C to stop)\n` +
+              `  name server  ${info.nameserver}\n` +
+              `  broker       ${info.broker}  (group local, id 0, master)\n` +
+              `  http         http://${info.http}  (/healthz /readyz /metrics)\n` +
+              `  data         ${info.dataDir}  (flush ${info.flush})\n` +
+              `try: npx sluice topic create orders --partitions 3\n`,
+      );
+      await new Promise(() => {});
+    }),
+  );
+
+  const nameserver = program
+    .command("nameserver")
+    .description("run a name server (broker registry and topic routes)")
+    .option("--host <host>", "address to bind", "127.0.0.1")
+    .addOption(new Option("--port <port>", "gRPC port (0 = free port)").argParser(parseInteger("port", 0, 65535)).default(DEFAULT_NAMESERVER_PORT).env("SLUICE_NAMESERVER_PORT"))
+    .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).default(DEFAULT_NAMESERVER_HTTP_PORT).env("SLUICE_NAMESERVER_HTTP_PORT"))
+    .option("--heartbeat-interval-ms <ms>", "expected broker heartbeat interval", parseInteger("heartbeat-interval-ms", 10))
+    .option("--expiry-ms <ms>", "remove a broker silent for this long (default 3 x interval)", parseInteger("expiry-ms", 10))
+    .option("--config <file>", "YAML config file (flags override it)")
+    .action(
+      action(async (flags: Record<string, unknown>) => {
+        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), NAMESERVER_KEYS));
+        const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
+        const expiryMs = num(o.expiryMs, "expiryMs");
+        const server = await NameServer.start({
+          host: str(o.host) ?? "127.0.0.1",
+          port: num(o.port, "port") ?? DEFAULT_NAMESERVER_PORT,
+          httpPort: num(o.httpPort, "httpPort") ?? DEFAULT_NAMESERVER_HTTP_PORT,
+          ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }),
+          ...(expiryMs === undefined ? {} : { expiryMs }),
+          logger: createLogger("nameserver"),
+        });
+        stopOnSignal(() => server.stop());
+        const info = { nameserver: server.grpcAddress, http: server.httpAddress, pid: process.pid };
+        process.stdout.write(
+          globals().json ? JSON.stringify(info) + "\n" : `sluice name server listening on ${info.nameserver} (http ${info.http})\n`,
+        );
+        await new Promise(() => {});
+      }),
+    );
+
+  const broker = program
+    .command("broker")
+    .description("run a broker of broker group --name")
+    .option("--name <group>", "broker group name")
+    .addOption(new Option("--id <n>", "broker id inside the group (0 = the first master)").argParser(parseInteger("id", 0)))
+    .addOption(new Option("--data <dir>", "data directory (default ./data/<name>-<id>)").env("SLUICE_DATA"))
+    .option("--host <host>", "address to bind", "127.0.0.1")
+    .addOption(new Option("--port <port>", "gRPC port (0 = free port)").argParser(parseInteger("port", 0, 65535)).default(DEFAULT_BROKER_PORT).env("SLUICE_BROKER_PORT"))
+    .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).default(DEFAULT_BROKER_HTTP_PORT).env("SLUICE_HTTP_PORT"))
+    .option("--heartbeat-interval-ms <ms>", "heartbeat interval to the name servers", parseInteger("heartbeat-interval-ms", 10))
+    .option("--cluster <name>", "cluster name")
+    .option("--config <file>", "YAML config file (flags override it)");
+  addStorageFlags(broker).action(
+    action(async (flags: Record<string, unknown>) => {
+      const o = mergeOptions(flags, sourceOf(broker), loadConfigFile(str(flags.config), BROKER_KEYS));
+      const group = str(o.name);
+      if (!group) throw new InvalidConfigError("--name is required: the broker group this broker belongs to");
+      const brokerId = num(o.id, "id") ?? 0;
+      const nameservers = (str(o.nameserver) ?? globals().nameserver).split(",").map((s) => s.trim()).filter(Boolean);
+      const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
+      const cluster = str(o.cluster);
+      const server = await Broker.start({
+        group,
+        brokerId,
+        dataDir: resolve(str(o.data) ?? `./data/${group}-${brokerId}`),
+        host: str(o.host) ?? "127.0.0.1",
+        port: num(o.port, "port") ?? DEFAULT_BROKER_PORT,
+        httpPort: num(o.httpPort, "httpPort") ?? DEFAULT_BROKER_HTTP_PORT,
+        nameservers,
+        ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }),
+        ...(cluster === undefined ? {} : { cluster }),
+        ...storageOptions(o),
+      });
+      stopOnSignal(() => server.stop());
+      const info = { broker: server.grpcAddress, http: server.httpAddress, group, id: brokerId, dataDir: server.options.dataDir, pid: process.pid };
+      process.stdout.write(
+        globals().json
+          ? JSON.stringify(info) + "\n"
+          : `sluice broker ${group}/${brokerId} listening on ${info.broker} (http ${info.http}, data ${info.dataDir})\n`,
+      );
+      await new Promise(() => {});
+    }),
+  );
+}

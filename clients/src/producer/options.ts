@@ -1,0 +1,84 @@
+/** Producer options, their defaults, and their validation. */
+import { InvalidArgumentError } from "../../../common/src/errors.js";
+import type { CompressionName } from "../../../common/src/batch/index.js";
+import { Acks } from "../../../proto/gen/sluice/v1/broker.js";
+import { checkInteger, checkKnownKeys } from "../options.js";
+import { checkPartitionerOption, type PartitionerOption } from "./partitioner.js";
+
+export type AcksOption = "none" | "leader" | "all";
+
+export interface ProducerOptions {
+  /**
+   * How long a batch waits for more messages before it is sent, in ms. `0` sends on the
+   * next turn of the event loop (setImmediate), so messages sent in the same tick still
+   * share a batch while latency stays minimal.
+   * @defaultValue 0
+   */
+  lingerMs?: number;
+  /**
+   * A partition's batch is sent as soon as it reaches this size (uncompressed, estimated
+   * from key and value sizes). A single larger message travels alone in its batch and may
+   * be refused by the broker's `maxMessageBytes`.
+   * @defaultValue 1048576 (1 MiB)
+   */
+  maxBatchBytes?: number;
+  /**
+   * When a send counts as done: `"none"` once written to the connection (offsets come back
+   * as -1), `"leader"` once the partition's master appended it, `"all"` once the
+   * replication requirement of its broker group is met.
+   * @defaultValue "leader"
+   */
+  acks?: AcksOption;
+  /** Compression of each batch. @defaultValue "none" */
+  compression?: CompressionName;
+  /**
+   * How messages without an explicit `partition` are spread: `"default"` (murmur2 key hash
+   * as Kafka's when a key is set, else round robin), `"round-robin"`, `"key-hash"`,
+   * `"random"`, or a function `(message, partitionCount, topic) => partition`.
+   * @defaultValue "default"
+   */
+  partitioner?: PartitionerOption;
+}
+
+export const DEFAULT_LINGER_MS = 0;
+export const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
+export const DEFAULT_ACKS: AcksOption = "leader";
+export const DEFAULT_COMPRESSION: CompressionName = "none";
+/** A linger longer than this is a unit mistake (seconds for ms), not a tuning choice. */
+export const MAX_LINGER_MS = 60_000;
+export const MIN_MAX_BATCH_BYTES = 1024;
+/** Brokers accept batches up to their `maxMessageBytes` (8 MiB by default, 64 MiB at most). */
+export const MAX_MAX_BATCH_BYTES = 32 * 1024 * 1024;
+
+export interface ParsedProducerOptions {
+  readonly lingerMs: number;
+  readonly maxBatchBytes: number;
+  readonly acks: Acks;
+  readonly compression: CompressionName;
+  readonly partitioner: PartitionerOption;
+}
+
+const ACKS_BY_NAME: Record<AcksOption, Acks> = { none: Acks.ACKS_NONE, leader: Acks.ACKS_LEADER, all: Acks.ACKS_ALL };
+const KNOWN_KEYS = ["lingerMs", "maxBatchBytes", "acks", "compression", "partitioner"] as const;
+
+export function parseProducerOptions(options: ProducerOptions = {}): ParsedProducerOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidArgumentError(`producer options must be an object like { lingerMs: 5, acks: "leader" }`);
+  }
+  checkKnownKeys("producer", options, KNOWN_KEYS);
+  const acks = options.acks ?? DEFAULT_ACKS;
+  if (!Object.prototype.hasOwnProperty.call(ACKS_BY_NAME, acks)) {
+    throw new InvalidArgumentError(`acks must be "none", "leader" or "all", got ${JSON.stringify(acks)}`);
+  }
+  const compression = options.compression ?? DEFAULT_COMPRESSION;
+  if (compression !== "none" && compression !== "gzip") {
+    throw new InvalidArgumentError(`compression must be "none" or "gzip", got ${JSON.stringify(compression)}`);
+  }
+  return {
+    lingerMs: checkInteger("lingerMs", options.lingerMs ?? DEFAULT_LINGER_MS, 0, MAX_LINGER_MS),
+    maxBatchBytes: checkInteger("maxBatchBytes", options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES, MIN_MAX_BATCH_BYTES, MAX_MAX_BATCH_BYTES),
+    acks: ACKS_BY_NAME[acks],
+    compression,
+    partitioner: checkPartitionerOption(options.partitioner ?? "default"),
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * One gRPC channel per broker address, shared by every producer, consumer and admin of a
+ * `Sluice` client. The first use of a connection runs the Handshake, which checks that the
+ * broker speaks this client's protocol version; streams open only after it succeeded.
+ */
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { ClosedError, UnsupportedVersionError } from "../../../common/src/errors.js";
+import type { Logger } from "../../../common/src/logger.js";
+import { PROTOCOL_VERSION } from "../../../common/src/protocol.js";
+import {
+  BrokerClient,
+  type DescribePartitionsRequest,
+  type DescribePartitionsResponse,
+  type FetchRequest,
+  type FetchResponse,
+  type HandshakeResponse,
+  type ListOffsetsRequest,
+  type ListOffsetsResponse,
+  type ProduceRequest,
+  type ProduceResponse,
+  type SubscribeRequest,
+} from "../../../proto/gen/sluice/v1/broker.js";
+import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
+import { callUnary, CHANNEL_OPTIONS, channelCredentials } from "./grpc.js";
+
+export interface BrokerPoolContext {
+  readonly header: RequestHeader;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+export class BrokerConnection {
+  private readonly client: BrokerClient;
+  private handshake: Promise<HandshakeResponse> | undefined;
+  private closed = false;
+  /** True once the Handshake succeeded: the hot paths check this instead of awaiting. */
+  ready = false;
+  /** What the broker said about itself, once the Handshake succeeded. */
+  info: HandshakeResponse | undefined;
+
+  constructor(
+    readonly address: string,
+    private readonly context: BrokerPoolContext,
+  ) {
+    this.client = new BrokerClient(address, channelCredentials(), CHANNEL_OPTIONS);
+  }
+
+  /** Runs the Handshake once; a failed one is forgotten so the next call tries again. */
+  whenReady(): Promise<HandshakeResponse> {
+    if (this.closed) return Promise.reject(new ClosedError(`connection to broker ${this.address}`));
+    if (this.handshake === undefined) {
+      const request = {
+        header: this.context.header,
+        minProtocolVersion: PROTOCOL_VERSION,
+        maxProtocolVersion: PROTOCOL_VERSION,
+      };
+      const deadline = Date.now() + this.context.requestTimeoutMs;
+      this.handshake = callUnary(this.client.handshake, this.client, request, deadline, this.target()).then(
+        (response) => {
+          checkProtocol(this.address, response);
+          this.info = response;
+          this.ready = true;
+          this.context.logger.debug({ broker: this.address, serverVersion: response.serverVersion }, "broker handshake done");
+          return response;
+        },
+        (err: unknown) => {
+          this.handshake = undefined;
+          throw err;
+        },
+      );
+    }
+    return this.handshake;
+  }
+
+  openProduce(): ClientDuplexStream<ProduceRequest, ProduceResponse> {
+    return this.client.produce();
+  }
+
+  openSubscribe(): ClientDuplexStream<SubscribeRequest, FetchResponse> {
+    return this.client.subscribe();
+  }
+
+  async listOffsets(request: ListOffsetsRequest, deadlineMs: number): Promise<ListOffsetsResponse> {
+    await this.whenReady();
+    return callUnary(this.client.listOffsets, this.client, request, deadlineMs, this.target());
+  }
+
+  async fetch(request: FetchRequest, deadlineMs: number): Promise<FetchResponse> {
+    await this.whenReady();
+    return callUnary(this.client.fetch, this.client, request, deadlineMs, this.target());
+  }
+
+  async describePartitions(request: DescribePartitionsRequest, deadlineMs: number): Promise<DescribePartitionsResponse> {
+    await this.whenReady();
+    return callUnary(this.client.describePartitions, this.client, request, deadlineMs, this.target());
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ready = false;
+    this.client.close();
+  }
+
+  private target(): string {
+    return `broker ${this.address}`;
+  }
+}
+
+/** The versions were agreed by the broker; a broker that answers outside ours is refused. */
+function checkProtocol(address: string, response: HandshakeResponse): void {
+  if (response.protocolVersion !== PROTOCOL_VERSION) {
+    throw new UnsupportedVersionError(
+      `broker ${address} speaks protocol versions ${response.minProtocolVersion}..${response.maxProtocolVersion} ` +
+        `and chose ${response.protocolVersion}; this client speaks ${PROTOCOL_VERSION}: upgrade the ${
+          response.maxProtocolVersion < PROTOCOL_VERSION ? "broker" : "client"
+        }`,
+    );
+  }
+}
+
+export class BrokerPool {
+  private readonly connections = new Map<string, BrokerConnection>();
+  private closed = false;
+
+  constructor(private readonly context: BrokerPoolContext) {}
+
+  /** The shared connection to `address` (gRPC host:port), created on first use. */
+  get(address: string): BrokerConnection {
+    if (this.closed) throw new ClosedError("the Sluice client");
+    let connection = this.connections.get(address);
+    if (connection === undefined) {
+      connection = new BrokerConnection(address, this.context);
+      this.connections.set(address, connection);
+    }
+    return connection;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const connection of this.connections.values()) connection.close();
+    this.connections.clear();
+  }
+}

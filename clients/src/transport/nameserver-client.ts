@@ -1,0 +1,100 @@
+/**
+ * The name servers as one service. Name servers are independent replicas (every broker
+ * registers with each), so any of them can answer: a call goes to the one that answered
+ * last, and moves on to the next when that one cannot be reached. Answers such as "no such
+ * topic" are final and are not asked of the others.
+ */
+import { BrokerUnavailableError, ClosedError, SluiceError, type ErrorCode } from "../../../common/src/errors.js";
+import type { Logger } from "../../../common/src/logger.js";
+import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
+import {
+  NameServerClient as GeneratedNameServerClient,
+  type CreateTopicRequest,
+  type CreateTopicResponse,
+  type GetRoutesResponse,
+  type ListBrokersResponse,
+  type ListTopicsResponse,
+  type NsDeleteTopicRequest,
+  type NsDeleteTopicResponse,
+} from "../../../proto/gen/sluice/v1/nameserver.js";
+import { callUnary, CHANNEL_OPTIONS, channelCredentials, type UnaryMethod } from "./grpc.js";
+
+/** Failures that say "this name server cannot answer now", not "the answer is no". */
+const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "BROKER_UNAVAILABLE",
+  "REQUEST_TIMED_OUT",
+  "NOT_READY",
+  "SHUTTING_DOWN",
+]);
+
+export interface NameServerContext {
+  readonly header: RequestHeader;
+  readonly logger: Logger;
+}
+
+type Method<Req, Res> = (client: GeneratedNameServerClient) => UnaryMethod<Req, Res>;
+
+export class NameServerClient {
+  private readonly clients: GeneratedNameServerClient[];
+  /** Index of the name server that answered last; calls start there. */
+  private preferred = 0;
+  private closed = false;
+
+  constructor(
+    readonly addresses: readonly string[],
+    private readonly context: NameServerContext,
+  ) {
+    this.clients = addresses.map((address) => new GeneratedNameServerClient(address, channelCredentials(), CHANNEL_OPTIONS));
+  }
+
+  getRoutes(topics: string[], deadlineMs: number): Promise<GetRoutesResponse> {
+    return this.call((c) => c.getRoutes, { header: this.context.header, topics }, deadlineMs);
+  }
+
+  createTopic(request: Omit<CreateTopicRequest, "header">, deadlineMs: number): Promise<CreateTopicResponse> {
+    return this.call((c) => c.createTopic, { ...request, header: this.context.header }, deadlineMs);
+  }
+
+  deleteTopic(request: Omit<NsDeleteTopicRequest, "header">, deadlineMs: number): Promise<NsDeleteTopicResponse> {
+    return this.call((c) => c.deleteTopic, { ...request, header: this.context.header }, deadlineMs);
+  }
+
+  listTopics(deadlineMs: number): Promise<ListTopicsResponse> {
+    return this.call((c) => c.listTopics, { header: this.context.header }, deadlineMs);
+  }
+
+  listBrokers(deadlineMs: number): Promise<ListBrokersResponse> {
+    return this.call((c) => c.listBrokers, { header: this.context.header }, deadlineMs);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const client of this.clients) client.close();
+  }
+
+  /** Tries each name server once, starting with the preferred one. */
+  private async call<Req, Res>(method: Method<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+    if (this.closed) throw new ClosedError("the Sluice client");
+    const failures: string[] = [];
+    let lastError: SluiceError | undefined;
+    for (let tried = 0; tried < this.clients.length; tried++) {
+      const index = (this.preferred + tried) % this.clients.length;
+      const client = this.clients[index]!;
+      const address = this.addresses[index]!;
+      try {
+        const response = await callUnary(method(client), client, request, deadlineMs, `name server ${address}`);
+        this.preferred = index;
+        return response;
+      } catch (err) {
+        const error = err as SluiceError;
+        if (!FAILOVER_CODES.has(error.code) || this.closed) throw error;
+        lastError = error;
+        failures.push(`${address}: ${error.message}`);
+        this.context.logger.debug({ nameserver: address, code: error.code }, "name server unavailable, trying the next");
+      }
+    }
+    if (this.clients.length === 1 && lastError !== undefined) throw lastError;
+    throw new BrokerUnavailableError(`no name server could answer (${failures.join("; ")})`, { cause: lastError });
+  }
+}

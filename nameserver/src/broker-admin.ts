@@ -1,0 +1,73 @@
+/**
+ * The name server's calls to brokers: creating a topic's partitions on the groups placement
+ * chose, and deleting a topic. One gRPC channel per broker address, reused across calls and
+ * closed with the name server.
+ */
+import { Metadata, credentials, type CallOptions } from "@grpc/grpc-js";
+import { fromServiceError } from "../../common/src/grpc/errors.js";
+import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../common/src/protocol.js";
+import {
+  BrokerClient,
+  type CreatePartitionsRequest,
+  type CreatePartitionsResponse,
+} from "../../proto/gen/sluice/v1/broker.js";
+import type { RequestHeader } from "../../proto/gen/sluice/v1/common.js";
+
+export interface BrokerAdminOptions {
+  /** Sent in every RequestHeader so brokers can tell the name server's calls apart. */
+  clientId: string;
+  /** Deadline of one call to a broker. */
+  requestTimeoutMs: number;
+}
+
+export class BrokerAdminClients {
+  private readonly clients = new Map<string, BrokerClient>();
+  private readonly header: RequestHeader;
+
+  constructor(private readonly options: BrokerAdminOptions) {
+    this.header = { clientId: options.clientId, protocolVersion: PROTOCOL_VERSION };
+  }
+
+  createPartitions(address: string, request: Omit<CreatePartitionsRequest, "header">): Promise<CreatePartitionsResponse> {
+    const client = this.client(address);
+    return new Promise((resolve, reject) => {
+      client.createPartitions({ ...request, header: this.header }, this.metadata(), this.callOptions(), (err, response) =>
+        err ? reject(fromServiceError(err, `broker ${address}`)) : resolve(response),
+      );
+    });
+  }
+
+  deleteTopic(address: string, topic: string): Promise<void> {
+    const client = this.client(address);
+    return new Promise((resolve, reject) => {
+      client.deleteTopic({ header: this.header, topic }, this.metadata(), this.callOptions(), (err) =>
+        err ? reject(fromServiceError(err, `broker ${address}`)) : resolve(),
+      );
+    });
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+
+  private client(address: string): BrokerClient {
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      client = new BrokerClient(address, credentials.createInsecure(), {
+        "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+        "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+      });
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  private metadata(): Metadata {
+    return new Metadata();
+  }
+
+  private callOptions(): Partial<CallOptions> {
+    return { deadline: Date.now() + this.options.requestTimeoutMs };
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Name server options: defaults as named constants, validated once at start-up.
+ * Flags, environment variables and config files all land in `NameServerOptions`.
+ */
+import { systemClock, type Clock } from "../../common/src/clock.js";
+import { InvalidConfigError } from "../../common/src/errors.js";
+import { createLogger, type Logger } from "../../common/src/logger.js";
+import { MemoryRegistryStore } from "./registry/memory-store.js";
+import type { RegistryStore } from "./registry/store.js";
+
+export const DEFAULT_NAMESERVER_HOST = "127.0.0.1";
+export const DEFAULT_NAMESERVER_GRPC_PORT = 9876;
+export const DEFAULT_NAMESERVER_HTTP_PORT = 9877;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+/** Missed heartbeats after which a broker is removed (R2's k). */
+export const DEFAULT_EXPIRY_HEARTBEATS = 3;
+/** Deadline of one call from the name server to a broker (CreatePartitions, DeleteTopic). */
+export const DEFAULT_BROKER_REQUEST_TIMEOUT_MS = 10_000;
+/** How long `stop()` waits for in-flight calls before cutting them off. */
+export const GRACEFUL_SHUTDOWN_MS = 2000;
+/** The client id the name server puts in its requests to brokers. */
+export const NAMESERVER_CLIENT_ID = "nameserver";
+
+export interface NameServerOptions {
+  /** @defaultValue "127.0.0.1" */
+  host?: string;
+  /** gRPC port; 0 picks a free one. @defaultValue 9876 */
+  port?: number;
+  /** HTTP port (/metrics, /healthz, /readyz); 0 picks a free one, null runs no HTTP server
+   * (embedded in `sluice dev`, whose broker owns the HTTP port). @defaultValue 9877 */
+  httpPort?: number | null;
+  /** The interval brokers are told to heartbeat at. @defaultValue 1000 */
+  heartbeatIntervalMs?: number;
+  /** Silence after which a broker is removed. @defaultValue 3 × heartbeatIntervalMs */
+  expiryMs?: number;
+  /** @defaultValue 10000 */
+  brokerRequestTimeoutMs?: number;
+  /** Where brokers and topics are kept. @defaultValue a new in-memory store */
+  store?: RegistryStore;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface ResolvedNameServerOptions {
+  host: string;
+  port: number;
+  httpPort: number | null;
+  heartbeatIntervalMs: number;
+  expiryMs: number;
+  brokerRequestTimeoutMs: number;
+  store: RegistryStore;
+  /** True when the store is the in-memory one, rebuilt from broker reports. */
+  storeIsMemory: boolean;
+  clock: Clock;
+  logger: Logger;
+}
+
+export function parseNameServerOptions(options: NameServerOptions = {}): ResolvedNameServerOptions {
+  const host = options.host ?? DEFAULT_NAMESERVER_HOST;
+  if (host === "") throw new InvalidConfigError("host must not be empty; use 0.0.0.0 to listen on every interface");
+  const port = checkPort("port", options.port ?? DEFAULT_NAMESERVER_GRPC_PORT);
+  const httpPort = options.httpPort === null ? null : checkPort("httpPort", options.httpPort ?? DEFAULT_NAMESERVER_HTTP_PORT);
+  const heartbeatIntervalMs = checkPositiveInteger("heartbeatIntervalMs", options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
+  const expiryMs = checkPositiveInteger("expiryMs", options.expiryMs ?? DEFAULT_EXPIRY_HEARTBEATS * heartbeatIntervalMs);
+  if (expiryMs <= heartbeatIntervalMs) {
+    throw new InvalidConfigError(
+      `expiryMs (${expiryMs}) must be longer than heartbeatIntervalMs (${heartbeatIntervalMs}), or every broker ` +
+        `expires between two heartbeats; ${DEFAULT_EXPIRY_HEARTBEATS} × the interval is the usual choice`,
+    );
+  }
+  const brokerRequestTimeoutMs = checkPositiveInteger(
+    "brokerRequestTimeoutMs",
+    options.brokerRequestTimeoutMs ?? DEFAULT_BROKER_REQUEST_TIMEOUT_MS,
+  );
+  const store = options.store ?? new MemoryRegistryStore();
+  return {
+    host,
+    port,
+    httpPort,
+    heartbeatIntervalMs,
+    expiryMs,
+    brokerRequestTimeoutMs,
+    store,
+    storeIsMemory: store instanceof MemoryRegistryStore,
+    clock: options.clock ?? systemClock,
+    logger: options.logger ?? createLogger("nameserver"),
+  };
+}
+
+function checkPort(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new InvalidConfigError(`${name} must be an integer from 0 to 65535 (0 picks a free port), got ${value}`);
+  }
+  return value;
+}
+
+function checkPositiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new InvalidConfigError(`${name} must be a positive integer number of milliseconds, got ${value}`);
+  }
+  return value;
+}

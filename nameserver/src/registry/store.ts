@@ -1,0 +1,74 @@
+/**
+ * Where the name server keeps what it knows: registered brokers and topics.
+ *
+ * One interface, two implementations: the in-memory store (embedded default; every name
+ * server is independent and rebuilt from broker heartbeats, RocketMQ-style) and, later, an
+ * etcd store shared by every name server. Every method returns a Promise so the etcd store
+ * fits behind the same interface; the in-memory store simply resolves at once.
+ *
+ * Records are plain JSON-serialisable objects (the etcd store writes them as JSON values).
+ * Liveness (heartbeat times) is deliberately not stored: each name server judges it from the
+ * heartbeats it receives, so a heartbeat never costs a registry write.
+ */
+import type { TopicConfig } from "../../../proto/gen/sluice/v1/common.js";
+
+export type BrokerRole = "master" | "slave";
+
+/** A registered broker, as it described itself in its last register or heartbeat. */
+export interface BrokerRecord {
+  cluster: string;
+  /** Broker group (a master and its slaves), e.g. "b1". */
+  group: string;
+  /** Identity inside the group (`--id`); the role comes from the registry, not from this. */
+  brokerId: number;
+  /** gRPC "host:port". */
+  address: string;
+  /** HTTP "host:port" (admin, metrics). */
+  httpAddress: string;
+  version: string;
+  role: BrokerRole;
+  epoch: number;
+  /** Placement weight: a group whose master has weight 2 takes twice the share of partitions. */
+  weight: number;
+  registeredAtMs: number;
+}
+
+/** A topic: how many partitions it has and which broker group holds each. */
+export interface TopicRecord {
+  topic: string;
+  partitionCount: number;
+  /**
+   * Broker group per partition: `assignment[p]` holds partition p. An empty string marks a
+   * partition no broker has reported yet (a name server rebuilding from heartbeats).
+   */
+  assignment: string[];
+  config: TopicConfig;
+}
+
+/** Identifies a broker across registrations: cluster, group and id. */
+export function brokerKey(broker: { cluster: string; group: string; brokerId: number }): string {
+  return `${broker.cluster}/${broker.group}/${broker.brokerId}`;
+}
+
+export interface RegistryStore {
+  /** Adds or replaces the broker with the same `brokerKey`. */
+  putBroker(record: BrokerRecord): Promise<void>;
+  /** Removes a broker by `brokerKey`; resolves false when it was not registered. */
+  removeBroker(key: string): Promise<boolean>;
+  getBroker(key: string): Promise<BrokerRecord | undefined>;
+  listBrokers(): Promise<BrokerRecord[]>;
+
+  /**
+   * Records a new topic unless one with that name exists (an atomic check-and-put, so two
+   * name servers sharing a store cannot both create it). Resolves false when it existed.
+   */
+  createTopic(record: TopicRecord): Promise<boolean>;
+  /** Adds or replaces a topic (learned from broker reports, or grown). */
+  putTopic(record: TopicRecord): Promise<void>;
+  getTopic(topic: string): Promise<TopicRecord | undefined>;
+  /** Resolves false when the topic did not exist. */
+  deleteTopic(topic: string): Promise<boolean>;
+  listTopics(): Promise<TopicRecord[]>;
+
+  close(): Promise<void>;
+}

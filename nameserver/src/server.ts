@@ -1,0 +1,158 @@
+/**
+ * The name server process: gRPC (NameServer service), an optional HTTP side (/metrics,
+ * /healthz, /readyz) and the sweep timer that expires silent brokers.
+ */
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { FastifyInstance } from "fastify";
+import { createHttpServer, createMetricsRegistry, listenHttp } from "../../common/src/http/server.js";
+import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
+import { NameServerService } from "../../proto/gen/sluice/v1/nameserver.js";
+import { BrokerAdminClients } from "./broker-admin.js";
+import { ClusterState } from "./cluster-state.js";
+import { NameServerMetrics } from "./metrics.js";
+import {
+  GRACEFUL_SHUTDOWN_MS,
+  NAMESERVER_CLIENT_ID,
+  parseNameServerOptions,
+  type NameServerOptions,
+  type ResolvedNameServerOptions,
+} from "./options.js";
+import { createNameServerService } from "./service.js";
+import { TopicAdmin } from "./topic-admin.js";
+
+export class NameServer {
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping = false;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    private readonly options: ResolvedNameServerOptions,
+    readonly state: ClusterState,
+    private readonly grpcServer: Server,
+    private readonly httpServer: FastifyInstance | undefined,
+    private readonly brokerAdmin: BrokerAdminClients,
+    private readonly metrics: NameServerMetrics,
+    /** "host:port" the gRPC server bound. */
+    readonly grpcAddress: string,
+    /** "host:port" the HTTP server bound, or null when it runs without one. */
+    readonly httpAddress: string | null,
+  ) {}
+
+  static async start(input: NameServerOptions = {}): Promise<NameServer> {
+    const options = parseNameServerOptions(input);
+    const { logger } = options;
+    const state = new ClusterState({
+      store: options.store,
+      clock: options.clock,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      expiryMs: options.expiryMs,
+      logger,
+      learnTopicsFromReports: options.storeIsMemory,
+    });
+    const brokerAdmin = new BrokerAdminClients({
+      clientId: NAMESERVER_CLIENT_ID,
+      requestTimeoutMs: options.brokerRequestTimeoutMs,
+    });
+    const registry = createMetricsRegistry();
+    const metrics = new NameServerMetrics(registry, state);
+    const grpcServer = new Server({
+      "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+      "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+    });
+    grpcServer.addService(
+      NameServerService,
+      createNameServerService({
+        state,
+        topics: new TopicAdmin(state, brokerAdmin, logger),
+        metrics,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        expiryMs: options.expiryMs,
+      }),
+    );
+
+    let grpcBound = false;
+    let httpServer: FastifyInstance | undefined;
+    try {
+      const grpcPort = await bindGrpc(grpcServer, options.host, options.port);
+      grpcBound = true;
+      const grpcAddress = `${options.host}:${grpcPort}`;
+      let httpAddress: string | null = null;
+      if (options.httpPort !== null) {
+        httpServer = createHttpServer({
+          metrics: registry,
+          // Nothing to load before serving: the registry fills from heartbeats as they come.
+          notReadyReason: () => (grpcBound ? null : "the gRPC port is not bound yet"),
+        });
+        httpAddress = await listenHttp(httpServer, options.host, options.httpPort);
+      }
+      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, grpcAddress, httpAddress);
+      server.startSweeping();
+      logger.info(
+        { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, store: options.storeIsMemory ? "memory" : "external" },
+        "name server started",
+      );
+      return server;
+    } catch (err) {
+      grpcServer.forceShutdown();
+      await httpServer?.close();
+      brokerAdmin.close();
+      throw err;
+    }
+  }
+
+  /** Stops the sweep timer, lets in-flight calls finish (at most 2 s), then closes everything. */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    await Promise.all([shutdownGrpc(this.grpcServer, GRACEFUL_SHUTDOWN_MS), this.httpServer?.close()]);
+    this.brokerAdmin.close();
+    await this.options.store.close();
+    this.options.logger.info({ grpcAddress: this.grpcAddress }, "name server stopped");
+  }
+
+  // Sweeping twice per interval bounds how late an expiry is noticed to half an interval.
+  private startSweeping(): void {
+    const periodMs = Math.max(1, Math.floor(this.options.heartbeatIntervalMs / 2));
+    this.sweepTimer = setInterval(() => void this.sweepOnce(), periodMs);
+    this.sweepTimer.unref();
+  }
+
+  private async sweepOnce(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const { expired } = await this.state.sweep();
+      if (expired.length > 0) this.metrics.brokerExpiries.inc(expired.length);
+    } catch (err) {
+      this.options.logger.error({ err }, "sweeping expired brokers failed; retrying on the next tick");
+    } finally {
+      this.sweeping = false;
+    }
+  }
+}
+
+function bindGrpc(server: Server, host: string, port: number): Promise<number> {
+  const target = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(target, ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+  });
+}
+
+/** Graceful shutdown with a deadline: calls still running after `graceMs` are cut off. */
+function shutdownGrpc(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,134 @@
+/**
+ * Creating and deleting topics: validate, place, ask the brokers, then record.
+ *
+ * The brokers are asked first and the registry written last, so a recorded topic always has
+ * its partitions on disk somewhere; a creation that fails half-way asks the brokers that did
+ * create partitions to delete them again, so nothing half-made is left to be reported back.
+ */
+import {
+  TopicAlreadyExistsError,
+  UnknownTopicError,
+  errorFromWire,
+  toSluiceError,
+  type SluiceError,
+} from "../../common/src/errors.js";
+import type { Logger } from "../../common/src/logger.js";
+import type { CreateTopicRequest, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
+import type { BrokerAdminClients } from "./broker-admin.js";
+import type { ClusterState } from "./cluster-state.js";
+import { placePartitions } from "./placement.js";
+import type { TopicRecord } from "./registry/store.js";
+import { EMPTY_TOPIC_CONFIG } from "./topic-reports.js";
+import { validatePartitionCount, validateTopicName } from "./topic-validation.js";
+
+/** Codes a broker may answer DeleteTopic with that still mean "nothing of it left here". */
+const DELETE_TOLERATED_CODES = new Set(["UNKNOWN_TOPIC", "NOT_LEADER"]);
+
+export class TopicAdmin {
+  /** Topics being created right now: a second CreateTopic for one of them is a duplicate. */
+  private readonly creating = new Set<string>();
+
+  constructor(
+    private readonly state: ClusterState,
+    private readonly brokers: BrokerAdminClients,
+    private readonly logger: Logger,
+  ) {}
+
+  async createTopic(request: CreateTopicRequest): Promise<TopicRoute> {
+    const { topic } = request;
+    validateTopicName(topic);
+    validatePartitionCount(topic, request.partitions);
+    if (this.creating.has(topic) || (await this.state.getTopic(topic)) !== undefined) {
+      throw new TopicAlreadyExistsError(topic);
+    }
+    this.creating.add(topic);
+    try {
+      const assignment = placePartitions({
+        topic,
+        partitionCount: request.partitions,
+        groups: await this.state.placementGroups(),
+        pinnedGroups: request.brokerGroups,
+      });
+      const record: TopicRecord = {
+        topic,
+        partitionCount: request.partitions,
+        assignment,
+        config: { ...EMPTY_TOPIC_CONFIG, ...request.config },
+      };
+      await this.createOnBrokers(record);
+      if (!(await this.state.recordNewTopic(record))) throw new TopicAlreadyExistsError(topic);
+      this.logger.info({ topic, partitionCount: record.partitionCount, groups: [...new Set(assignment)] }, "topic created");
+      const [route] = await this.state.routes([topic]);
+      return route!;
+    } finally {
+      this.creating.delete(topic);
+    }
+  }
+
+  async deleteTopic(topic: string): Promise<void> {
+    const record = await this.state.getTopic(topic);
+    if (record === undefined) throw new UnknownTopicError(topic, " on this name server");
+    const groups = new Set(record.assignment);
+    const hosts = (await this.state.liveBrokers()).filter((b) => groups.has(b.group));
+    const results = await Promise.allSettled(hosts.map((broker) => this.brokers.deleteTopic(broker.address, topic)));
+    results.forEach((result, i) => {
+      if (result.status === "fulfilled") return;
+      const error = toSluiceError(result.reason);
+      if (DELETE_TOLERATED_CODES.has(error.code)) return;
+      const broker = hosts[i]!;
+      // The record stays, so the delete can simply be retried; brokers that did delete answer
+      // UNKNOWN_TOPIC the second time.
+      throw withContext(error, `deleting topic "${topic}" on broker ${broker.group}/${broker.brokerId} (${broker.address}) failed`);
+    });
+    await this.state.removeTopic(topic);
+    this.logger.info({ topic, brokers: hosts.length }, "topic deleted");
+  }
+
+  /** Creates each group's partitions on its master, in parallel; undoes them all on failure. */
+  private async createOnBrokers(record: TopicRecord): Promise<void> {
+    const views = await this.state.groupViews();
+    const partitionsByGroup = new Map<string, number[]>();
+    record.assignment.forEach((group, partition) => {
+      const list = partitionsByGroup.get(group);
+      if (list === undefined) partitionsByGroup.set(group, [partition]);
+      else list.push(partition);
+    });
+    const calls = [...partitionsByGroup].map(([group, partitions]) => {
+      // Placement only picks groups with a live master; re-read here, it could have expired since.
+      const master = views.get(group)?.master;
+      if (master === undefined) {
+        return { group, address: "", result: Promise.reject(errorFromWire("NO_BROKERS_AVAILABLE", `broker group "${group}" lost its master`)) };
+      }
+      const result = this.brokers.createPartitions(master.address, {
+        topic: record.topic,
+        partitions,
+        config: record.config,
+        partitionCount: record.partitionCount,
+      });
+      return { group, address: master.address, result };
+    });
+    const results = await Promise.allSettled(calls.map((c) => c.result));
+    const failures = results.flatMap((result, i) =>
+      result.status === "rejected" ? [{ call: calls[i]!, error: toSluiceError(result.reason) }] : [],
+    );
+    if (failures.length === 0) return;
+
+    const exists = failures.find((f) => f.error.code === "TOPIC_ALREADY_EXISTS");
+    // A broker that already has the topic means it was created through another name server
+    // and this one has not heard yet: those partitions are not ours to remove.
+    if (exists !== undefined) throw new TopicAlreadyExistsError(record.topic);
+    const created = calls.filter((_, i) => results[i]!.status === "fulfilled");
+    await Promise.allSettled(created.map((c) => this.brokers.deleteTopic(c.address, record.topic)));
+    const { call, error } = failures[0]!;
+    this.logger.warn(
+      { topic: record.topic, group: call.group, address: call.address, code: error.code, err: error.message, rolledBack: created.length },
+      "topic creation failed on a broker; partitions created elsewhere were deleted again",
+    );
+    throw withContext(error, `creating topic "${record.topic}" on broker group "${call.group}"${call.address ? ` (${call.address})` : ""} failed`);
+  }
+}
+
+/** The same error (code, retriability) with a message that says where it happened. */
+function withContext(error: SluiceError, context: string): SluiceError {
+  return errorFromWire(error.code, `${context}: ${error.message}`, error.retriable, error.retryAfterMs);
+}

@@ -1,0 +1,131 @@
+/**
+ * The broker's gRPC contract, spoken directly (no SDK): a corrupt or oversized batch is
+ * refused with a typed error and nothing is appended; an unsupported protocol version is
+ * refused; stored bytes come back exactly as they were sent.
+ */
+import assert from "node:assert/strict";
+import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
+import { after, before, describe, it } from "node:test";
+import { encodeBatch } from "../../common/src/batch/index.js";
+import { RECORDS_AT } from "../../common/src/batch/layout.js";
+import { fromServiceError } from "../../common/src/grpc/errors.js";
+import { Sluice } from "../../clients/src/index.js";
+import {
+  Acks,
+  BrokerClient,
+  OffsetSpec,
+  type ProduceRequest,
+  type ProduceResponse,
+} from "../../proto/gen/sluice/v1/broker.js";
+import { startDev, type Cluster } from "../helpers/processes.js";
+
+const header = { clientId: "protocol-test", protocolVersion: 1 };
+
+function produceOnce(client: BrokerClient, request: Omit<ProduceRequest, "header">): Promise<ProduceResponse> {
+  return new Promise((resolve, reject) => {
+    const stream: ClientDuplexStream<ProduceRequest, ProduceResponse> = client.produce();
+    stream.once("data", (response: ProduceResponse) => {
+      resolve(response);
+      stream.end();
+    });
+    stream.once("error", reject);
+    stream.write({ header, ...request });
+  });
+}
+
+function endOffset(client: BrokerClient, topic: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    client.listOffsets({ header, topic, partitions: [{ partition: 0, spec: OffsetSpec.OFFSET_SPEC_LATEST, timestampMs: 0 }] }, (err, res) =>
+      err ? reject(err) : resolve(res.partitions[0]?.offset ?? -1),
+    ),
+  );
+}
+
+describe("broker protocol", () => {
+  let cluster: Cluster;
+  let client: BrokerClient;
+  before(async () => {
+    cluster = await startDev();
+    const sluice = new Sluice({ nameservers: [cluster.nameserver] });
+    await sluice.admin().createTopic("raw", { partitions: 1 });
+    await sluice.close();
+    client = new BrokerClient(cluster.broker, credentials.createInsecure());
+  });
+  after(async () => {
+    client?.close();
+    await cluster?.process.stop();
+  });
+
+  it("appends a valid batch and serves back the same bytes with the offset stamped", async () => {
+    const batch = encodeBatch([{ value: "one" }, { value: "two" }]);
+    const original = Buffer.from(batch);
+    const response = await produceOnce(client, { correlationId: 7, topic: "raw", partition: 0, acks: Acks.ACKS_LEADER, batch });
+    assert.equal(response.error, undefined);
+    assert.equal(response.correlationId, 7);
+    const base = response.baseOffset;
+    const fetched = await new Promise<Buffer>((resolve, reject) =>
+      client.fetch({ header, topic: "raw", partitions: [{ partition: 0, offset: base, maxBytes: 1 << 20 }], maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20 }, (err, res) =>
+        err ? reject(err) : resolve(res.partitions[0]?.records as Buffer),
+      ),
+    );
+    assert.equal(fetched.length, original.length);
+    assert.equal(Number(fetched.readBigInt64BE(0)), base, "base offset stamped");
+    assert.deepEqual(fetched.subarray(12 + 4), original.subarray(12 + 4), "everything after the broker's prefix is byte-identical");
+  });
+
+  it("refuses a batch whose CRC does not match, and appends nothing", async () => {
+    const before = await endOffset(client, "raw");
+    const batch = encodeBatch([{ value: "flip me" }]);
+    batch[RECORDS_AT + 3] = (batch[RECORDS_AT + 3] as number) ^ 0xff;
+    const response = await produceOnce(client, { correlationId: 8, topic: "raw", partition: 0, acks: Acks.ACKS_LEADER, batch });
+    assert.equal(response.error?.code, "CORRUPT_BATCH");
+    assert.equal(response.error?.retriable, false);
+    assert.match(response.error?.message ?? "", /CRC/);
+    assert.equal(await endOffset(client, "raw"), before);
+  });
+
+  it("refuses truncated bytes and an unknown partition with typed errors", async () => {
+    const before = await endOffset(client, "raw");
+    const batch = encodeBatch([{ value: "cut" }]).subarray(0, 40);
+    const truncated = await produceOnce(client, { correlationId: 9, topic: "raw", partition: 0, acks: Acks.ACKS_LEADER, batch });
+    assert.equal(truncated.error?.code, "CORRUPT_BATCH");
+    const unknown = await produceOnce(client, { correlationId: 10, topic: "raw", partition: 5, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: "x" }]) });
+    assert.equal(unknown.error?.code, "UNKNOWN_PARTITION");
+    assert.match(unknown.error?.message ?? "", /has 1 partition; partition 5 does not exist/);
+    const noTopic = await produceOnce(client, { correlationId: 11, topic: "ghost", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: "x" }]) });
+    assert.equal(noTopic.error?.code, "UNKNOWN_TOPIC");
+    assert.equal(await endOffset(client, "raw"), before);
+  });
+
+  it("refuses a protocol version it does not speak", async () => {
+    const err = await new Promise<unknown>((resolve) =>
+      client.listOffsets({ header: { clientId: "future", protocolVersion: 99 }, topic: "raw", partitions: [] }, (e) => resolve(e)),
+    );
+    assert.equal(fromServiceError(err).code, "UNSUPPORTED_VERSION");
+  });
+
+  it("answers a fetch below the log start or past the end with OFFSET_OUT_OF_RANGE", async () => {
+    const end = await endOffset(client, "raw");
+    const data = await new Promise<{ code?: string; message?: string }>((resolve, reject) =>
+      client.fetch({ header, topic: "raw", partitions: [{ partition: 0, offset: end + 100, maxBytes: 1024 }], maxWaitMs: 0, minBytes: 0, maxBytes: 1024 }, (err, res) =>
+        err ? reject(err) : resolve({ code: res.partitions[0]?.error?.code, message: res.partitions[0]?.error?.message }),
+      ),
+    );
+    assert.equal(data.code, "OFFSET_OUT_OF_RANGE");
+    assert.match(data.message ?? "", /valid offsets are 0\.\./);
+  });
+
+  it("long-poll fetch waits for new data and answers as soon as it is appended", async () => {
+    const end = await endOffset(client, "raw");
+    const started = Date.now();
+    const pending = new Promise<number>((resolve, reject) =>
+      client.fetch({ header, topic: "raw", partitions: [{ partition: 0, offset: end, maxBytes: 1 << 20 }], maxWaitMs: 5000, minBytes: 1, maxBytes: 1 << 20 }, (err, res) =>
+        err ? reject(err) : resolve(res.partitions[0]?.records.length ?? 0),
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await produceOnce(client, { correlationId: 12, topic: "raw", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: "wake" }]) });
+    assert.ok((await pending) > 0);
+    assert.ok(Date.now() - started < 4000, "answered on append, not at the deadline");
+  });
+});
