@@ -52,6 +52,12 @@ export class ClusterState {
   // Topic records are read, merged and written back; one chain keeps those steps from
   // interleaving across concurrent heartbeats and admin calls.
   private topicWrites: Promise<unknown> = Promise.resolve();
+  /**
+   * Topics being created through this name server. The brokers announce new partitions with
+   * an immediate heartbeat, which arrives while the creation is still running: learning the
+   * topic from it would record a half-known topic and make the creation collide with itself.
+   */
+  private readonly topicsBeingCreated = new Set<string>();
 
   constructor(options: ClusterStateOptions) {
     this.store = options.store;
@@ -185,6 +191,20 @@ export class ClusterState {
     });
   }
 
+  /**
+   * Reserves a topic name for a creation running on this name server; false when one already
+   * runs. Reports of the topic are ignored until `releaseTopicCreation`.
+   */
+  claimTopicCreation(topic: string): boolean {
+    if (this.topicsBeingCreated.has(topic)) return false;
+    this.topicsBeingCreated.add(topic);
+    return true;
+  }
+
+  releaseTopicCreation(topic: string): void {
+    this.topicsBeingCreated.delete(topic);
+  }
+
   /** Records a topic created through this name server; false when the name is taken. */
   async recordNewTopic(record: TopicRecord): Promise<boolean> {
     return this.serialTopicWrite(async () => {
@@ -209,7 +229,7 @@ export class ClusterState {
     if (partitions.length === 0) return;
     await this.serialTopicWrite(async () => {
       for (const [topic, reports] of groupReportsByTopic(partitions)) {
-        if (!isValidTopicName(topic) || this.reports.isRecentlyDeleted(topic)) continue;
+        if (!isValidTopicName(topic) || this.topicsBeingCreated.has(topic) || this.reports.isRecentlyDeleted(topic)) continue;
         if (reports.some((r) => r.partition >= MAX_PARTITIONS_PER_TOPIC || r.partitionCount > MAX_PARTITIONS_PER_TOPIC)) continue;
         const existing = await this.store.getTopic(topic);
         const merged = mergeReportedPartitions(existing, topic, group, reports);

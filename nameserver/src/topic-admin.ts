@@ -25,9 +25,6 @@ import { validatePartitionCount, validateTopicName } from "./topic-validation.js
 const DELETE_TOLERATED_CODES = new Set(["UNKNOWN_TOPIC", "NOT_LEADER"]);
 
 export class TopicAdmin {
-  /** Topics being created right now: a second CreateTopic for one of them is a duplicate. */
-  private readonly creating = new Set<string>();
-
   constructor(
     private readonly state: ClusterState,
     private readonly brokers: BrokerAdminClients,
@@ -38,11 +35,10 @@ export class TopicAdmin {
     const { topic } = request;
     validateTopicName(topic);
     validatePartitionCount(topic, request.partitions);
-    if (this.creating.has(topic) || (await this.state.getTopic(topic)) !== undefined) {
-      throw new TopicAlreadyExistsError(topic);
-    }
-    this.creating.add(topic);
+    // Claimed before the lookup, so a second CreateTopic racing this one is a duplicate too.
+    if (!this.state.claimTopicCreation(topic)) throw new TopicAlreadyExistsError(topic);
     try {
+      if ((await this.state.getTopic(topic)) !== undefined) throw new TopicAlreadyExistsError(topic);
       const assignment = placePartitions({
         topic,
         partitionCount: request.partitions,
@@ -61,7 +57,7 @@ export class TopicAdmin {
       const [route] = await this.state.routes([topic]);
       return route!;
     } finally {
-      this.creating.delete(topic);
+      this.state.releaseTopicCreation(topic);
     }
   }
 
