@@ -199,6 +199,11 @@ describe("batch codec: builder", () => {
     assert.throws(() => builder.append({ value: "v" }, Number.NaN), InvalidArgumentError);
     assert.throws(() => builder.append({ value: "v", timestamp: 1.5 }, T0), InvalidArgumentError);
     assert.equal(builder.count, 0, "a refused record is not half-appended");
+    builder.append({ value: "good" }, T0);
+    assert.throws(() => builder.append({ value: "v", headers: { bad: 7 as unknown as string } }, T0 + 999), InvalidArgumentError);
+    const batch = builder.build();
+    assert.equal(maxTimestampOf(batch), T0, "a refused record leaves maxTimestamp alone");
+    assert.equal(recordCountOf(batch), 1);
   });
 });
 

@@ -20,7 +20,7 @@
  *     value          valueLength bytes
  *
  * All varints are ZigZag (see varint.ts). Example: key "k", value "v", no headers, first
- * record of its batch: 0E 00 00 00 02 6B 02 76 00 (length 7 -> zigzag 14 = 0x0E).
+ * record of its batch: 10 00 00 00 02 6B 02 76 00 (length 8 -> zigzag 16 = 0x10).
  *
  * Speed: records are written straight into one growable buffer as they are appended. The
  * sizes of a record's fields are computed first so its length prefix is written once, in
@@ -323,10 +323,9 @@ export class RecordBatchBuilder {
 /** Encodes `records` as one batch; records without a timestamp get the current time. */
 export function encodeBatch(records: readonly RecordInput[], options: BatchOptions = {}): Buffer {
   const now = Date.now();
+  // Sized for the values (exact for Buffers and ASCII strings) so one batch rarely regrows.
   let estimatedBytes = RECORDS_AT;
-  for (const record of records) {
-    estimatedBytes += 24 + (typeof record.value === "string" ? record.value.length * 3 : record.value?.length ?? 0);
-  }
+  for (const record of records) estimatedBytes += 24 + (record.value?.length ?? 0) + (record.key?.length ?? 0);
   const builder = new RecordBatchBuilder({ ...options, initialCapacityBytes: estimatedBytes });
   for (const record of records) builder.append(record, now);
   return builder.build();
