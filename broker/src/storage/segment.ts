@@ -138,7 +138,7 @@ export class Segment {
     let position = this.writtenBytes;
     for (const pending of run) {
       const relativeOffset = pending.baseOffset - this.baseOffset;
-      if (this.bytesSinceIndexEntry >= indexIntervalBytes && (position > 0 || indexIntervalBytes === 0)) {
+      if (this.bytesSinceIndexEntry >= indexIntervalBytes) {
         this.offsetIndex.push(relativeOffset, position);
         this.bytesSinceIndexEntry = 0;
       }

@@ -1,0 +1,21 @@
+/** The broker's commit log: what the rest of the broker imports from storage. */
+export {
+  DEFAULT_PARTITION_CONFIG,
+  validatePartitionConfig,
+  type FlushPolicy,
+  type PartitionConfig,
+} from "./config.js";
+export {
+  NO_LEADER_EPOCH,
+  PartitionLog,
+  type AppendResult,
+  type PartitionLogOptions,
+  type ReadResult,
+} from "./partition-log.js";
+export {
+  DEFAULT_FLUSH_INTERVAL_MS,
+  DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+  LogManager,
+  type LogManagerOptions,
+} from "./log-manager.js";
+export { nodeStorageIo, type StorageIo } from "./storage-io.js";
