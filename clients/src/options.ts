@@ -1,6 +1,7 @@
 /** Options of the `Sluice` client, their defaults, and the one place they are validated. */
-import { InvalidArgumentError } from "../../common/src/errors.js";
+import { InvalidArgumentError, InvalidTopicNameError } from "../../common/src/errors.js";
 import { silentLogger, type Logger } from "../../common/src/logger.js";
+import { TOPIC_NAME_PATTERN } from "../../common/src/protocol.js";
 import { parseRetryOptions, type ParsedRetryOptions, type RetryOptions } from "./retry.js";
 
 export interface SluiceOptions {
@@ -74,6 +75,14 @@ export function checkInteger(name: string, value: unknown, min: number, max: num
     throw new InvalidArgumentError(`${name} must be an integer ${range}, got ${JSON.stringify(value) ?? String(value)}`);
   }
   return value;
+}
+
+/** Topic names as the name servers accept them (Kafka's rule): checked before any request. */
+export function checkTopicName(topic: unknown): string {
+  if (typeof topic === "string" && TOPIC_NAME_PATTERN.test(topic) && topic !== "." && topic !== "..") return topic;
+  throw new InvalidTopicNameError(
+    `${topic === "" ? "an empty name" : JSON.stringify(topic)} is not a valid topic name: use 1 to 249 characters from a-z, A-Z, 0-9, ".", "_" and "-" (not "." or "..")`,
+  );
 }
 
 /** Rejects option names this version does not know, so a typo does not pass silently. */

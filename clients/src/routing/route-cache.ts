@@ -47,6 +47,17 @@ export class CachedRoute {
   }
 }
 
+/**
+ * The name servers decide which topics exist, so their "no such topic" is final: retrying
+ * it would only wait out the request timeout. (A broker's UNKNOWN_TOPIC stays retriable: it
+ * may come from a stale route.)
+ */
+function finalUnknownTopic(topic: string): UnknownTopicError {
+  const err = new UnknownTopicError(topic);
+  Object.defineProperty(err, "retriable", { value: false });
+  return err;
+}
+
 export interface RouteCacheOptions {
   readonly refreshMs: number;
   readonly requestTimeoutMs: number;
@@ -73,7 +84,7 @@ export class RouteCache {
     return this.routes.get(topic);
   }
 
-  /** The cached route, or a lookup. Throws UnknownTopicError when the name servers do not know it. */
+  /** The cached route, or a lookup. Throws a non-retriable UnknownTopicError when the name servers do not know it. */
   get(topic: string): Promise<CachedRoute> {
     const cached = this.routes.get(topic);
     return cached !== undefined ? Promise.resolve(cached) : this.refresh(topic);
@@ -110,13 +121,14 @@ export class RouteCache {
     try {
       response = await this.nameServers.getRoutes([topic], Date.now() + this.options.requestTimeoutMs);
     } catch (err) {
-      if ((err as SluiceError).code === "UNKNOWN_TOPIC") this.routes.delete(topic);
-      throw err;
+      if ((err as SluiceError).code !== "UNKNOWN_TOPIC") throw err;
+      this.routes.delete(topic);
+      throw finalUnknownTopic(topic);
     }
     const route = response.routes.find((r) => r.topic === topic);
     if (route === undefined || route.partitions.length === 0) {
       this.routes.delete(topic);
-      throw new UnknownTopicError(topic);
+      throw finalUnknownTopic(topic);
     }
     const cached = CachedRoute.from(route, Date.now());
     if (!this.closed) this.routes.set(topic, cached);

@@ -15,10 +15,20 @@ import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
 
-/** A batch is capped far below this; both directions allow the same maximum as the servers. */
+/**
+ * HTTP/2 receive window of the client, per stream and per connection. The default 64 KiB
+ * makes a broker pushing 1 MiB fetch responses wait for a WINDOW_UPDATE every 64 KiB,
+ * i.e. for this process's event loop, many times per response: consumption then runs at
+ * the pace of event-loop turns rather than of bytes. Credit (maxBytesInFlight) is what
+ * bounds memory, so the window only has to stay out of its way.
+ */
+export const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
+
 export const CHANNEL_OPTIONS: ClientOptions = {
+  // A batch is capped far below this; both directions allow the same maximum as the servers.
   "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
   "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+  "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
 };
 
 /** Plain-text channels for now; TLS arrives with the security work and slots in here. */

@@ -1,0 +1,128 @@
+/**
+ * One benchmark run against a running `sluice dev`: fill the topic if the run reads, then start
+ * the measured `sluice bench` client with the broker's CPU and memory metered around it.
+ */
+import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { BrokerMeter, clockTicksPerSecond, ProcessSampler } from "./proc-stats.js";
+import { benchArgs, clientTimeoutMs, prefillFor, type BenchSettings, type RunSpec } from "./plan.js";
+import { runCli, type DevServer } from "./processes.js";
+import { failure, parseBenchJson, type RunOutcome } from "./results.js";
+
+/** Where `node --cpu-prof` writes, and the flags that make it. */
+export function cpuProfileFlags(dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  return ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+}
+
+/** The newest .cpuprofile in a directory (node names them by time and pid). */
+export function newestCpuProfile(dir: string): string | undefined {
+  let newest: { path: string; mtimeMs: number } | undefined;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    if (!name.endsWith(".cpuprofile")) continue;
+    const path = join(dir, name);
+    const { mtimeMs } = statSync(path);
+    if (!newest || mtimeMs > newest.mtimeMs) newest = { path, mtimeMs };
+  }
+  return newest?.path;
+}
+
+function nowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** A short, unique topic per run: each run starts from an empty log. */
+function freshTopic(run: RunSpec): string {
+  return `bench-${run.name}-${Date.now().toString(36)}`;
+}
+
+function describeExit(code: number | null, timedOut: boolean, timeoutMs: number): string {
+  return timedOut ? `timed out after ${Math.round(timeoutMs / 1000)} s` : `exited with ${code ?? "a signal"}`;
+}
+
+export interface ExecuteOptions {
+  settings: BenchSettings;
+  /** When profiling: the folder for this run's client profile. */
+  clientProfileDir?: string;
+}
+
+export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
+  const { settings } = options;
+  const topic = freshTopic(run);
+  const timeoutMs = clientTimeoutMs(run, settings);
+  const address = { nameserver: dev.info.nameserver, topic, partitions: settings.partitions };
+  const prefill = prefillFor(run);
+  if (prefill) {
+    const prefillArgs = benchArgs(prefill, address);
+    const filled = await runCli(prefillArgs, { timeoutMs, nodeFlags: settings.clientNodeFlags });
+    if (filled.code !== 0) {
+      const why = `filling topic ${topic} first ${describeExit(filled.code, filled.timedOut, timeoutMs)}`;
+      return failure(run, new Date().toISOString(), prefillArgs, why, filled.code, filled.stderrTail);
+    }
+  }
+
+  const args = benchArgs(run, address);
+  const startedAt = new Date().toISOString();
+  if (!dev.alive()) return failure(run, startedAt, args, "the broker had already exited", null, dev.stderrTail());
+  const meter = new BrokerMeter(dev.info.pid);
+  meter.begin();
+  const fromUs = nowUs();
+  let toUs: number | undefined;
+  let clientSampler: ProcessSampler | undefined;
+  let clientSeen = { peakKb: 0, cpuTicks: 0 };
+  // The window closes when the client prints its result, not when it exits: shutting
+  // connections down (or a stray timer) is not part of what is measured.
+  const closeWindow = (): void => {
+    if (toUs !== undefined) return;
+    toUs = nowUs();
+    meter.stop();
+    clientSeen = clientSampler?.stop() ?? clientSeen;
+  };
+  const client = await runCli(args, {
+    timeoutMs,
+    nodeFlags: [...settings.clientNodeFlags, ...(options.clientProfileDir ? cpuProfileFlags(options.clientProfileDir) : [])],
+    onSpawn: (pid) => {
+      clientSampler = new ProcessSampler(pid);
+      clientSampler.start();
+    },
+    onFirstLine: closeWindow,
+  });
+  const exitedUs = nowUs();
+  closeWindow();
+  if (!dev.alive()) {
+    return failure(run, startedAt, args, `the broker exited during the run; its stderr:\n${dev.stderrTail()}`, client.code, client.stderrTail);
+  }
+  let result;
+  try {
+    if (client.code !== 0) throw new Error(`bench client ${describeExit(client.code, client.timedOut, timeoutMs)}`);
+    result = parseBenchJson(client.stdout);
+  } catch (err) {
+    return failure(run, startedAt, args, (err as Error).message, client.code, client.stderrTail);
+  }
+  const usage = meter.usage(result.messages);
+  return {
+    name: run.name,
+    kind: run.kind,
+    flush: run.flush,
+    size: run.size,
+    requestedMessages: run.messages,
+    rate: run.rate ?? null,
+    topic,
+    partitions: settings.partitions,
+    ...result,
+    ...usage,
+    clientCpuMs: Math.round((clientSeen.cpuTicks * 1000) / clockTicksPerSecond()),
+    clientPeakRssMb: Number((clientSeen.peakKb / 1024).toFixed(1)),
+    clientShutdownMs: Math.round((exitedUs - (toUs as number)) / 1000),
+    startedAt,
+    windowUs: { from: fromUs, to: toUs as number },
+    profiled: settings.profile,
+    command: ["node", "bin/sluice.js", ...args],
+  };
+}

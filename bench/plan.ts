@@ -1,0 +1,120 @@
+/**
+ * The standard benchmark set (issue #2) and the environment knobs that shrink or select it.
+ *
+ *   SLUICE_BENCH_SCALE=0.1         multiply every message count (rates stay fixed)
+ *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b)
+ *   SLUICE_BENCH_PARTITIONS=3      partitions of each bench topic
+ *   SLUICE_BENCH_TIMEOUT_S=N       kill a bench client after N s (default: grows with the count)
+ *   SLUICE_BENCH_PROFILE=1         run broker and clients under `node --cpu-prof` (figures are
+ *                                  then perturbed and go to bench/results/profiled/)
+ *   SLUICE_BENCH_BROKER_NODE_FLAGS, SLUICE_BENCH_CLIENT_NODE_FLAGS
+ *                                  extra node flags for the broker / the bench clients, to try a
+ *                                  setting without editing code (e.g. "--max-semi-space-size=32")
+ */
+import type { FlushPolicy } from "./processes.js";
+
+export type BenchKind = "produce" | "consume" | "e2e";
+
+export interface RunSpec {
+  /** File name of the result and the key targets refer to, e.g. "produce-100b". */
+  name: string;
+  kind: BenchKind;
+  /** Value size in bytes. */
+  size: number;
+  messages: number;
+  flush: FlushPolicy;
+  /** Messages per second, for e2e only. */
+  rate?: number;
+}
+
+export const E2E_RATE_PER_SECOND = 10_000;
+/** Below this a run is too short for its figures to mean anything. */
+const MIN_MESSAGES = 1_000;
+const DEFAULT_PARTITIONS = 3;
+/** A client gets this long, plus CLIENT_TIMEOUT_US_PER_MESSAGE per message (i.e. it may run as slowly as 5,000 msgs/s). */
+const CLIENT_TIMEOUT_BASE_MS = 120_000;
+const CLIENT_TIMEOUT_US_PER_MESSAGE = 200;
+
+const STANDARD_SET: readonly RunSpec[] = [
+  { name: "produce-100b", kind: "produce", size: 100, messages: 2_000_000, flush: "interval" },
+  { name: "produce-1kib", kind: "produce", size: 1024, messages: 500_000, flush: "interval" },
+  { name: "consume-100b", kind: "consume", size: 100, messages: 2_000_000, flush: "interval" },
+  { name: "consume-1kib", kind: "consume", size: 1024, messages: 500_000, flush: "interval" },
+  { name: "e2e-100b", kind: "e2e", size: 100, messages: 50_000, flush: "interval", rate: E2E_RATE_PER_SECOND },
+  { name: "produce-1kib-sync", kind: "produce", size: 1024, messages: 500_000, flush: "sync" },
+];
+
+export interface BenchSettings {
+  scale: number;
+  only: string[] | undefined;
+  partitions: number;
+  /** Fixed client timeout; undefined = derived from the message count. */
+  timeoutMs: number | undefined;
+  profile: boolean;
+  brokerNodeFlags: string[];
+  clientNodeFlags: string[];
+}
+
+function nodeFlags(env: NodeJS.ProcessEnv, name: string): string[] {
+  return (env[name] ?? "").split(/\s+/).filter(Boolean);
+}
+
+function positiveNumber(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return value;
+}
+
+/** Reads and validates the SLUICE_BENCH_* variables once, at start-up. */
+export function parseBenchSettings(env: NodeJS.ProcessEnv): BenchSettings {
+  const only = env.SLUICE_BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean);
+  const known = STANDARD_SET.map((r) => r.name);
+  const unknown = only?.filter((name) => !known.includes(name)) ?? [];
+  if (unknown.length > 0) throw new Error(`SLUICE_BENCH_ONLY names unknown runs (${unknown.join(", ")}); known: ${known.join(", ")}`);
+  const partitions = positiveNumber(env, "SLUICE_BENCH_PARTITIONS") ?? DEFAULT_PARTITIONS;
+  if (!Number.isInteger(partitions)) throw new Error(`SLUICE_BENCH_PARTITIONS must be an integer, got ${partitions}`);
+  const timeoutS = positiveNumber(env, "SLUICE_BENCH_TIMEOUT_S");
+  return {
+    scale: positiveNumber(env, "SLUICE_BENCH_SCALE") ?? 1,
+    only: only && only.length > 0 ? only : undefined,
+    partitions,
+    timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000,
+    profile: ["1", "true", "yes"].includes((env.SLUICE_BENCH_PROFILE ?? "").toLowerCase()),
+    brokerNodeFlags: nodeFlags(env, "SLUICE_BENCH_BROKER_NODE_FLAGS"),
+    clientNodeFlags: nodeFlags(env, "SLUICE_BENCH_CLIENT_NODE_FLAGS"),
+  };
+}
+
+/** The standard set, scaled and filtered, in the order it runs. */
+export function benchPlan(settings: BenchSettings): RunSpec[] {
+  return STANDARD_SET.filter((run) => settings.only === undefined || settings.only.includes(run.name)).map((run) => ({
+    ...run,
+    messages: Math.max(MIN_MESSAGES, Math.round(run.messages * settings.scale)),
+  }));
+}
+
+export function clientTimeoutMs(run: RunSpec, settings: BenchSettings): number {
+  return settings.timeoutMs ?? CLIENT_TIMEOUT_BASE_MS + (run.messages * CLIENT_TIMEOUT_US_PER_MESSAGE) / 1000;
+}
+
+/** `sluice bench` arguments for a run (global flags first, as the CLI expects them). */
+export function benchArgs(run: RunSpec, options: { nameserver: string; topic: string; partitions: number }): string[] {
+  const args = [
+    "--nameserver", options.nameserver, "--json",
+    "bench", run.kind, "--topic", options.topic, "--messages", String(run.messages), "--size", String(run.size),
+    "--partitions", String(options.partitions),
+  ];
+  if (run.rate !== undefined) args.push("--rate", String(run.rate));
+  return args;
+}
+
+/**
+ * A consume run reads a topic filled beforehand by a separate, unmeasured `bench produce`,
+ * so the broker CPU and memory measured are those of serving reads only (the consume
+ * command would otherwise fill the topic itself, inside the measured window).
+ */
+export function prefillFor(run: RunSpec): RunSpec | undefined {
+  return run.kind === "consume" ? { ...run, name: `${run.name}-prefill`, kind: "produce" } : undefined;
+}

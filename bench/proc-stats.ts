@@ -1,0 +1,154 @@
+/**
+ * What the benchmark measures about the broker process from outside, through Linux /proc:
+ * CPU time (so "µs of broker CPU per message" does not depend on how busy the client was)
+ * and resident memory (sampled, because the target is a ceiling that must hold throughout).
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+/** Linux's USER_HZ on every mainstream distribution; used when `getconf` is missing. */
+const FALLBACK_CLOCK_TICKS_PER_SECOND = 100;
+export const RSS_SAMPLE_INTERVAL_MS = 100;
+
+let cachedTicksPerSecond: number | undefined;
+
+/** `getconf CLK_TCK`: the unit of utime/stime in /proc/<pid>/stat (asked once). */
+export function clockTicksPerSecond(): number {
+  if (cachedTicksPerSecond !== undefined) return cachedTicksPerSecond;
+  try {
+    const ticks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+    cachedTicksPerSecond = Number.isInteger(ticks) && ticks > 0 ? ticks : FALLBACK_CLOCK_TICKS_PER_SECOND;
+  } catch {
+    cachedTicksPerSecond = FALLBACK_CLOCK_TICKS_PER_SECOND;
+  }
+  return cachedTicksPerSecond;
+}
+
+/**
+ * utime + stime (fields 14 and 15, in clock ticks) from the text of /proc/<pid>/stat.
+ * Field 2, the command name, is in parentheses and may itself hold spaces or parentheses,
+ * so fields are counted from the last ")": after it come field 3 (state), 4, 5, …
+ */
+export function parseStatCpuTicks(statText: string): number {
+  const close = statText.lastIndexOf(")");
+  if (close < 0) throw new Error(`unexpected /proc/<pid>/stat content: ${statText.slice(0, 80)}`);
+  const fields = statText.slice(close + 2).trim().split(/\s+/);
+  // fields[0] is field 3, so field n is fields[n - 3].
+  const utime = Number(fields[14 - 3]);
+  const stime = Number(fields[15 - 3]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`no utime/stime in /proc/<pid>/stat: ${statText.slice(0, 80)}`);
+  return utime + stime;
+}
+
+/** A "<Field>:   12345 kB" line of /proc/<pid>/status, in kB; undefined when absent. */
+export function parseStatusKb(statusText: string, field: "VmRSS" | "VmHWM"): number | undefined {
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(statusText);
+  return match ? Number(match[1]) : undefined;
+}
+
+export function readCpuTicks(pid: number): number {
+  return parseStatCpuTicks(readFileSync(`/proc/${pid}/stat`, "utf8"));
+}
+
+/** Resident set now and its high-water mark since the process started, in kB. */
+export function readMemoryKb(pid: number): { rssKb: number; hwmKb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rssKb = parseStatusKb(status, "VmRSS");
+  if (rssKb === undefined) throw new Error(`/proc/${pid}/status has no VmRSS (is it a zombie?)`);
+  return { rssKb, hwmKb: parseStatusKb(status, "VmHWM") ?? rssKb };
+}
+
+/**
+ * Samples VmRSS (and the CPU ticks used so far) on a timer and keeps the peak RSS and the last
+ * CPU figure. Stops quietly if the process goes away, keeping what it saw — which is how a
+ * short-lived client is measured: its CPU is known up to the last sample before it exited.
+ */
+export class ProcessSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private peakKb = 0;
+  private samples = 0;
+  private cpuTicks = 0;
+
+  constructor(private readonly pid: number, private readonly intervalMs = RSS_SAMPLE_INTERVAL_MS) {}
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+  }
+
+  /** Takes a last sample and returns the peak RSS seen while running, in kB, and the last CPU ticks read. */
+  stop(): { peakKb: number; samples: number; cpuTicks: number } {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.sample();
+    return { peakKb: this.peakKb, samples: this.samples, cpuTicks: this.cpuTicks };
+  }
+
+  private sample(): void {
+    try {
+      const { rssKb } = readMemoryKb(this.pid);
+      this.cpuTicks = readCpuTicks(this.pid);
+      this.samples++;
+      if (rssKb > this.peakKb) this.peakKb = rssKb;
+    } catch {
+      // The process exited: keep what was seen so far.
+    }
+  }
+}
+
+/**
+ * Broker resource use across one run: `begin()` when the client starts, `stop()` the moment the
+ * client has its result (so client shut-down time is not charged), then `usage(messages)`.
+ */
+export class BrokerMeter {
+  private readonly ticksPerSecond: number;
+  private startTicks = 0;
+  private sampler: ProcessSampler | undefined;
+  private measured: { cpuMs: number; peakKb: number; hwmKb: number; samples: number } | undefined;
+
+  constructor(private readonly pid: number, ticksPerSecond = clockTicksPerSecond()) {
+    this.ticksPerSecond = ticksPerSecond;
+  }
+
+  begin(): void {
+    this.startTicks = readCpuTicks(this.pid);
+    this.measured = undefined;
+    this.sampler = new ProcessSampler(this.pid);
+    this.sampler.start();
+  }
+
+  /** Freezes the figures; later calls keep the first. Zeros if the broker is gone (the run fails anyway). */
+  stop(): void {
+    if (this.measured) return;
+    const { peakKb, samples } = this.sampler?.stop() ?? { peakKb: 0, samples: 0 };
+    try {
+      const cpuMs = ((readCpuTicks(this.pid) - this.startTicks) * 1000) / this.ticksPerSecond;
+      this.measured = { cpuMs, peakKb, hwmKb: readMemoryKb(this.pid).hwmKb, samples };
+    } catch {
+      this.measured = { cpuMs: 0, peakKb, hwmKb: peakKb, samples };
+    }
+  }
+
+  usage(messages: number): BrokerUsage {
+    this.stop();
+    const { cpuMs, peakKb, hwmKb, samples } = this.measured as NonNullable<BrokerMeter["measured"]>;
+    return {
+      brokerCpuMs: cpuMs,
+      brokerCpuUsPerMsg: messages > 0 ? Number(((cpuMs * 1000) / messages).toFixed(3)) : 0,
+      brokerPeakRssMb: Number((peakKb / 1024).toFixed(1)),
+      brokerHighWaterRssMb: Number((hwmKb / 1024).toFixed(1)),
+      rssSamples: samples,
+    };
+  }
+}
+
+export interface BrokerUsage {
+  /** utime + stime of the broker process during the run, in ms (resolution: one clock tick). */
+  brokerCpuMs: number;
+  brokerCpuUsPerMsg: number;
+  /** Largest VmRSS sampled every RSS_SAMPLE_INTERVAL_MS during the run. */
+  brokerPeakRssMb: number;
+  /** VmHWM at the end of the run: the kernel's exact peak since the broker started. */
+  brokerHighWaterRssMb: number;
+  rssSamples: number;
+}

@@ -1,0 +1,197 @@
+/**
+ * Topic and cluster administration: topics through the name servers, partition state and
+ * single messages through each partition's master.
+ *
+ * Reads retry on retriable errors like every SDK call. Creating and deleting a topic do
+ * not: after a timeout the first attempt may have succeeded, and a blind retry would turn
+ * that success into TOPIC_ALREADY_EXISTS (or UNKNOWN_TOPIC). Name-server failover still
+ * applies to them, since an unreachable name server never received the request.
+ */
+import { forEachRecord, type DecodedRecord } from "../../../common/src/batch/index.js";
+import { InvalidArgumentError, NoBrokersAvailableError, UnknownPartitionError } from "../../../common/src/errors.js";
+import { fromWireError } from "../../../common/src/grpc/errors.js";
+import { deadlineFromNow, type ClientContext } from "../context.js";
+import type { ConsumerMessage } from "../consumer/options.js";
+import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
+import { listOffsets, type OffsetQuery } from "../routing/list-offsets.js";
+import {
+  toClusterBroker,
+  toSettings,
+  toTopicInfo,
+  type ClusterInfo,
+  type CreateTopicOptions,
+  type TopicDescription,
+  type TopicInfo,
+} from "./types.js";
+
+export const DEFAULT_TOPIC_PARTITIONS = 1;
+export const MAX_TOPIC_PARTITIONS = 10_000;
+/** A log field the partition's master could not report. */
+const UNKNOWN = -1;
+
+export type MessageLocator = { offset: number } | { timestamp: number };
+
+export class Admin {
+  constructor(private readonly context: ClientContext) {}
+
+  async createTopic(name: string, options: CreateTopicOptions = {}): Promise<TopicInfo> {
+    checkTopicName(name);
+    checkKnownKeys("createTopic", options, ["partitions", "brokers", "retentionMs", "retentionBytes"]);
+    const partitions = checkInteger("partitions", options.partitions ?? DEFAULT_TOPIC_PARTITIONS, 1, MAX_TOPIC_PARTITIONS);
+    const brokers = options.brokers ?? [];
+    if (!Array.isArray(brokers) || brokers.some((b) => typeof b !== "string" || b === "")) {
+      throw new InvalidArgumentError(`brokers must be a list of broker group names, e.g. ["b1", "b2"]`);
+    }
+    const response = await this.context.nameServers.createTopic(
+      {
+        topic: name,
+        partitions,
+        brokerGroups: brokers,
+        config: {
+          retentionMs: checkInteger("retentionMs", options.retentionMs ?? 0, 0),
+          retentionBytes: checkInteger("retentionBytes", options.retentionBytes ?? 0, 0),
+          segmentBytes: 0,
+          maxMessageBytes: 0,
+        },
+      },
+      deadlineFromNow(this.context),
+    );
+    this.context.routes.forget(name);
+    if (response.route === undefined) return { topic: name, partitions, config: toSettings(undefined), placement: [] };
+    return toTopicInfo(response.route);
+  }
+
+  async deleteTopic(name: string): Promise<void> {
+    checkTopicName(name);
+    await this.context.nameServers.deleteTopic({ topic: name }, deadlineFromNow(this.context));
+    this.context.routes.forget(name);
+  }
+
+  async listTopics(): Promise<TopicInfo[]> {
+    const response = await this.retrying(() => this.context.nameServers.listTopics(deadlineFromNow(this.context)));
+    return response.topics.map(toTopicInfo);
+  }
+
+  /** The topic's route, and per partition the log's offsets, size and segments from its master. */
+  async describeTopic(name: string): Promise<TopicDescription> {
+    checkTopicName(name);
+    const route = await this.retrying(() => this.context.routes.refresh(name));
+    const info = toTopicInfo({ topic: name, partitions: [...route.partitions], config: route.config });
+    const description: TopicDescription = {
+      topic: name,
+      config: info.config,
+      partitions: info.placement.map((p) => ({
+        ...p,
+        startOffset: UNKNOWN,
+        endOffset: UNKNOWN,
+        highWatermark: UNKNOWN,
+        sizeBytes: UNKNOWN,
+        segments: UNKNOWN,
+      })),
+    };
+    const details = description.partitions;
+    const masters = new Set<string>();
+    for (const d of details) {
+      if (d.master === null) d.error = `broker group "${d.group}" has no live master`;
+      else masters.add(d.master);
+    }
+    await Promise.all(
+      [...masters].map(async (address) => {
+        try {
+          const response = await this.context.brokers
+            .get(address)
+            .describePartitions({ header: this.context.header, topic: name }, deadlineFromNow(this.context));
+          for (const described of response.partitions) {
+            const d = details.find((candidate) => candidate.partition === described.partition);
+            if (d === undefined || d.master !== address) continue;
+            d.startOffset = described.logStartOffset;
+            d.endOffset = described.logEndOffset;
+            d.highWatermark = described.highWatermark;
+            d.sizeBytes = described.sizeBytes;
+            d.segments = described.segments;
+            if (described.config !== undefined) description.config = toSettings(described.config);
+          }
+        } catch (err) {
+          for (const d of details) if (d.master === address) d.error = (err as Error).message;
+        }
+      }),
+    );
+    for (const d of details) {
+      if (d.startOffset === UNKNOWN && d.error === undefined) d.error = `master ${d.master} does not report this partition`;
+    }
+    return description;
+  }
+
+  /** partition → offset: the first retained, the next to be written, or the first at or after a time (-1: none). */
+  async listOffsets(topic: string, query: OffsetQuery): Promise<Map<number, number>> {
+    checkTopicName(topic);
+    checkOffsetQuery(query);
+    return listOffsets(this.context, topic, query);
+  }
+
+  /**
+   * One message by offset, or the first at or after a timestamp. Null when there is none
+   * yet (the offset is the log end, or no message is that recent); an offset outside the
+   * log fails with OFFSET_OUT_OF_RANGE.
+   */
+  async getMessage(topic: string, partition: number, where: MessageLocator): Promise<ConsumerMessage | null> {
+    checkTopicName(topic);
+    checkInteger("partition", partition, 0);
+    let offset: number;
+    if (typeof where === "object" && where !== null && "offset" in where) {
+      offset = checkInteger("offset", where.offset, 0);
+    } else if (typeof where === "object" && where !== null && "timestamp" in where) {
+      const found = await listOffsets(this.context, topic, { timestamp: checkInteger("timestamp", where.timestamp, 0) }, [partition]);
+      offset = found.get(partition) ?? -1;
+      if (offset < 0) return null;
+    } else {
+      throw new InvalidArgumentError(`getMessage needs { offset } or { timestamp }`);
+    }
+    return this.fetchOne(topic, partition, offset);
+  }
+
+  async cluster(): Promise<ClusterInfo> {
+    const response = await this.retrying(() => this.context.nameServers.listBrokers(deadlineFromNow(this.context)));
+    return { brokers: response.brokers.map(toClusterBroker) };
+  }
+
+  private async fetchOne(topic: string, partition: number, offset: number): Promise<ConsumerMessage | null> {
+    const deadlineMs = deadlineFromNow(this.context);
+    const data = await this.context.retry.run(
+      async (attempt) => {
+        const route = attempt === 0 ? await this.context.routes.get(topic) : await this.context.routes.refresh(topic);
+        if (partition >= route.partitionCount) throw new UnknownPartitionError(topic, partition, route.partitionCount);
+        const address = route.leaders[partition];
+        if (address === undefined) throw new NoBrokersAvailableError(`partition ${topic}/${partition} has no live master`);
+        // maxBytes 1: the broker always returns at least the whole batch holding `offset`.
+        const response = await this.context.brokers.get(address).fetch(
+          { header: this.context.header, topic, partitions: [{ partition, offset, maxBytes: 1 }], maxWaitMs: 0, minBytes: 0, maxBytes: 1 },
+          deadlineMs,
+        );
+        return response.partitions.find((p) => p.partition === partition);
+      },
+      { deadlineMs },
+    );
+    if (data === undefined) return null;
+    if (data.error !== undefined) throw fromWireError(data.error);
+    let found: DecodedRecord | undefined;
+    forEachRecord(data.records, offset, (record) => {
+      found ??= record;
+    });
+    if (found === undefined || found.offset !== offset) return null;
+    const message = found as ConsumerMessage;
+    message.topic = topic;
+    message.partition = partition;
+    return message;
+  }
+
+  private retrying<T>(operation: () => Promise<T>): Promise<T> {
+    return this.context.retry.run(operation, { deadlineMs: deadlineFromNow(this.context) });
+  }
+}
+
+function checkOffsetQuery(query: OffsetQuery): void {
+  if (query === "earliest" || query === "latest") return;
+  if (typeof query === "object" && query !== null && Number.isSafeInteger(query.timestamp) && query.timestamp >= 0) return;
+  throw new InvalidArgumentError(`offsets query must be "earliest", "latest" or { timestamp: ms }, got ${JSON.stringify(query)}`);
+}

@@ -1,0 +1,278 @@
+/**
+ * One topic subscription: which partitions are read, from which broker stream, at which
+ * offset, and what happens when something goes wrong.
+ *
+ * - Start: each partition starts at its explicit offset, else at the earliest or latest
+ *   offset (`fromBeginning`), found with ListOffsets.
+ * - Streams: one Subscribe stream per broker, carrying the partitions it masters.
+ * - A stream that fails, or a partition error such as NOT_LEADER, detaches the partitions
+ *   concerned; after a backoff the route is refreshed and they are subscribed again where
+ *   their masters now are, from the offset after the last data received (`fetchOffset`),
+ *   so nothing is skipped and nothing is delivered twice. Consumers retry for as long as
+ *   they run: only non-retriable errors end the iteration.
+ * - OFFSET_OUT_OF_RANGE (the position was deleted by retention or truncated): the partition
+ *   jumps to the earliest or latest offset, following `fromBeginning`, like Kafka's
+ *   auto.offset.reset.
+ * - seek() moves a partition on its stream; data the broker sent before it saw the move is
+ *   recognised by its offsets and dropped (see `seekTarget`).
+ */
+import { baseOffsetOf, LOG_OVERHEAD_BYTES } from "../../../common/src/batch/index.js";
+import { InvalidArgumentError, UnknownPartitionError, type SluiceError } from "../../../common/src/errors.js";
+import { fromWireError } from "../../../common/src/grpc/errors.js";
+import type { FetchPartition, FetchResponse } from "../../../proto/gen/sluice/v1/broker.js";
+import { deadlineFromNow, type ClientContext } from "../context.js";
+import { listOffsets, partitionsByLeader } from "../routing/list-offsets.js";
+import { MessageQueue, PartitionPosition } from "./message-queue.js";
+import type { ParsedConsumerOptions, ParsedSubscribeOptions } from "./options.js";
+import { SubscribeStream, type SubscribeStreamListener } from "./subscribe-stream.js";
+
+/** Bytes the broker reads per partition per round; a batch larger than this still goes whole. */
+const MAX_PARTITION_READ_BYTES = 256 * 1024;
+
+class SubscribedPartition extends PartitionPosition {
+  /** Offset the next received data starts from; where a new stream resumes. */
+  fetchOffset = -1;
+  /** The stream currently delivering this partition; undefined while detached. */
+  stream: SubscribeStream | undefined;
+  /**
+   * After a seek to this offset: received data that starts after it was sent before the
+   * broker saw the seek, and is dropped. -1 when no seek is pending.
+   */
+  seekTarget = -1;
+  /** Its position fell outside the log; look up the reset offset before resubscribing. */
+  needsReset = false;
+}
+
+export class Subscription implements SubscribeStreamListener {
+  readonly queue: MessageQueue;
+  private readonly partitions = new Map<number, SubscribedPartition>();
+  private readonly streams = new Map<string, SubscribeStream>();
+  private readonly detached = new Set<SubscribedPartition>();
+  /** Seeks made before the start offsets were known; they win over the start policy. */
+  private readonly earlySeeks = new Map<number, number>();
+  private readonly partitionReadBytes: number;
+  private reattachTimer: NodeJS.Timeout | undefined;
+  private reattachAttempt = 0;
+  private started = false;
+  private closed = false;
+
+  constructor(
+    private readonly context: ClientContext,
+    readonly topic: string,
+    private readonly options: ParsedConsumerOptions,
+    private readonly subscribe: ParsedSubscribeOptions,
+    private readonly onClosed: () => void,
+  ) {
+    this.queue = new MessageQueue(topic, () => this.close());
+    this.partitionReadBytes = Math.min(MAX_PARTITION_READ_BYTES, Math.floor(options.maxBytesInFlight / 2));
+  }
+
+  start(): void {
+    this.initialize().catch((err: SluiceError) => this.queue.fail(err));
+  }
+
+  seek(partition: number, offset: number): void {
+    const state = this.partitions.get(partition);
+    if (state === undefined) {
+      const requested = this.subscribe.partitions;
+      if (this.started || (requested !== undefined && !requested.includes(partition))) {
+        throw new InvalidArgumentError(`cannot seek ${this.topic}/${partition}: this consumer does not read that partition`);
+      }
+      this.earlySeeks.set(partition, offset);
+      return;
+    }
+    this.queue.dropPartition(state);
+    state.position = offset;
+    state.fetchOffset = offset;
+    state.seekTarget = offset;
+    state.needsReset = false;
+    if (state.stream !== undefined && !state.stream.closed) state.stream.subscribe([this.fetchPartition(state)]);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reattachTimer !== undefined) clearTimeout(this.reattachTimer);
+    for (const stream of this.streams.values()) stream.end();
+    this.streams.clear();
+    this.queue.end();
+    this.onClosed();
+  }
+
+  streamData(stream: SubscribeStream, response: FetchResponse): void {
+    for (const data of response.partitions) {
+      const records = data.records;
+      const state = this.partitions.get(data.partition);
+      if (state === undefined || state.stream !== stream) {
+        stream.consumed(records.length);
+        continue;
+      }
+      if (data.error !== undefined) {
+        stream.consumed(records.length);
+        this.partitionFailed(state, fromWireError(data.error));
+        continue;
+      }
+      if (records.length < LOG_OVERHEAD_BYTES) {
+        stream.consumed(records.length); // nothing whole to decode
+        continue;
+      }
+      if (state.seekTarget >= 0) {
+        if (baseOffsetOf(records) > state.seekTarget) {
+          stream.consumed(records.length);
+          continue;
+        }
+        state.seekTarget = -1;
+      }
+      state.fetchOffset = data.nextOffset;
+      this.reattachAttempt = 0;
+      this.queue.push({ partition: state, records, release: stream.release });
+    }
+  }
+
+  streamClosed(stream: SubscribeStream, err: SluiceError): void {
+    if (this.streams.get(stream.address) === stream) this.streams.delete(stream.address);
+    if (this.closed) return;
+    this.context.logger.info({ broker: stream.address, topic: this.topic, code: err.code }, "subscribe stream failed; resubscribing");
+    if (!err.retriable) {
+      this.queue.fail(err);
+      return;
+    }
+    this.context.routes.noteError(this.topic, err);
+    for (const state of this.partitions.values()) if (state.stream === stream) this.detach(state);
+    this.scheduleReattach();
+  }
+
+  private partitionFailed(state: SubscribedPartition, err: SluiceError): void {
+    if (err.code === "OFFSET_OUT_OF_RANGE") {
+      state.needsReset = true;
+    } else if (!err.retriable) {
+      this.queue.fail(err);
+      return;
+    } else {
+      this.context.routes.noteError(this.topic, err);
+    }
+    // The broker has already dropped a partition it reported an error for.
+    this.detach(state);
+    this.scheduleReattach();
+  }
+
+  private async initialize(): Promise<void> {
+    const route = await this.context.retry.run(() => this.context.routes.get(this.topic), { deadlineMs: deadlineFromNow(this.context) });
+    const wanted = this.subscribe.partitions ?? route.partitions.map((p) => p.partition);
+    for (const partition of wanted) {
+      if (partition >= route.partitionCount) throw new UnknownPartitionError(this.topic, partition, route.partitionCount);
+    }
+    const explicit = new Map([...this.subscribe.offsets, ...this.earlySeeks]);
+    const unknown = wanted.filter((p) => !explicit.has(p));
+    const found = unknown.length > 0 ? await listOffsets(this.context, this.topic, this.startPolicy(), unknown) : new Map<number, number>();
+    if (this.closed) return;
+    for (const partition of wanted) {
+      const state = new SubscribedPartition(partition);
+      // A seek made while the start offsets were being looked up wins.
+      const offset = this.earlySeeks.get(partition) ?? explicit.get(partition) ?? found.get(partition)!;
+      state.position = offset;
+      state.fetchOffset = offset;
+      this.partitions.set(partition, state);
+    }
+    this.started = true;
+    this.attach([...this.partitions.values()]);
+  }
+
+  private startPolicy(): "earliest" | "latest" {
+    return this.options.fromBeginning ? "earliest" : "latest";
+  }
+
+  /** Subscribes partitions on the streams of their masters, per the cached route. */
+  private attach(states: SubscribedPartition[]): void {
+    const route = this.context.routes.peek(this.topic);
+    const attachable: SubscribedPartition[] = [];
+    for (const state of states) {
+      if (route !== undefined && route.leaders[state.partition] !== undefined) attachable.push(state);
+      else this.detach(state);
+    }
+    if (route !== undefined && attachable.length > 0) {
+      const byNumber = new Map(attachable.map((s) => [s.partition, s]));
+      for (const [address, partitions] of partitionsByLeader(route, [...byNumber.keys()])) {
+        const stream = this.streamFor(address);
+        const states = partitions.map((p) => byNumber.get(p)!);
+        for (const state of states) state.stream = stream;
+        stream.subscribe(states.map((s) => this.fetchPartition(s)));
+      }
+    }
+    if (this.detached.size > 0) this.scheduleReattach();
+  }
+
+  private detach(state: SubscribedPartition): void {
+    state.stream = undefined;
+    this.detached.add(state);
+  }
+
+  private scheduleReattach(): void {
+    if (this.reattachTimer !== undefined || this.closed) return;
+    // Consumers never give up on retriable errors: the delay grows to maxRetryMs and stays.
+    const retry = Math.min(this.reattachAttempt++, 30);
+    this.reattachTimer = setTimeout(() => {
+      this.reattachTimer = undefined;
+      this.reattach().catch((err: SluiceError) => {
+        if (!err.retriable) this.queue.fail(err);
+        else this.scheduleReattach();
+      });
+    }, this.context.retry.delayMs(retry));
+  }
+
+  private async reattach(): Promise<void> {
+    if (this.closed || this.detached.size === 0) return;
+    try {
+      await this.context.routes.refresh(this.topic);
+    } catch (err) {
+      if (!(err as SluiceError).retriable) throw err;
+      // Name servers unreachable: try the cached route.
+    }
+    const resets = [...this.detached].filter((s) => s.needsReset);
+    if (resets.length > 0) {
+      const offsets = await listOffsets(this.context, this.topic, this.startPolicy(), resets.map((s) => s.partition));
+      for (const state of resets) {
+        const offset = offsets.get(state.partition)!;
+        this.context.logger.warn(
+          { topic: this.topic, partition: state.partition, from: state.fetchOffset, to: offset },
+          "offset out of range; resetting the partition's position",
+        );
+        this.queue.dropPartition(state);
+        state.position = offset;
+        state.fetchOffset = offset;
+        state.needsReset = false;
+      }
+    }
+    if (this.closed) return;
+    const states = [...this.detached];
+    this.detached.clear();
+    this.attach(states);
+    this.endIdleStreams();
+  }
+
+  /** Ends streams left without partitions after they moved to other brokers. */
+  private endIdleStreams(): void {
+    const inUse = new Set<SubscribeStream>();
+    for (const state of this.partitions.values()) if (state.stream !== undefined) inUse.add(state.stream);
+    for (const [address, stream] of this.streams) {
+      if (inUse.has(stream)) continue;
+      stream.end();
+      this.streams.delete(address);
+    }
+  }
+
+  private streamFor(address: string): SubscribeStream {
+    let stream = this.streams.get(address);
+    if (stream === undefined || stream.closed) {
+      const connection = this.context.brokers.get(address);
+      stream = new SubscribeStream(connection, this.topic, this.context.header, this.options.maxBytesInFlight, this);
+      this.streams.set(address, stream);
+      stream.start();
+    }
+    return stream;
+  }
+
+  private fetchPartition(state: SubscribedPartition): FetchPartition {
+    return { partition: state.partition, offset: state.fetchOffset, maxBytes: this.partitionReadBytes };
+  }
+}

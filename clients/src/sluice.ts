@@ -1,0 +1,78 @@
+/**
+ * The client: owns the shared transport (one channel per broker, the name servers), the
+ * route cache and the retry policy, and hands out producers, consumers and the admin API.
+ */
+import { ClosedError } from "../../common/src/errors.js";
+import { Admin } from "./admin/admin.js";
+import { Consumer } from "./consumer/consumer.js";
+import type { ConsumerOptions } from "./consumer/options.js";
+import type { ClientContext } from "./context.js";
+import { parseSluiceOptions, type ParsedSluiceOptions, type SluiceOptions } from "./options.js";
+import type { ProducerOptions } from "./producer/options.js";
+import { Producer } from "./producer/producer.js";
+import { RetryPolicy } from "./retry.js";
+import { RouteCache } from "./routing/route-cache.js";
+import { BrokerPool } from "./transport/broker-pool.js";
+import { requestHeader } from "./transport/grpc.js";
+import { NameServerClient } from "./transport/nameserver-client.js";
+
+export class Sluice {
+  readonly options: ParsedSluiceOptions;
+  private readonly context: ClientContext;
+  private readonly producers = new Set<Producer>();
+  private readonly consumers = new Set<Consumer>();
+  private adminClient: Admin | undefined;
+  private closing: Promise<void> | undefined;
+
+  /** Validates the options (throws InvalidArgumentError) and connects lazily, on first use. */
+  constructor(options: SluiceOptions = {}) {
+    this.options = parseSluiceOptions(options);
+    const { clientId, requestTimeoutMs, logger } = this.options;
+    const header = requestHeader(clientId);
+    const nameServers = new NameServerClient(this.options.nameservers, { header, logger });
+    this.context = {
+      options: this.options,
+      header,
+      retry: new RetryPolicy(this.options.retry),
+      brokers: new BrokerPool({ header, requestTimeoutMs, logger }),
+      nameServers,
+      routes: new RouteCache(nameServers, { refreshMs: this.options.routeRefreshMs, requestTimeoutMs, logger }),
+      logger,
+    };
+  }
+
+  producer(options?: ProducerOptions): Producer {
+    this.checkOpen();
+    const producer = new Producer(this.context, options, (p) => this.producers.delete(p));
+    this.producers.add(producer);
+    return producer;
+  }
+
+  consumer(options?: ConsumerOptions): Consumer {
+    this.checkOpen();
+    const consumer = new Consumer(this.context, options, (c) => this.consumers.delete(c));
+    this.consumers.add(consumer);
+    return consumer;
+  }
+
+  admin(): Admin {
+    this.checkOpen();
+    return (this.adminClient ??= new Admin(this.context));
+  }
+
+  /** Flushes and closes every producer, closes every consumer, then the connections. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.producers].map((p) => p.close()));
+      await Promise.allSettled([...this.consumers].map((c) => c.close()));
+      this.context.routes.close();
+      this.context.brokers.close();
+      this.context.nameServers.close();
+    })();
+    return this.closing;
+  }
+
+  private checkOpen(): void {
+    if (this.closing !== undefined) throw new ClosedError("the Sluice client");
+  }
+}
