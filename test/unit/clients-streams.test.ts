@@ -165,6 +165,20 @@ describe("SDK streams against a fake broker", () => {
     await producer.close();
   });
 
+  it("next() calls made before data arrives are served in order", async () => {
+    cluster.createTopic("waiting", 1);
+    const consumer = sluice.consumer();
+    const iterator = consumer.subscribe("waiting");
+    const first = iterator.next();
+    const second = iterator.next();
+    await new Promise((r) => setTimeout(r, 200));
+    const producer = sluice.producer({ lingerMs: 0 });
+    await producer.send("waiting", [{ value: "one" }, { value: "two" }]);
+    assert.deepEqual([(await first).value?.value?.toString(), (await second).value?.value?.toString()], ["one", "two"]);
+    await consumer.close();
+    await producer.close();
+  });
+
   it("a dropped subscribe stream resumes after the last data received, with no gap or duplicate", async () => {
     cluster.createTopic("resume", 1);
     const producer = sluice.producer({ lingerMs: 0, maxBatchBytes: 1024 });

@@ -11,7 +11,7 @@
  * of a batch that starts before the requested offset and any data received twice.
  */
 import { forEachRecord } from "../../../common/src/batch/index.js";
-import { InvalidArgumentError, toSluiceError, type SluiceError } from "../../../common/src/errors.js";
+import { toSluiceError, type SluiceError } from "../../../common/src/errors.js";
 import type { ConsumerMessage } from "./options.js";
 
 /** Where one subscribed partition stands. */
@@ -37,7 +37,8 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
   private current: ConsumerMessage[] = [];
   private currentIndex = 0;
   private currentChunk: Chunk | undefined;
-  private waiter: { resolve: (r: IteratorResult<ConsumerMessage>) => void; reject: (e: SluiceError) => void } | undefined;
+  /** Pending next() calls, served in order (e.g. one abandoned by a Promise.race timeout). */
+  private waiters: { resolve: (r: IteratorResult<ConsumerMessage>) => void; reject: (e: SluiceError) => void }[] = [];
   private failure: SluiceError | undefined;
   private ended = false;
 
@@ -57,14 +58,14 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
       return;
     }
     this.chunks.push(chunk);
-    if (this.waiter !== undefined) this.wake();
+    if (this.waiters.length > 0) this.wake();
   }
 
   /** Ends the iteration with `err` once the messages already decoded were yielded. */
   fail(err: SluiceError): void {
     if (this.ended || this.failure !== undefined) return;
     this.failure = err;
-    if (this.waiter !== undefined) this.wake();
+    if (this.waiters.length > 0) this.wake();
   }
 
   /** Ends the iteration: pending and later `next()` calls report done. */
@@ -74,7 +75,7 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
     this.dropChunks(() => true);
     this.current = [];
     this.currentIndex = 0;
-    if (this.waiter !== undefined) this.wake();
+    if (this.waiters.length > 0) this.wake();
   }
 
   /** Forgets what was received for `partition` (seek, reset). */
@@ -87,19 +88,13 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
     this.dropChunks((chunk) => chunk.partition === partition);
   }
 
-  /** Chunks waiting to be decoded (for tests and diagnostics). */
-  get queuedChunks(): number {
-    return this.chunks.length - this.chunkHead;
-  }
-
   next(): Promise<IteratorResult<ConsumerMessage>> {
-    if (this.waiter !== undefined) {
-      return Promise.reject(new InvalidArgumentError("the consumer iterator serves one next() at a time; await the previous one first"));
+    if (this.waiters.length === 0) {
+      const ready = this.take();
+      if (ready !== undefined) return ready;
     }
-    const ready = this.take();
-    if (ready !== undefined) return ready;
     return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
+      this.waiters.push({ resolve, reject });
     });
   }
 
@@ -139,16 +134,17 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
   }
 
   private wake(): void {
-    const waiter = this.waiter!;
-    let result: Promise<IteratorResult<ConsumerMessage>> | undefined;
-    try {
-      result = this.take();
-    } catch (err) {
-      result = Promise.reject(toSluiceError(err));
+    while (this.waiters.length > 0) {
+      let result: Promise<IteratorResult<ConsumerMessage>> | undefined;
+      try {
+        result = this.take();
+      } catch (err) {
+        result = Promise.reject(toSluiceError(err));
+      }
+      if (result === undefined) return;
+      const waiter = this.waiters.shift()!;
+      result.then(waiter.resolve, waiter.reject);
     }
-    if (result === undefined) return;
-    this.waiter = undefined;
-    result.then(waiter.resolve, waiter.reject);
   }
 
   private nextChunk(): Chunk {

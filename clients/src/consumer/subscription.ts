@@ -26,7 +26,11 @@ import { MessageQueue, PartitionPosition } from "./message-queue.js";
 import type { ParsedConsumerOptions, ParsedSubscribeOptions } from "./options.js";
 import { SubscribeStream, type SubscribeStreamListener } from "./subscribe-stream.js";
 
-/** Bytes the broker reads per partition per round; a batch larger than this still goes whole. */
+/**
+ * Bytes the broker reads per partition per round (a larger batch still goes whole). Measured
+ * on the 2-core box: 256 KiB keeps several responses in flight within an 8 MiB window and
+ * consumed 100-byte messages faster than 1 MiB or 4 MiB reads did.
+ */
 const MAX_PARTITION_READ_BYTES = 256 * 1024;
 
 class SubscribedPartition extends PartitionPosition {

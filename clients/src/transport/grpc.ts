@@ -29,6 +29,9 @@ export const CHANNEL_OPTIONS: ClientOptions = {
   "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
   "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
   "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW_BYTES,
+  // The SDK retries by its own policy (retry.ts), per batch and after route refreshes;
+  // grpc-js's transparent retries would only add buffering and bookkeeping to every stream.
+  "grpc.enable_retries": 0,
 };
 
 /** Plain-text channels for now; TLS arrives with the security work and slots in here. */
