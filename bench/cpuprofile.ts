@@ -6,7 +6,10 @@
  * `children`); `samples[i]` is the id of the node on top of the stack at sample i; `timeDeltas[i]`
  * is the µs between sample i-1 (or `startTime`) and sample i. Timestamps are µs of the
  * monotonic clock — the same clock as `process.hrtime()` in any process on the machine.
- * A sample "lasts" until the next one, so its self time is the next delta.
+ * A sample "lasts" until the next one, so its self time is the next delta — but only up to a
+ * few sampling intervals: a longer delta means the sampler itself did not run (the process was
+ * descheduled on a busy machine), and charging that to whatever was on top of the stack would
+ * invent hot spots. The excess is reported as "(unsampled gap)".
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -19,6 +22,10 @@ export interface CpuProfile {
   timeDeltas: number[];
 }
 
+/** A sample is charged at most this many median sampling intervals; the rest is a gap. */
+const MAX_SAMPLE_INTERVALS = 4;
+export const GAP_FUNCTION = "(unsampled gap)";
+
 export interface SelfTimeRow {
   functionName: string;
   /** Script location, shortened: repo-relative, `node_modules/<pkg>/…` or `node:…`. */
@@ -30,8 +37,10 @@ export interface SelfTimeRow {
 
 export interface ProfileSummary {
   windowMs: number;
-  /** Sampled time not spent idle: what the process actually burned. */
+  /** Sampled time not spent idle or in gaps: what the process actually burned. */
   busyMs: number;
+  /** Time the sampler did not run (see GAP_FUNCTION). */
+  gapMs: number;
   byFunction: SelfTimeRow[];
   /** The same time summed by area: a package, a repo folder, node internals, GC… */
   byArea: { area: string; selfMs: number; percent: number }[];
@@ -78,24 +87,33 @@ export function summarizeProfile(
   const fromUs = options.fromUs ?? -Infinity;
   const toUs = options.toUs ?? Infinity;
   const selfUs = new Map<string, { functionName: string; location: string; us: number }>();
+  const charge = (functionName: string, location: string, us: number): void => {
+    const key = `${functionName}\u0000${location}`;
+    const row = selfUs.get(key);
+    if (row) row.us += us;
+    else selfUs.set(key, { functionName, location, us });
+  };
+  const sortedDeltas = [...profile.timeDeltas].sort((a, b) => a - b);
+  const maxSampleUs = MAX_SAMPLE_INTERVALS * Math.max(1, sortedDeltas[sortedDeltas.length >> 1] ?? 1000);
   let windowUs = 0;
   let idleUs = 0;
+  let gapUs = 0;
   let timestamp = profile.startTime;
   const count = profile.samples.length;
   for (let i = 0; i < count; i++) {
     timestamp += profile.timeDeltas[i] ?? 0;
     if (timestamp < fromUs || timestamp > toUs) continue;
     const next = profile.timeDeltas[i + 1];
-    const durationUs = next === undefined ? Math.max(0, profile.endTime - timestamp) : next;
+    const durationUs = next === undefined ? Math.max(0, Math.min(profile.endTime, toUs) - timestamp) : next;
     const frame = frames.get(profile.samples[i] as number);
     if (!frame) continue;
+    const chargedUs = Math.min(durationUs, maxSampleUs);
     windowUs += durationUs;
-    if (frame.functionName === "(idle)") idleUs += durationUs;
-    const key = `${frame.functionName}\u0000${frame.location}`;
-    const row = selfUs.get(key);
-    if (row) row.us += durationUs;
-    else selfUs.set(key, { ...frame, us: durationUs });
+    gapUs += durationUs - chargedUs;
+    if (frame.functionName === "(idle)") idleUs += chargedUs;
+    charge(frame.functionName, frame.location, chargedUs);
   }
+  if (gapUs > 0) charge(GAP_FUNCTION, "", gapUs);
   const percent = (us: number): number => (windowUs > 0 ? Number(((us * 100) / windowUs).toFixed(1)) : 0);
   const rows = [...selfUs.values()].sort((a, b) => b.us - a.us);
   const areas = new Map<string, number>();
@@ -105,7 +123,8 @@ export function summarizeProfile(
   }
   return {
     windowMs: Number((windowUs / 1000).toFixed(1)),
-    busyMs: Number(((windowUs - idleUs) / 1000).toFixed(1)),
+    busyMs: Number(((windowUs - idleUs - gapUs) / 1000).toFixed(1)),
+    gapMs: Number((gapUs / 1000).toFixed(1)),
     byFunction: rows.slice(0, options.top ?? 25).map((r) => ({
       functionName: r.functionName,
       location: r.location,
@@ -119,7 +138,7 @@ export function summarizeProfile(
 }
 
 export function renderSummary(title: string, summary: ProfileSummary, topAreas = 12): string {
-  const lines = [`${title}: ${summary.windowMs} ms sampled, ${summary.busyMs} ms busy`];
+  const lines = [`${title}: ${summary.windowMs} ms window, ${summary.busyMs} ms busy, ${summary.gapMs} ms not sampled (descheduled)`];
   lines.push("  self ms     %   function  (location)");
   for (const row of summary.byFunction) {
     lines.push(`  ${row.selfMs.toFixed(1).padStart(8)} ${row.percent.toFixed(1).padStart(5)}   ${row.functionName}  ${row.location ? `(${row.location})` : ""}`.trimEnd());

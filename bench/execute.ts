@@ -3,6 +3,7 @@
  * the measured `sluice bench` client with the broker's CPU and memory metered around it.
  */
 import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { BrokerMeter, clockTicksPerSecond, ProcessSampler } from "./proc-stats.js";
 import { benchArgs, clientTimeoutMs, prefillFor, type BenchSettings, type RunSpec } from "./plan.js";
@@ -69,6 +70,7 @@ export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteO
 
   const args = benchArgs(run, address);
   const startedAt = new Date().toISOString();
+  const loadAverage1m = Number(loadavg()[0]?.toFixed(2) ?? 0);
   if (!dev.alive()) return failure(run, startedAt, args, "the broker had already exited", null, dev.stderrTail());
   const meter = new BrokerMeter(dev.info.pid);
   meter.begin();
@@ -121,6 +123,7 @@ export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteO
     clientPeakRssMb: Number((clientSeen.peakKb / 1024).toFixed(1)),
     clientShutdownMs: Math.round((exitedUs - (toUs as number)) / 1000),
     startedAt,
+    loadAverage1m,
     windowUs: { from: fromUs, to: toUs as number },
     profiled: settings.profile,
     command: ["node", "bin/sluice.js", ...args],

@@ -5,6 +5,8 @@
  *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b)
  *   SLUICE_BENCH_PARTITIONS=3      partitions of each bench topic
  *   SLUICE_BENCH_TIMEOUT_S=N       kill a bench client after N s (default: grows with the count)
+ *   SLUICE_BENCH_REPEAT=3          run each benchmark N times (fresh topic each) and report the
+ *                                  median attempt — the box is shared, single runs are noisy
  *   SLUICE_BENCH_PROFILE=1         run broker and clients under `node --cpu-prof` (figures are
  *                                  then perturbed and go to bench/results/profiled/)
  *   SLUICE_BENCH_BROKER_NODE_FLAGS, SLUICE_BENCH_CLIENT_NODE_FLAGS
@@ -51,6 +53,8 @@ export interface BenchSettings {
   /** Fixed client timeout; undefined = derived from the message count. */
   timeoutMs: number | undefined;
   profile: boolean;
+  /** Attempts per run; the median one is reported. */
+  repeat: number;
   brokerNodeFlags: string[];
   clientNodeFlags: string[];
 }
@@ -76,12 +80,15 @@ export function parseBenchSettings(env: NodeJS.ProcessEnv): BenchSettings {
   const partitions = positiveNumber(env, "SLUICE_BENCH_PARTITIONS") ?? DEFAULT_PARTITIONS;
   if (!Number.isInteger(partitions)) throw new Error(`SLUICE_BENCH_PARTITIONS must be an integer, got ${partitions}`);
   const timeoutS = positiveNumber(env, "SLUICE_BENCH_TIMEOUT_S");
+  const repeat = positiveNumber(env, "SLUICE_BENCH_REPEAT") ?? 1;
+  if (!Number.isInteger(repeat)) throw new Error(`SLUICE_BENCH_REPEAT must be an integer, got ${repeat}`);
   return {
     scale: positiveNumber(env, "SLUICE_BENCH_SCALE") ?? 1,
     only: only && only.length > 0 ? only : undefined,
     partitions,
     timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000,
     profile: ["1", "true", "yes"].includes((env.SLUICE_BENCH_PROFILE ?? "").toLowerCase()),
+    repeat,
     brokerNodeFlags: nodeFlags(env, "SLUICE_BENCH_BROKER_NODE_FLAGS"),
     clientNodeFlags: nodeFlags(env, "SLUICE_BENCH_CLIENT_NODE_FLAGS"),
   };

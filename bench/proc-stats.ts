@@ -25,19 +25,25 @@ export function clockTicksPerSecond(): number {
 }
 
 /**
- * utime + stime (fields 14 and 15, in clock ticks) from the text of /proc/<pid>/stat.
+ * utime and stime (fields 14 and 15, in clock ticks) from the text of /proc/<pid>/stat.
  * Field 2, the command name, is in parentheses and may itself hold spaces or parentheses,
  * so fields are counted from the last ")": after it come field 3 (state), 4, 5, …
  */
-export function parseStatCpuTicks(statText: string): number {
+export function parseStatCpu(statText: string): { userTicks: number; systemTicks: number } {
   const close = statText.lastIndexOf(")");
   if (close < 0) throw new Error(`unexpected /proc/<pid>/stat content: ${statText.slice(0, 80)}`);
   const fields = statText.slice(close + 2).trim().split(/\s+/);
   // fields[0] is field 3, so field n is fields[n - 3].
-  const utime = Number(fields[14 - 3]);
-  const stime = Number(fields[15 - 3]);
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`no utime/stime in /proc/<pid>/stat: ${statText.slice(0, 80)}`);
-  return utime + stime;
+  const userTicks = Number(fields[14 - 3]);
+  const systemTicks = Number(fields[15 - 3]);
+  if (!Number.isFinite(userTicks) || !Number.isFinite(systemTicks)) throw new Error(`no utime/stime in /proc/<pid>/stat: ${statText.slice(0, 80)}`);
+  return { userTicks, systemTicks };
+}
+
+/** utime + stime, in clock ticks. */
+export function parseStatCpuTicks(statText: string): number {
+  const { userTicks, systemTicks } = parseStatCpu(statText);
+  return userTicks + systemTicks;
 }
 
 /** A "<Field>:   12345 kB" line of /proc/<pid>/status, in kB; undefined when absent. */
@@ -48,6 +54,10 @@ export function parseStatusKb(statusText: string, field: "VmRSS" | "VmHWM"): num
 
 export function readCpuTicks(pid: number): number {
   return parseStatCpuTicks(readFileSync(`/proc/${pid}/stat`, "utf8"));
+}
+
+export function readCpu(pid: number): { userTicks: number; systemTicks: number } {
+  return parseStatCpu(readFileSync(`/proc/${pid}/stat`, "utf8"));
 }
 
 /** Resident set now and its high-water mark since the process started, in kB. */
@@ -102,16 +112,16 @@ export class ProcessSampler {
  */
 export class BrokerMeter {
   private readonly ticksPerSecond: number;
-  private startTicks = 0;
+  private start = { userTicks: 0, systemTicks: 0 };
   private sampler: ProcessSampler | undefined;
-  private measured: { cpuMs: number; peakKb: number; hwmKb: number; samples: number } | undefined;
+  private measured: { userMs: number; systemMs: number; peakKb: number; hwmKb: number; samples: number } | undefined;
 
   constructor(private readonly pid: number, ticksPerSecond = clockTicksPerSecond()) {
     this.ticksPerSecond = ticksPerSecond;
   }
 
   begin(): void {
-    this.startTicks = readCpuTicks(this.pid);
+    this.start = readCpu(this.pid);
     this.measured = undefined;
     this.sampler = new ProcessSampler(this.pid);
     this.sampler.start();
@@ -121,19 +131,29 @@ export class BrokerMeter {
   stop(): void {
     if (this.measured) return;
     const { peakKb, samples } = this.sampler?.stop() ?? { peakKb: 0, samples: 0 };
+    const toMs = (ticks: number): number => (ticks * 1000) / this.ticksPerSecond;
     try {
-      const cpuMs = ((readCpuTicks(this.pid) - this.startTicks) * 1000) / this.ticksPerSecond;
-      this.measured = { cpuMs, peakKb, hwmKb: readMemoryKb(this.pid).hwmKb, samples };
+      const end = readCpu(this.pid);
+      this.measured = {
+        userMs: toMs(end.userTicks - this.start.userTicks),
+        systemMs: toMs(end.systemTicks - this.start.systemTicks),
+        peakKb,
+        hwmKb: readMemoryKb(this.pid).hwmKb,
+        samples,
+      };
     } catch {
-      this.measured = { cpuMs: 0, peakKb, hwmKb: peakKb, samples };
+      this.measured = { userMs: 0, systemMs: 0, peakKb, hwmKb: peakKb, samples };
     }
   }
 
   usage(messages: number): BrokerUsage {
     this.stop();
-    const { cpuMs, peakKb, hwmKb, samples } = this.measured as NonNullable<BrokerMeter["measured"]>;
+    const { userMs, systemMs, peakKb, hwmKb, samples } = this.measured as NonNullable<BrokerMeter["measured"]>;
+    const cpuMs = userMs + systemMs;
     return {
       brokerCpuMs: cpuMs,
+      brokerUserCpuMs: userMs,
+      brokerSystemCpuMs: systemMs,
       brokerCpuUsPerMsg: messages > 0 ? Number(((cpuMs * 1000) / messages).toFixed(3)) : 0,
       brokerPeakRssMb: Number((peakKb / 1024).toFixed(1)),
       brokerHighWaterRssMb: Number((hwmKb / 1024).toFixed(1)),
@@ -145,6 +165,9 @@ export class BrokerMeter {
 export interface BrokerUsage {
   /** utime + stime of the broker process during the run, in ms (resolution: one clock tick). */
   brokerCpuMs: number;
+  /** The same split: in the process (utime) and in the kernel on its behalf (stime: writes, fsync, sockets). */
+  brokerUserCpuMs: number;
+  brokerSystemCpuMs: number;
   brokerCpuUsPerMsg: number;
   /** Largest VmRSS sampled every RSS_SAMPLE_INTERVAL_MS during the run. */
   brokerPeakRssMb: number;

@@ -55,9 +55,26 @@ export interface RunRecord extends BenchJson, BrokerUsage {
   startedAt: string;
   /** Monotonic window of the measured client, in µs of process.hrtime (the clock .cpuprofile files use). */
   windowUs: { from: number; to: number };
+  /** The machine's 1-minute load average when the run started: above the core count, other work competed. */
+  loadAverage1m: number;
+  /**
+   * Every attempt when SLUICE_BENCH_REPEAT > 1. The record's own figures are the median
+   * attempt's (by msgs/s, or by p99 for e2e), except brokerPeakRssMb: the largest of all.
+   */
+  attempts?: AttemptFigures[];
   /** True when broker and client ran under --cpu-prof (figures perturbed). */
   profiled: boolean;
   command: string[];
+}
+
+/** The figures of one attempt, kept beside the median when a run is repeated. */
+export interface AttemptFigures {
+  msgsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  brokerCpuUsPerMsg: number;
+  brokerPeakRssMb: number;
+  loadAverage1m: number;
 }
 
 /** bench/results/<name>.json for a run whose client or setup failed. */
@@ -82,4 +99,32 @@ export function isFailure(outcome: RunOutcome): outcome is RunFailure {
 
 export function failure(run: RunSpec, startedAt: string, command: string[], error: string, exitCode: number | null, stderrTail: string): RunFailure {
   return { name: run.name, kind: run.kind, flush: run.flush, size: run.size, startedAt, failed: true, error, exitCode, stderrTail, command };
+}
+
+/** Throughput runs are ranked by msgs/s; latency runs by p99 (lower is better). */
+function rank(record: RunRecord): number {
+  return record.kind === "e2e" ? -record.p99Ms : record.msgsPerSec;
+}
+
+/**
+ * One outcome for a repeated run: the first failure if any attempt failed, else the median
+ * attempt (the lower middle one for an even count), carrying every attempt's figures and the
+ * largest broker RSS seen by any of them.
+ */
+export function medianOutcome(attempts: readonly RunOutcome[]): RunOutcome {
+  if (attempts.length === 0) throw new Error("no attempts to choose from");
+  const failed = attempts.find(isFailure);
+  if (failed) return failed;
+  const records = attempts as readonly RunRecord[];
+  if (records.length === 1) return records[0] as RunRecord;
+  const sorted = [...records].sort((a, b) => rank(a) - rank(b));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)] as RunRecord;
+  return {
+    ...median,
+    brokerPeakRssMb: Math.max(...records.map((r) => r.brokerPeakRssMb)),
+    attempts: records.map((r) => ({
+      msgsPerSec: r.msgsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, brokerCpuUsPerMsg: r.brokerCpuUsPerMsg,
+      brokerPeakRssMb: r.brokerPeakRssMb, loadAverage1m: r.loadAverage1m,
+    })),
+  };
 }

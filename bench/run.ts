@@ -20,7 +20,7 @@ import { cpuProfileFlags, executeRun, newestCpuProfile } from "./execute.js";
 import { benchPlan, parseBenchSettings, type BenchSettings, type RunSpec } from "./plan.js";
 import { clockTicksPerSecond } from "./proc-stats.js";
 import { killAll, REPO_ROOT, startDev, type FlushPolicy } from "./processes.js";
-import { failure, isFailure, type RunOutcome } from "./results.js";
+import { failure, isFailure, medianOutcome, type RunOutcome } from "./results.js";
 import { evaluateTargets, renderChecks, renderCpu, renderRuns } from "./targets.js";
 
 const PROFILE_TOP_FUNCTIONS = 20;
@@ -94,7 +94,14 @@ async function runGroup(flush: FlushPolicy, runs: RunSpec[], settings: BenchSett
     log(`broker pid ${dev.info.pid}, name server ${dev.info.nameserver}`);
     for (const run of runs) {
       log(`running ${run.name}: ${run.kind} ${run.messages.toLocaleString("en-US")} × ${run.size} B${run.rate ? ` at ${run.rate} msgs/s` : ""}`);
-      record(await executeRun(run, dev, settings.profile ? { settings, clientProfileDir: join(profilesDir, run.name) } : { settings }));
+      const attempts: RunOutcome[] = [];
+      for (let attempt = 1; attempt <= settings.repeat; attempt++) {
+        const outcome = await executeRun(run, dev, settings.profile ? { settings, clientProfileDir: join(profilesDir, run.name) } : { settings });
+        attempts.push(outcome);
+        if (settings.repeat > 1) log(`  attempt ${attempt}/${settings.repeat}: ${describe(outcome)} (load ${isFailure(outcome) ? "?" : outcome.loadAverage1m})`);
+        if (isFailure(outcome)) break;
+      }
+      record(medianOutcome(attempts));
     }
   } catch (err) {
     const message = (err as Error).message;
@@ -120,7 +127,7 @@ async function main(): Promise<number> {
   if (settings.profile) rmSync(join(resultsDir, "profiles"), { recursive: true, force: true });
   mkdirSync(resultsDir, { recursive: true });
   const startedAt = new Date().toISOString();
-  log(`${plan.length} runs, scale ${settings.scale}${settings.profile ? ", under --cpu-prof (figures perturbed)" : ""}; results in ${resultsDir}`);
+  log(`${plan.length} runs${settings.repeat > 1 ? ` × ${settings.repeat} attempts (median reported)` : ""}, scale ${settings.scale}${settings.profile ? ", under --cpu-prof (figures perturbed)" : ""}; results in ${resultsDir}`);
 
   if (settings.brokerNodeFlags.length > 0) log(`broker node flags: ${settings.brokerNodeFlags.join(" ")}`);
   if (settings.clientNodeFlags.length > 0) log(`client node flags: ${settings.clientNodeFlags.join(" ")}`);

@@ -107,11 +107,14 @@ export function renderCpu(outcomes: readonly RunOutcome[]): string {
     const wallMs = (o.windowUs.to - o.windowUs.from) / 1000;
     const cores = (cpuMs: number): string => (wallMs > 0 ? (cpuMs / wallMs).toFixed(2) : "—");
     rows.push([
-      o.name, (wallMs / 1000).toFixed(2), o.seconds.toFixed(2), (o.brokerCpuMs / 1000).toFixed(2), (o.clientCpuMs / 1000).toFixed(2),
+      o.name, (wallMs / 1000).toFixed(2), o.seconds.toFixed(2),
+      `${(o.brokerCpuMs / 1000).toFixed(2)} (${(o.brokerUserCpuMs / 1000).toFixed(2)}+${(o.brokerSystemCpuMs / 1000).toFixed(2)})`,
+      (o.clientCpuMs / 1000).toFixed(2),
       cores(o.brokerCpuMs), cores(o.clientCpuMs), formatNumber(o.clientPeakRssMb), (o.clientShutdownMs / 1000).toFixed(2),
+      o.loadAverage1m.toFixed(2),
     ]);
   }
-  return table(["run", "client wall s", "timed s", "broker CPU s", "client CPU s", "broker cores", "client cores", "client peak RSS MB", "client exit after s"], rows);
+  return table(["run", "client wall s", "timed s", "broker CPU s (user+sys)", "client CPU s", "broker cores", "client cores", "client peak RSS MB", "client exit after s", "load 1m"], rows);
 }
 
 export function renderChecks(checks: readonly CheckResult[]): string {

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { areaOf, summarizeProfile, type CpuProfile } from "../cpuprofile.js";
 import { benchArgs, benchPlan, parseBenchSettings, prefillFor } from "../plan.js";
 import { BrokerMeter, parseStatCpuTicks, parseStatusKb } from "../proc-stats.js";
-import { parseBenchJson, type RunOutcome, type RunRecord } from "../results.js";
+import { medianOutcome, parseBenchJson, type RunOutcome, type RunRecord } from "../results.js";
 import { evaluateTargets } from "../targets.js";
 
 test("utime + stime are read after the last parenthesis, whatever the command name holds", () => {
@@ -53,7 +53,7 @@ function record(name: string, fields: Partial<RunRecord>): RunRecord {
   return {
     name, kind: "produce", flush: "interval", size: 100, requestedMessages: 1000, rate: null, topic: "t", partitions: 3,
     msgsPerSec: 0, mbPerSec: 0, p50Ms: 0, p99Ms: 0, p999Ms: 0, messages: 1000, seconds: 1,
-    brokerCpuMs: 0, brokerCpuUsPerMsg: 0, brokerPeakRssMb: 100, brokerHighWaterRssMb: 100, rssSamples: 10, clientCpuMs: 0, clientPeakRssMb: 0, clientShutdownMs: 0,
+    brokerCpuMs: 0, brokerUserCpuMs: 0, brokerSystemCpuMs: 0, brokerCpuUsPerMsg: 0, brokerPeakRssMb: 100, brokerHighWaterRssMb: 100, rssSamples: 10, clientCpuMs: 0, clientPeakRssMb: 0, clientShutdownMs: 0, loadAverage1m: 0,
     startedAt: "", windowUs: { from: 0, to: 1 }, profiled: false, command: [], ...fields,
   };
 }
@@ -116,6 +116,7 @@ test("a profile's self time is summed by function and location, within the windo
   const all = summarizeProfile(profile, { repoRoot: "/repo" });
   assert.equal(all.windowMs, 5);
   assert.equal(all.busyMs, 4);
+  assert.equal(all.gapMs, 0);
   assert.deepEqual(all.byFunction[0], { functionName: "append", location: "broker/src/storage/segment.ts:10", selfMs: 3, percent: 60 });
   assert.equal(all.byArea.find((a) => a.area === "@grpc/grpc-js")?.selfMs, 1);
   assert.equal(all.byArea.find((a) => a.area === "broker/src/storage")?.selfMs, 3);
@@ -124,4 +125,35 @@ test("a profile's self time is summed by function and location, within the windo
   assert.deepEqual(window.byFunction.map((r) => r.functionName).sort(), ["(idle)", "write"]);
   assert.equal(areaOf("node:internal/streams/writable:1", "write"), "node internals");
   assert.equal(areaOf("", "(garbage collector)"), "(garbage collector)");
+});
+
+test("a repeated run reports its median attempt, the largest RSS, and any failure first", () => {
+  const produce = [900, 1_100, 1_000].map((msgsPerSec, i) => record("produce-100b", { msgsPerSec, brokerPeakRssMb: [120, 150, 110][i] as number }));
+  const median = medianOutcome(produce) as RunRecord;
+  assert.equal(median.msgsPerSec, 1_000);
+  assert.equal(median.brokerPeakRssMb, 150);
+  assert.deepEqual(median.attempts?.map((a) => a.msgsPerSec), [900, 1_100, 1_000]);
+  // Latency runs rank by p99, lower is better; an even count takes the lower middle (the worse).
+  const e2e = [3, 1, 4, 2].map((p99Ms) => record("e2e-100b", { kind: "e2e", p99Ms }));
+  assert.equal((medianOutcome(e2e) as RunRecord).p99Ms, 3);
+  assert.equal(medianOutcome([produce[0] as RunRecord]), produce[0]);
+  const failed: RunOutcome = { name: "produce-100b", kind: "produce", flush: "interval", size: 100, startedAt: "", failed: true, error: "x", exitCode: 1, stderrTail: "", command: [] };
+  assert.equal(medianOutcome([produce[0] as RunRecord, failed]), failed);
+});
+
+test("a sampling gap is reported as such, not charged to the function that was on top", () => {
+  const frame = (functionName: string) => ({ functionName, url: "file:///repo/a.js", lineNumber: 0 });
+  const profile: CpuProfile = {
+    nodes: [{ id: 1, callFrame: frame("(root)"), children: [2, 3] }, { id: 2, callFrame: frame("hot") }, { id: 3, callFrame: frame("cold") }],
+    // 1 ms sampling, then a 50 ms silence after the sample of "cold".
+    startTime: 0,
+    endTime: 54_000,
+    samples: [2, 2, 3, 2],
+    timeDeltas: [1000, 1000, 1000, 50_000],
+  };
+  const summary = summarizeProfile(profile, { repoRoot: "/repo" });
+  const cold = summary.byFunction.find((r) => r.functionName === "cold");
+  assert.equal(cold?.selfMs, 4); // capped at 4 median intervals
+  assert.equal(summary.gapMs, 46);
+  assert.equal(summary.byFunction[0]?.functionName, "(unsampled gap)");
 });

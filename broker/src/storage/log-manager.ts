@@ -23,6 +23,8 @@ import {
   removeCleanShutdownMarker,
   writeCleanShutdownMarker,
   writeRecoveryPoints,
+  writeRecoveryPointsAsync,
+  type RecoveryPoint,
 } from "./logs-dir.js";
 import { PartitionLog } from "./partition-log.js";
 import { fsyncDirectory, nodeStorageIo, type StorageIo } from "./storage-io.js";
@@ -141,6 +143,7 @@ export class LogManager {
     for (const log of doomed) await log.delete();
     if (doomed.length > 0) {
       this.logger.info({ topic, partitions: doomed.length }, "deleted topic logs");
+      await this.flushing; // the periodic checkpoint writes the same temporary file
       this.writeCheckpoint();
     }
   }
@@ -180,10 +183,19 @@ export class LogManager {
       if (result.status === "rejected") this.logger.error({ err: result.reason }, "periodic flush failed");
     }
     try {
-      this.writeCheckpoint();
+      const points = this.recoveryPoints();
+      const text = JSON.stringify(points);
+      if (text !== this.lastCheckpoint) {
+        await writeRecoveryPointsAsync(this.logsDir, points);
+        this.lastCheckpoint = text;
+      }
     } catch (err) {
       this.logger.error({ err }, "could not write the recovery-point checkpoint");
     }
+  }
+
+  private recoveryPoints(): RecoveryPoint[] {
+    return this.all().map((log) => ({ topic: log.topic, partition: log.partition, offset: log.flushedOffset }));
   }
 
   private retentionTick(): void {
@@ -199,7 +211,7 @@ export class LogManager {
   }
 
   private writeCheckpoint(): void {
-    const points = this.all().map((log) => ({ topic: log.topic, partition: log.partition, offset: log.flushedOffset }));
+    const points = this.recoveryPoints();
     const text = JSON.stringify(points);
     if (text === this.lastCheckpoint) return;
     writeRecoveryPoints(this.logsDir, points);

@@ -93,6 +93,29 @@ export function writeRecoveryPoints(logsDir: string, points: readonly RecoveryPo
   writeFileDurably(logsDir, RECOVERY_POINT_CHECKPOINT_FILE, text);
 }
 
+/**
+ * The same, off the event loop: the periodic flush calls this every second, and an fsync on
+ * the main thread would stall every produce and fetch behind it (it waits for the journal).
+ */
+export async function writeRecoveryPointsAsync(logsDir: string, points: readonly RecoveryPoint[]): Promise<void> {
+  const text = points.map((p) => `${p.topic} ${p.partition} ${p.offset}\n`).join("");
+  const temporary = path.join(logsDir, `${RECOVERY_POINT_CHECKPOINT_FILE}.tmp`);
+  const file = await fs.promises.open(temporary, "w", 0o644);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await fs.promises.rename(temporary, path.join(logsDir, RECOVERY_POINT_CHECKPOINT_FILE));
+  const dir = await fs.promises.open(logsDir, "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
 export function hasCleanShutdownMarker(logsDir: string): boolean {
   return fs.existsSync(path.join(logsDir, CLEAN_SHUTDOWN_FILE));
 }
