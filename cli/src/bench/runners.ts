@@ -114,43 +114,61 @@ export async function benchEndToEnd(options: BenchOptions): Promise<BenchResult>
     const producer = sluice.producer({ lingerMs: 0 });
     const latency = new LatencyRecorder();
     const progress = new Progress("e2e", options.messages);
-    const size = Math.max(options.size, 8);
+    const size = Math.max(options.size, 9);
+    // One second at the target rate first, not measured: JIT, connections and buffers warm up.
+    const warmUp = Math.min(options.rate, 20_000);
+    const total = warmUp + options.messages;
     let received = 0;
+    let measured = 0;
     let bytes = 0;
+    let allReceived: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (allReceived = resolve));
     const consumed = (async () => {
       for await (const message of consumer.subscribe(options.topic)) {
         const value = message.value as Buffer;
-        // The first 8 bytes carry the send time (performance.now() in µs).
-        const sentAtUs = Number(value.readBigUInt64BE(0));
-        latency.record(performance.now() - sentAtUs / 1000);
-        received++;
-        bytes += value.length;
-        progress.update(received);
-        if (received >= options.messages) break;
+        // Bytes 0-7 carry the send time (performance.now() in µs); byte 8 marks measured messages.
+        if (value[8] === 1) {
+          const sentAtUs = Number(value.readBigUInt64BE(0));
+          latency.record(performance.now() - sentAtUs / 1000);
+          measured++;
+          bytes += value.length;
+          progress.update(measured);
+        }
+        if (++received >= total) break;
       }
+      allReceived();
     })();
     // Let the consumer's subscription reach the broker before the first send.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const intervalMs = 1000 / options.rate;
-    const started = performance.now();
+    let started = performance.now();
+    let measuredFrom = 0;
     const sends: Promise<unknown>[] = [];
-    for (let i = 0; i < options.messages; i++) {
-      const due = started + i * intervalMs;
+    for (let i = 0; i < total; i++) {
+      if (i === warmUp) {
+        started = performance.now();
+        measuredFrom = i;
+      }
+      const due = started + (i - measuredFrom) * intervalMs;
       const wait = due - performance.now();
       if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
       else if (wait > 0) await new Promise((resolve) => setImmediate(resolve));
       const value = Buffer.alloc(size);
+      value[8] = i >= warmUp ? 1 : 0;
       value.writeBigUInt64BE(BigInt(Math.round(performance.now() * 1000)), 0);
       sends.push(producer.send(options.topic, [{ value }]));
       if (sends.length >= 10_000) await Promise.all(sends.splice(0));
     }
     await Promise.all(sends);
-    await Promise.race([consumed, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([done, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
+    clearTimeout(timer);
     const seconds = (performance.now() - started) / 1000;
     progress.done();
     await producer.close();
     await consumer.close();
-    return summarize(received, bytes, seconds, latency);
+    await Promise.race([consumed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+    return summarize(measured, bytes, seconds, latency);
   } finally {
     await sluice.close();
   }
