@@ -5,7 +5,7 @@
 import { mkdirSync, readdirSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { BrokerMeter, clockTicksPerSecond, ProcessSampler } from "./proc-stats.js";
+import { BrokerMeter, clockTicksPerSecond, ProcessSampler, waitForWriteback } from "./proc-stats.js";
 import { benchArgs, clientTimeoutMs, prefillFor, type BenchSettings, type RunSpec } from "./plan.js";
 import { runCli, type DevServer } from "./processes.js";
 import { failure, parseBenchJson, type RunOutcome } from "./results.js";
@@ -34,6 +34,9 @@ export function newestCpuProfile(dir: string): string | undefined {
   return newest?.path;
 }
 
+/** Longest wait for earlier runs' data to reach the disk before a run starts. */
+const SETTLE_TIMEOUT_MS = 30_000;
+
 function nowUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
 }
@@ -53,9 +56,32 @@ export interface ExecuteOptions {
   clientProfileDir?: string;
 }
 
+/** How long deleting a run's topic may take before the orchestrator moves on. */
+const DELETE_TOPIC_TIMEOUT_MS = 30_000;
+
+/**
+ * Runs one attempt on a fresh topic and deletes the topic afterwards (whatever happened).
+ *
+ * Deleting matters for the figures, not just for disk space: on this kind of VM, writing into
+ * page cache that has to grow into memory not used recently costs several times more kernel
+ * time (measured with dd: ~350 MB/s, against 1.2–2.2 GB/s when reusing freed pages), so a run
+ * would otherwise be slowed by how much its predecessors wrote. A long-running broker, whose
+ * retention deletes old segments, is in the "reuse" state too.
+ */
 export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
-  const { settings } = options;
   const topic = freshTopic(run);
+  try {
+    return await executeOnTopic(run, topic, dev, options);
+  } finally {
+    if (dev.alive()) {
+      const deleted = await runCli(["--nameserver", dev.info.nameserver, "topic", "delete", topic], { timeoutMs: DELETE_TOPIC_TIMEOUT_MS });
+      if (deleted.code !== 0) process.stderr.write(`bench: warning: could not delete topic ${topic}: ${deleted.stderrTail.trim().split("\n").pop() ?? ""}\n`);
+    }
+  }
+}
+
+async function executeOnTopic(run: RunSpec, topic: string, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
+  const { settings } = options;
   const timeoutMs = clientTimeoutMs(run, settings);
   const address = { nameserver: dev.info.nameserver, topic, partitions: settings.partitions };
   const prefill = prefillFor(run);
@@ -69,6 +95,7 @@ export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteO
   }
 
   const args = benchArgs(run, address);
+  const settled = await waitForWriteback(SETTLE_TIMEOUT_MS);
   const startedAt = new Date().toISOString();
   const loadAverage1m = Number(loadavg()[0]?.toFixed(2) ?? 0);
   if (!dev.alive()) return failure(run, startedAt, args, "the broker had already exited", null, dev.stderrTail());
@@ -124,6 +151,8 @@ export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteO
     clientShutdownMs: Math.round((exitedUs - (toUs as number)) / 1000),
     startedAt,
     loadAverage1m,
+    settleWaitMs: settled.waitedMs,
+    unwrittenMbAtStart: settled.unwrittenMb,
     windowUs: { from: fromUs, to: toUs as number },
     profiled: settings.profile,
     command: ["node", "bin/sluice.js", ...args],

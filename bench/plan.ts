@@ -82,12 +82,15 @@ export function parseBenchSettings(env: NodeJS.ProcessEnv): BenchSettings {
   const timeoutS = positiveNumber(env, "SLUICE_BENCH_TIMEOUT_S");
   const repeat = positiveNumber(env, "SLUICE_BENCH_REPEAT") ?? 1;
   if (!Number.isInteger(repeat)) throw new Error(`SLUICE_BENCH_REPEAT must be an integer, got ${repeat}`);
+  const profile = ["1", "true", "yes"].includes((env.SLUICE_BENCH_PROFILE ?? "").toLowerCase());
+  // A profile summary pairs one broker window with one client profile: one attempt per run.
+  if (profile && repeat > 1) throw new Error("SLUICE_BENCH_PROFILE profiles a single attempt per run: leave SLUICE_BENCH_REPEAT unset");
   return {
     scale: positiveNumber(env, "SLUICE_BENCH_SCALE") ?? 1,
     only: only && only.length > 0 ? only : undefined,
     partitions,
     timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000,
-    profile: ["1", "true", "yes"].includes((env.SLUICE_BENCH_PROFILE ?? "").toLowerCase()),
+    profile,
     repeat,
     brokerNodeFlags: nodeFlags(env, "SLUICE_BENCH_BROKER_NODE_FLAGS"),
     clientNodeFlags: nodeFlags(env, "SLUICE_BENCH_CLIENT_NODE_FLAGS"),

@@ -68,6 +68,33 @@ export function readMemoryKb(pid: number): { rssKb: number; hwmKb: number } {
   return { rssKb, hwmKb: parseStatusKb(status, "VmHWM") ?? rssKb };
 }
 
+/** Dirty + Writeback from /proc/meminfo, in kB: file data the kernel still has to write to disk. */
+export function parseUnwrittenKb(meminfoText: string): number {
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, "m").exec(meminfoText)?.[1] ?? 0);
+  return field("Dirty") + field("Writeback");
+}
+
+/** Unwritten page-cache data below which a run may start. */
+export const SETTLED_UNWRITTEN_MB = 64;
+const SETTLE_POLL_MS = 100;
+
+/**
+ * Waits until the kernel has written back earlier runs' data (Dirty + Writeback below
+ * SETTLED_UNWRITTEN_MB), for at most timeoutMs. Once about 1 GB is dirty, Linux throttles
+ * every buffered write to the disk's pace, so a run that starts on top of its predecessor's
+ * backlog measures that backlog (measured here: buffered writes fall from ~4 GB/s to ~400 MB/s).
+ * Returns how long it waited and what was left.
+ */
+export async function waitForWriteback(timeoutMs: number): Promise<{ waitedMs: number; unwrittenMb: number }> {
+  const started = Date.now();
+  for (;;) {
+    const unwrittenMb = parseUnwrittenKb(readFileSync("/proc/meminfo", "utf8")) / 1024;
+    const waitedMs = Date.now() - started;
+    if (unwrittenMb < SETTLED_UNWRITTEN_MB || waitedMs >= timeoutMs) return { waitedMs, unwrittenMb: Number(unwrittenMb.toFixed(1)) };
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+  }
+}
+
 /**
  * Samples VmRSS (and the CPU ticks used so far) on a timer and keeps the peak RSS and the last
  * CPU figure. Stops quietly if the process goes away, keeping what it saw — which is how a
@@ -114,7 +141,12 @@ export class BrokerMeter {
   private readonly ticksPerSecond: number;
   private start = { userTicks: 0, systemTicks: 0 };
   private sampler: ProcessSampler | undefined;
-  private measured: { userMs: number; systemMs: number; peakKb: number; hwmKb: number; samples: number } | undefined;
+  /** Machine-wide Dirty + Writeback, sampled with the RSS: near ~1 GB Linux starts throttling writers. */
+  private unwrittenTimer: NodeJS.Timeout | undefined;
+  private peakUnwrittenKb = 0;
+  private measured:
+    | { userMs: number; systemMs: number; peakKb: number; hwmKb: number; samples: number; peakUnwrittenKb: number }
+    | undefined;
 
   constructor(private readonly pid: number, ticksPerSecond = clockTicksPerSecond()) {
     this.ticksPerSecond = ticksPerSecond;
@@ -125,12 +157,27 @@ export class BrokerMeter {
     this.measured = undefined;
     this.sampler = new ProcessSampler(this.pid);
     this.sampler.start();
+    this.peakUnwrittenKb = 0;
+    this.sampleUnwritten();
+    this.unwrittenTimer = setInterval(() => this.sampleUnwritten(), RSS_SAMPLE_INTERVAL_MS);
+  }
+
+  private sampleUnwritten(): void {
+    try {
+      this.peakUnwrittenKb = Math.max(this.peakUnwrittenKb, parseUnwrittenKb(readFileSync("/proc/meminfo", "utf8")));
+    } catch {
+      // Not Linux, or /proc unreadable: the figure stays 0.
+    }
   }
 
   /** Freezes the figures; later calls keep the first. Zeros if the broker is gone (the run fails anyway). */
   stop(): void {
     if (this.measured) return;
     const { peakKb, samples } = this.sampler?.stop() ?? { peakKb: 0, samples: 0 };
+    if (this.unwrittenTimer) clearInterval(this.unwrittenTimer);
+    this.unwrittenTimer = undefined;
+    this.sampleUnwritten();
+    const peakUnwrittenKb = this.peakUnwrittenKb;
     const toMs = (ticks: number): number => (ticks * 1000) / this.ticksPerSecond;
     try {
       const end = readCpu(this.pid);
@@ -140,15 +187,16 @@ export class BrokerMeter {
         peakKb,
         hwmKb: readMemoryKb(this.pid).hwmKb,
         samples,
+        peakUnwrittenKb,
       };
     } catch {
-      this.measured = { userMs: 0, systemMs: 0, peakKb, hwmKb: peakKb, samples };
+      this.measured = { userMs: 0, systemMs: 0, peakKb, hwmKb: peakKb, samples, peakUnwrittenKb };
     }
   }
 
   usage(messages: number): BrokerUsage {
     this.stop();
-    const { userMs, systemMs, peakKb, hwmKb, samples } = this.measured as NonNullable<BrokerMeter["measured"]>;
+    const { userMs, systemMs, peakKb, hwmKb, samples, peakUnwrittenKb } = this.measured as NonNullable<BrokerMeter["measured"]>;
     const cpuMs = userMs + systemMs;
     return {
       brokerCpuMs: cpuMs,
@@ -158,6 +206,7 @@ export class BrokerMeter {
       brokerPeakRssMb: Number((peakKb / 1024).toFixed(1)),
       brokerHighWaterRssMb: Number((hwmKb / 1024).toFixed(1)),
       rssSamples: samples,
+      peakUnwrittenMb: Number((peakUnwrittenKb / 1024).toFixed(1)),
     };
   }
 }
@@ -174,4 +223,6 @@ export interface BrokerUsage {
   /** VmHWM at the end of the run: the kernel's exact peak since the broker started. */
   brokerHighWaterRssMb: number;
   rssSamples: number;
+  /** Largest machine-wide Dirty + Writeback during the run, in MB (page-cache data not yet on disk). */
+  peakUnwrittenMb: number;
 }

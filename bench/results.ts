@@ -57,6 +57,9 @@ export interface RunRecord extends BenchJson, BrokerUsage {
   windowUs: { from: number; to: number };
   /** The machine's 1-minute load average when the run started: above the core count, other work competed. */
   loadAverage1m: number;
+  /** How long the run waited for earlier data to be written back, and how much was still unwritten (MB). */
+  settleWaitMs: number;
+  unwrittenMbAtStart: number;
   /**
    * Every attempt when SLUICE_BENCH_REPEAT > 1. The record's own figures are the median
    * attempt's (by msgs/s, or by p99 for e2e), except brokerPeakRssMb: the largest of all.

@@ -3,14 +3,14 @@
  *
  * For each flush policy in the plan it starts `sluice dev` on free ports with a fresh data
  * directory, runs each benchmark as its own `sluice bench --json` client process on a fresh
- * topic while metering the broker process (CPU from /proc/<pid>/stat, RSS sampled from
- * /proc/<pid>/status), and always stops the broker afterwards. It writes
+ * topic (deleted afterwards) while metering the broker process (CPU from /proc/<pid>/stat,
+ * RSS sampled from /proc/<pid>/status), and always stops the broker afterwards. It writes
  * bench/results/<run>.json and bench/results/summary.json and prints the figures next to
  * their targets.
  *
  * Exit code: 1 when a run failed (a client exited non-zero, the broker died, a setup step
  * failed); 0 otherwise, including when targets are missed — benchmarks report, they do not gate.
- * Environment knobs: see plan.ts (SLUICE_BENCH_SCALE, _ONLY, _PARTITIONS, _TIMEOUT_S, _PROFILE).
+ * Environment knobs (SLUICE_BENCH_SCALE, _ONLY, _REPEAT, _PROFILE, …): see plan.ts and README.md.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -47,7 +47,7 @@ function describe(outcome: RunOutcome): string {
   return (
     `${outcome.name}: ${outcome.msgsPerSec.toLocaleString("en-US")} msgs/s, ${outcome.mbPerSec} MB/s, ` +
     `p50 ${outcome.p50Ms} ms, p99 ${outcome.p99Ms} ms, broker ${outcome.brokerCpuUsPerMsg} µs CPU/msg, ` +
-    `peak RSS ${outcome.brokerPeakRssMb} MB (${outcome.seconds} s)`
+    `peak RSS ${outcome.brokerPeakRssMb} MB (${outcome.seconds} s; waited ${outcome.settleWaitMs} ms for writeback, load ${outcome.loadAverage1m})`
   );
 }
 
@@ -98,7 +98,7 @@ async function runGroup(flush: FlushPolicy, runs: RunSpec[], settings: BenchSett
       for (let attempt = 1; attempt <= settings.repeat; attempt++) {
         const outcome = await executeRun(run, dev, settings.profile ? { settings, clientProfileDir: join(profilesDir, run.name) } : { settings });
         attempts.push(outcome);
-        if (settings.repeat > 1) log(`  attempt ${attempt}/${settings.repeat}: ${describe(outcome)} (load ${isFailure(outcome) ? "?" : outcome.loadAverage1m})`);
+        if (settings.repeat > 1) log(`  attempt ${attempt}/${settings.repeat}: ${describe(outcome)}`);
         if (isFailure(outcome)) break;
       }
       record(medianOutcome(attempts));
@@ -128,7 +128,6 @@ async function main(): Promise<number> {
   mkdirSync(resultsDir, { recursive: true });
   const startedAt = new Date().toISOString();
   log(`${plan.length} runs${settings.repeat > 1 ? ` × ${settings.repeat} attempts (median reported)` : ""}, scale ${settings.scale}${settings.profile ? ", under --cpu-prof (figures perturbed)" : ""}; results in ${resultsDir}`);
-
   if (settings.brokerNodeFlags.length > 0) log(`broker node flags: ${settings.brokerNodeFlags.join(" ")}`);
   if (settings.clientNodeFlags.length > 0) log(`client node flags: ${settings.clientNodeFlags.join(" ")}`);
   const outcomes: RunOutcome[] = [];

@@ -111,10 +111,10 @@ export function renderCpu(outcomes: readonly RunOutcome[]): string {
       `${(o.brokerCpuMs / 1000).toFixed(2)} (${(o.brokerUserCpuMs / 1000).toFixed(2)}+${(o.brokerSystemCpuMs / 1000).toFixed(2)})`,
       (o.clientCpuMs / 1000).toFixed(2),
       cores(o.brokerCpuMs), cores(o.clientCpuMs), formatNumber(o.clientPeakRssMb), (o.clientShutdownMs / 1000).toFixed(2),
-      o.loadAverage1m.toFixed(2),
+      o.loadAverage1m.toFixed(2), formatNumber(o.peakUnwrittenMb),
     ]);
   }
-  return table(["run", "client wall s", "timed s", "broker CPU s (user+sys)", "client CPU s", "broker cores", "client cores", "client peak RSS MB", "client exit after s", "load 1m"], rows);
+  return table(["run", "client wall s", "timed s", "broker CPU s (user+sys)", "client CPU s", "broker cores", "client cores", "client peak RSS MB", "client exit after s", "load 1m", "peak dirty MB"], rows);
 }
 
 export function renderChecks(checks: readonly CheckResult[]): string {

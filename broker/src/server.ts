@@ -26,6 +26,7 @@ import {
 } from "./grpc/admin.js";
 import type { BrokerContext } from "./grpc/context.js";
 import { handleFetch, handleSubscribe } from "./grpc/fetch.js";
+import { widenInitialWindow, widenSessionWindows } from "./grpc/flow-window.js";
 import { handleProduce } from "./grpc/produce.js";
 import { BrokerMetrics } from "./metrics.js";
 import { parseBrokerOptions, type BrokerOptions, type BrokerOptionsInput } from "./options.js";
@@ -88,6 +89,7 @@ export class Broker {
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
     });
+    widenInitialWindow(grpc, logger);
     let grpcAddress = "";
     const context: BrokerContext = {
       options,
@@ -115,6 +117,7 @@ export class Broker {
         );
       });
       grpcAddress = `${options.host}:${port}`;
+      widenSessionWindows(grpc, logger);
     } catch (err) {
       await openedTopics.close();
       await http.close();

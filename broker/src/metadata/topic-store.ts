@@ -27,7 +27,18 @@ export interface TopicRecord {
 const TOPIC_PREFIX = "topic:";
 
 export class TopicStore {
-  private constructor(private readonly db: RootDatabase<TopicRecord, string>) {}
+  /**
+   * Every record, kept in memory: the produce path looks a topic up per batch, and an LMDB
+   * read decodes the record each time. This process is the only writer, so the cache is
+   * the database's content.
+   */
+  private readonly cache = new Map<string, TopicRecord>();
+
+  private constructor(private readonly db: RootDatabase<TopicRecord, string>) {
+    for (const { value } of db.getRange({ start: TOPIC_PREFIX, end: TOPIC_PREFIX + "\uffff" })) {
+      this.cache.set(value.topic, value);
+    }
+  }
 
   static open(dataDir: string): TopicStore {
     const db = open<TopicRecord, string>({ path: join(dataDir, "meta"), compression: false });
@@ -35,21 +46,21 @@ export class TopicStore {
   }
 
   get(topic: string): TopicRecord | undefined {
-    return this.db.get(TOPIC_PREFIX + topic);
+    return this.cache.get(topic);
   }
 
   list(): TopicRecord[] {
-    const out: TopicRecord[] = [];
-    for (const { value } of this.db.getRange({ start: TOPIC_PREFIX, end: TOPIC_PREFIX + "\uffff" })) out.push(value);
-    return out;
+    return [...this.cache.values()];
   }
 
   async put(record: TopicRecord): Promise<void> {
     await this.db.put(TOPIC_PREFIX + record.topic, record);
+    this.cache.set(record.topic, record);
   }
 
   async delete(topic: string): Promise<void> {
     await this.db.remove(TOPIC_PREFIX + topic);
+    this.cache.delete(topic);
   }
 
   async close(): Promise<void> {

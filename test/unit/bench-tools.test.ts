@@ -5,11 +5,11 @@
 import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { areaOf, summarizeProfile, type CpuProfile } from "../cpuprofile.js";
-import { benchArgs, benchPlan, parseBenchSettings, prefillFor } from "../plan.js";
-import { BrokerMeter, parseStatCpuTicks, parseStatusKb } from "../proc-stats.js";
-import { medianOutcome, parseBenchJson, type RunOutcome, type RunRecord } from "../results.js";
-import { evaluateTargets } from "../targets.js";
+import { areaOf, summarizeProfile, type CpuProfile } from "../../bench/cpuprofile.js";
+import { benchArgs, benchPlan, parseBenchSettings, prefillFor } from "../../bench/plan.js";
+import { BrokerMeter, parseStatCpuTicks, parseStatusKb, parseUnwrittenKb } from "../../bench/proc-stats.js";
+import { medianOutcome, parseBenchJson, type RunOutcome, type RunRecord } from "../../bench/results.js";
+import { evaluateTargets } from "../../bench/targets.js";
 
 test("utime + stime are read after the last parenthesis, whatever the command name holds", () => {
   // Fields: pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime …
@@ -23,6 +23,11 @@ test("VmRSS and VmHWM come out in kB; an absent field is undefined", () => {
   assert.equal(parseStatusKb(status, "VmRSS"), 102_400);
   assert.equal(parseStatusKb(status, "VmHWM"), 204_800);
   assert.equal(parseStatusKb("Name:\tkthreadd\n", "VmRSS"), undefined);
+});
+
+test("unwritten page-cache data is Dirty plus Writeback", () => {
+  assert.equal(parseUnwrittenKb("MemFree:  100 kB\nDirty:     2048 kB\nWriteback:   512 kB\nWritebackTmp: 7 kB\n"), 2560);
+  assert.equal(parseUnwrittenKb("MemFree: 100 kB\n"), 0);
 });
 
 test("the meter charges a busy process's CPU and sees its memory grow", async () => {
@@ -53,7 +58,7 @@ function record(name: string, fields: Partial<RunRecord>): RunRecord {
   return {
     name, kind: "produce", flush: "interval", size: 100, requestedMessages: 1000, rate: null, topic: "t", partitions: 3,
     msgsPerSec: 0, mbPerSec: 0, p50Ms: 0, p99Ms: 0, p999Ms: 0, messages: 1000, seconds: 1,
-    brokerCpuMs: 0, brokerUserCpuMs: 0, brokerSystemCpuMs: 0, brokerCpuUsPerMsg: 0, brokerPeakRssMb: 100, brokerHighWaterRssMb: 100, rssSamples: 10, clientCpuMs: 0, clientPeakRssMb: 0, clientShutdownMs: 0, loadAverage1m: 0,
+    brokerCpuMs: 0, brokerUserCpuMs: 0, brokerSystemCpuMs: 0, brokerCpuUsPerMsg: 0, brokerPeakRssMb: 100, brokerHighWaterRssMb: 100, rssSamples: 10, peakUnwrittenMb: 0, clientCpuMs: 0, clientPeakRssMb: 0, clientShutdownMs: 0, loadAverage1m: 0, settleWaitMs: 0, unwrittenMbAtStart: 0,
     startedAt: "", windowUs: { from: 0, to: 1 }, profiled: false, command: [], ...fields,
   };
 }
@@ -90,6 +95,8 @@ test("the plan scales counts, keeps the e2e rate, filters by name and rejects un
   assert.equal(benchPlan(parseBenchSettings({})).length, 6);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_ONLY: "produce-9tb" }), /unknown runs/);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_SCALE: "-1" }), /positive/);
+  assert.throws(() => parseBenchSettings({ SLUICE_BENCH_PROFILE: "1", SLUICE_BENCH_REPEAT: "3" }), /single attempt/);
+  assert.deepEqual(parseBenchSettings({ SLUICE_BENCH_BROKER_NODE_FLAGS: " --a  --b=1 " }).brokerNodeFlags, ["--a", "--b=1"]);
   const e2e = plan[1];
   assert.ok(e2e);
   assert.deepEqual(benchArgs(e2e, { nameserver: "127.0.0.1:1", topic: "t", partitions: 3 }).slice(0, 5), ["--nameserver", "127.0.0.1:1", "--json", "bench", "e2e"]);
