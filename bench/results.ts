@@ -2,20 +2,13 @@
  * What one benchmark run produced: the client's JSON (contract.md's `bench --json` shape),
  * checked on the way in, plus what the orchestrator measured about the broker around it.
  */
+import type { BenchResult } from "../cli/src/bench/stats.js";
 import type { BrokerUsage } from "./proc-stats.js";
 import type { BenchKind, RunSpec } from "./plan.js";
 import type { FlushPolicy } from "./processes.js";
 
 /** `sluice bench --json`: `{"msgsPerSec","mbPerSec","p50Ms","p99Ms","p999Ms","messages","seconds"}`. */
-export interface BenchJson {
-  msgsPerSec: number;
-  mbPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  messages: number;
-  seconds: number;
-}
+export type BenchJson = BenchResult;
 
 const BENCH_JSON_KEYS = ["msgsPerSec", "mbPerSec", "p50Ms", "p99Ms", "p999Ms", "messages", "seconds"] as const;
 
