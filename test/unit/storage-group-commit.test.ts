@@ -131,6 +131,21 @@ describe("partition log: group commit and write failures", () => {
     assert.ok(fs.existsSync(path.join(partitionDir(), "00000000000000000002.log")));
   });
 
+  it("a failed periodic fsync fences the partition: no more appends, the recovery point stays", async () => {
+    const io = new FailingIo();
+    const log = await open(io, { flush: "interval" });
+    await log.append(makeBatch());
+    await log.flush();
+    assert.equal(log.flushedOffset, 1);
+    await log.append(makeBatch());
+    io.failNextSync("EIO");
+    await assert.rejects(log.flush(), StorageError);
+    // Linux may report the lost writeback only once: a later fsync "succeeds" over lost pages.
+    await log.flush().catch(() => undefined);
+    assert.equal(log.flushedOffset, 1, "the recovery point never passes data that failed to reach the disk");
+    await assert.rejects(log.append(makeBatch()), (e: unknown) => e instanceof StorageError && /refuses writes until the broker restarts/.test((e as Error).message));
+  });
+
   it("a failed fsync under sync rejects the group and the appends queued behind it", async () => {
     const io = new FailingIo();
     const log = await open(io, { flush: "sync" });

@@ -236,8 +236,16 @@ export class PartitionLog extends EventEmitter {
       if (rolled) fsyncDirectory(this.dir);
     } catch (err) {
       this.directoryDirty ||= rolled;
+      // Linux reports a writeback error once and then marks the pages clean, so a later fsync
+      // would "succeed" over lost data. Fence the partition instead: no more appends, no
+      // recovery-point advance; a restart validates everything past the last good flush.
+      this.failure ??= new StorageError(
+        `partition ${this.topic}/${this.partition} failed to fsync (${(err as Error).message}); it refuses writes until the broker restarts and recovers it`,
+        { cause: err, retriable: false },
+      );
       throw new StorageError(`could not flush ${this.topic}/${this.partition}: ${(err as Error).message}`, { cause: err });
     }
+    if (this.failure) return;
     this.recoveryPoint = Math.max(this.recoveryPoint, target);
   }
 

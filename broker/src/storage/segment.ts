@@ -89,11 +89,21 @@ export class Segment {
   /** A new, empty segment; refuses to overwrite an existing log file. */
   static create(dir: string, baseOffset: number): Segment {
     const logFd = fs.openSync(segmentFilePath(dir, baseOffset, "log"), "wx+", 0o644);
-    fs.rmSync(segmentFilePath(dir, baseOffset, "index"), { force: true });
-    fs.rmSync(segmentFilePath(dir, baseOffset, "timeindex"), { force: true });
-    const offsetIndex = OffsetIndex.open(segmentFilePath(dir, baseOffset, "index")).index;
-    const timeIndex = TimeIndex.open(segmentFilePath(dir, baseOffset, "timeindex")).index;
-    return new Segment({ dir, baseOffset, logFd, offsetIndex, timeIndex, sizeBytes: 0, nextOffset: baseOffset });
+    let offsetIndex: OffsetIndex | undefined;
+    try {
+      fs.rmSync(segmentFilePath(dir, baseOffset, "index"), { force: true });
+      fs.rmSync(segmentFilePath(dir, baseOffset, "timeindex"), { force: true });
+      offsetIndex = OffsetIndex.open(segmentFilePath(dir, baseOffset, "index")).index;
+      const timeIndex = TimeIndex.open(segmentFilePath(dir, baseOffset, "timeindex")).index;
+      return new Segment({ dir, baseOffset, logFd, offsetIndex, timeIndex, sizeBytes: 0, nextOffset: baseOffset });
+    } catch (err) {
+      // Leave nothing behind: a stray empty .log would make every later roll to this base
+      // offset fail with EEXIST.
+      offsetIndex?.close();
+      fs.closeSync(logFd);
+      removeSegmentFiles(dir, baseOffset);
+      throw err;
+    }
   }
 
   get name(): string {
