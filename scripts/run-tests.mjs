@@ -29,7 +29,7 @@ for (const { files, concurrency } of groups) {
   if (files.length === 0) continue;
   const result = spawnSync(
     process.execPath,
-    ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...files],
+    ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, "--test-timeout=180000", "--test-reporter=spec", ...files],
     { stdio: "inherit", env: { ...process.env, SLUICE_LOG_LEVEL: process.env.SLUICE_LOG_LEVEL ?? "warn" } },
   );
   if (result.status !== 0) failed = true;

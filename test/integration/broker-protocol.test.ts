@@ -97,6 +97,24 @@ describe("broker protocol", () => {
     assert.equal(await endOffset(client, "raw"), before);
   });
 
+  it("subscribe: a refused partition reports its error and the others still stream on the same credit", { timeout: 10_000 }, async () => {
+    await produceOnce(client, { correlationId: 20, topic: "raw", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: "streamed" }]) });
+    const stream = client.subscribe();
+    const seen: { partition: number; code?: string; bytes: number }[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on("data", (response: { partitions: { partition: number; error?: { code: string }; records: Buffer }[] }) => {
+        for (const p of response.partitions) seen.push({ partition: p.partition, code: p.error?.code, bytes: p.records.length });
+        if (seen.some((s) => s.partition === 0 && s.bytes > 0) && seen.some((s) => s.partition === 7)) resolve();
+      });
+      stream.on("error", reject);
+    });
+    stream.write({ header, topic: "raw", partitions: [{ partition: 7, offset: 0, maxBytes: 0 }, { partition: 0, offset: 0, maxBytes: 0 }], creditBytes: 1 << 20, unsubscribe: [] });
+    await done;
+    stream.cancel();
+    assert.equal(seen.find((s) => s.partition === 7)?.code, "UNKNOWN_PARTITION");
+    assert.ok(seen.some((s) => s.partition === 0 && s.bytes > 0));
+  });
+
   it("refuses a protocol version it does not speak", async () => {
     const err = await new Promise<unknown>((resolve) =>
       client.listOffsets({ header: { clientId: "future", protocolVersion: 99 }, topic: "raw", partitions: [] }, (e) => resolve(e)),

@@ -64,6 +64,12 @@ export function handleFetch(context: BrokerContext) {
       let remaining = maxBytes;
       const partitions: PartitionData[] = [];
       for (const wanted of request.partitions) {
+        if (remaining <= 0) {
+          // Budget spent: the partition is reported with no records (the client asks again),
+          // so a response never grows past maxBytes plus one batch.
+          partitions.push({ partition: wanted.partition, records: EMPTY, highWatermark: -1, logStartOffset: -1, nextOffset: wanted.offset });
+          continue;
+        }
         const perPartition = wanted.maxBytes > 0 ? Math.min(wanted.maxBytes, remaining) : remaining;
         const data = readPartition(context, request.topic, wanted, perPartition);
         remaining -= data.records.length;
@@ -125,15 +131,23 @@ export function handleSubscribe(context: BrokerContext) {
       subscriptions.delete(partition);
     };
 
-    // Sends what credit allows, one response per round across partitions with data.
+    // Sends what credit allows, one response per round across partitions with data. Each
+    // round starts after the partition the last one ended on, so when credit runs out
+    // mid-round no partition is starved by those listed before it.
+    let startAfter = -1;
     function pump(): void {
       pumpScheduled = false;
       if (closed || waitingForDrain) return;
       while (credit > 0 && subscriptions.size > 0) {
         const partitions: PartitionData[] = [];
         let sent = 0;
-        for (const [partition, sub] of subscriptions) {
+        const order = [...subscriptions.keys()];
+        const from = order.findIndex((p) => p > startAfter);
+        const rotated = from <= 0 ? order : [...order.slice(from), ...order.slice(0, from)];
+        for (const partition of rotated) {
+          const sub = subscriptions.get(partition) as Subscription;
           if (credit - sent <= 0) break;
+          startAfter = partition;
           if (sub.nextOffset >= sub.log.logEndOffset) continue;
           const data = readPartition(context, topic, { partition, offset: sub.nextOffset, maxBytes: 0 }, Math.min(sub.maxBytes, credit - sent));
           if (data.error) {
@@ -159,46 +173,51 @@ export function handleSubscribe(context: BrokerContext) {
       }
     }
 
+    const refusal = (wanted: FetchPartition, err: unknown): PartitionData => ({
+      partition: wanted.partition,
+      records: EMPTY,
+      highWatermark: -1,
+      logStartOffset: -1,
+      nextOffset: wanted.offset,
+      error: toWireError(err),
+    });
+
     call.on("data", (request: SubscribeRequest) => {
+      // Credit first: a refused partition must never swallow the client's whole window.
+      if (request.creditBytes > 0) credit += request.creditBytes;
       try {
         checkHeader(request.header);
-        for (const partition of request.unsubscribe) unsubscribe(partition);
-        if (request.partitions.length > 0) {
-          if (topic !== "" && request.topic !== topic) {
-            throw new InvalidArgumentError(`this stream reads topic "${topic}"; open another stream for "${request.topic}"`);
-          }
-          topic = request.topic;
-          for (const wanted of request.partitions) {
-            const log = context.topics.log(request.topic, wanted.partition);
-            unsubscribe(wanted.partition);
-            const maxBytes = Math.min(wanted.maxBytes > 0 ? wanted.maxBytes : context.options.maxFetchBytes, context.options.maxFetchBytes);
-            const sub: Subscription = { log, nextOffset: wanted.offset, maxBytes, onAppend: schedulePump };
-            if (wanted.offset < log.logStartOffset || wanted.offset > log.logEndOffset) {
-              // Let the read report OFFSET_OUT_OF_RANGE with the valid range.
-              call.write({ topic, partitions: [readPartition(context, topic, wanted, 1)] });
-              continue;
-            }
-            log.on("append", sub.onAppend);
-            subscriptions.set(wanted.partition, sub);
-          }
+        if (request.partitions.length > 0 && topic !== "" && request.topic !== topic) {
+          throw new InvalidArgumentError(`this stream reads topic "${topic}"; open another stream for "${request.topic}"`);
         }
-        if (request.creditBytes > 0) credit += request.creditBytes;
-        schedulePump();
       } catch (err) {
-        const error = toSluiceError(err);
-        logger.debug({ code: error.code }, "subscribe request refused");
-        call.write({
-          topic: request.topic,
-          partitions: request.partitions.map((p) => ({
-            partition: p.partition,
-            records: EMPTY,
-            highWatermark: -1,
-            logStartOffset: -1,
-            nextOffset: p.offset,
-            error: toWireError(error),
-          })),
-        });
+        logger.debug({ code: toSluiceError(err).code }, "subscribe request refused");
+        call.write({ topic: request.topic, partitions: request.partitions.map((p) => refusal(p, err)) });
+        return;
       }
+      for (const partition of request.unsubscribe) unsubscribe(partition);
+      if (request.partitions.length > 0) topic = request.topic;
+      const refused: PartitionData[] = [];
+      for (const wanted of request.partitions) {
+        unsubscribe(wanted.partition);
+        try {
+          const log = context.topics.log(request.topic, wanted.partition);
+          if (wanted.offset < log.logStartOffset || wanted.offset > log.logEndOffset) {
+            // Let the read report OFFSET_OUT_OF_RANGE with the valid range.
+            refused.push(readPartition(context, topic, wanted, 1));
+            continue;
+          }
+          const maxBytes = Math.min(wanted.maxBytes > 0 ? wanted.maxBytes : context.options.maxFetchBytes, context.options.maxFetchBytes);
+          const sub: Subscription = { log, nextOffset: wanted.offset, maxBytes, onAppend: schedulePump };
+          log.on("append", sub.onAppend);
+          subscriptions.set(wanted.partition, sub);
+        } catch (err) {
+          // One partition's problem (e.g. NOT_LEADER after a move) leaves the others streaming.
+          refused.push(refusal(wanted, err));
+        }
+      }
+      if (refused.length > 0) call.write({ topic, partitions: refused });
+      schedulePump();
     });
 
     const close = (): void => {
