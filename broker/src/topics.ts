@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   InvalidTopicNameError,
   NotLeaderError,
+  TopicAlreadyExistsError,
   UnknownPartitionError,
   UnknownTopicError,
 } from "../../common/src/errors.js";
@@ -71,7 +72,7 @@ export class TopicManager {
     return this.store.list();
   }
 
-  /** Creates (idempotently) the listed partitions of a topic on this broker. */
+  /** Creates a topic's partitions on this broker; TOPIC_ALREADY_EXISTS if it has the topic. */
   async createPartitions(
     topic: string,
     partitions: number[],
@@ -91,15 +92,17 @@ export class TopicManager {
         throw new InvalidArgumentError(`partition ${p} is outside 0..${partitionCount - 1} for topic "${topic}"`);
       }
     }
-    const existing = this.store.get(topic);
-    const settings = { ...defaultSettings(this.options), ...(existing?.settings ?? {}), ...definedOnly(requested) };
-    const hosted = new Set([...(existing?.partitions ?? []), ...partitions]);
+    // Never merge into a topic this broker already has: a name server that has not heard of
+    // it yet (just restarted, or another one created it) must not re-place or reconfigure
+    // it, and its rollback must not delete data that was there before.
+    if (this.store.get(topic)) throw new TopicAlreadyExistsError(topic);
+    const settings = { ...defaultSettings(this.options), ...definedOnly(requested) };
     const record: TopicRecord = {
       topic,
-      partitionCount: Math.max(partitionCount, existing?.partitionCount ?? 0),
-      partitions: [...hosted].sort((a, b) => a - b),
+      partitionCount,
+      partitions: [...new Set(partitions)].sort((a, b) => a - b),
       settings,
-      createdAtMs: existing?.createdAtMs ?? Date.now(),
+      createdAtMs: Date.now(),
     };
     // Record first, then logs: start-up completes a create that a crash interrupted.
     await this.store.put(record);

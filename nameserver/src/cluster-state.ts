@@ -7,7 +7,7 @@
  * also learned from and forgotten by broker reports (see topic-reports.ts).
  */
 import type { Clock } from "../../common/src/clock.js";
-import { InvalidArgumentError, UnknownTopicError } from "../../common/src/errors.js";
+import { InvalidArgumentError, NotReadyError, UnknownTopicError } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { BrokerInfo, HostedPartition, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import { LivenessDetector, type BrokerState } from "./liveness/detector.js";
@@ -29,6 +29,12 @@ export interface ClusterStateOptions {
    * shared durable store, which is the authority on topics.
    */
   learnTopicsFromReports: boolean;
+  /**
+   * How long after start an unknown topic is answered with NOT_READY (retriable) rather than
+   * UNKNOWN_TOPIC: a restarted in-memory name server knows topics only once the brokers have
+   * re-registered. 0 when there is nothing to relearn (`sluice dev`). @defaultValue 0
+   */
+  startupGraceMs?: number;
 }
 
 export interface BrokerStatusView {
@@ -49,6 +55,7 @@ export class ClusterState {
   private readonly logger: Logger;
   private readonly learnTopicsFromReports: boolean;
   private readonly reports: TopicReports;
+  private readonly learningUntilMs: number;
   // Topic records are read, merged and written back; one chain keeps those steps from
   // interleaving across concurrent heartbeats and admin calls.
   private topicWrites: Promise<unknown> = Promise.resolve();
@@ -64,6 +71,7 @@ export class ClusterState {
     this.clock = options.clock;
     this.logger = options.logger;
     this.learnTopicsFromReports = options.learnTopicsFromReports;
+    this.learningUntilMs = options.learnTopicsFromReports ? options.clock.now() + (options.startupGraceMs ?? 0) : 0;
     this.detector = new LivenessDetector(options);
     this.reports = new TopicReports(options.clock, options.expiryMs);
   }
@@ -164,7 +172,15 @@ export class ClusterState {
     const routes: TopicRoute[] = [];
     for (const topic of topics) {
       const record = await this.store.getTopic(topic);
-      if (record === undefined) throw new UnknownTopicError(topic, " on this name server");
+      if (record === undefined) {
+        const learningMs = this.learningUntilMs - this.clock.now();
+        if (learningMs > 0) {
+          throw new NotReadyError(
+            `the name server has just started and is still learning topics from broker heartbeats; "${topic}" is not known yet, retry in ${learningMs} ms`,
+          );
+        }
+        throw new UnknownTopicError(topic, " on this name server");
+      }
       routes.push(buildTopicRoute(record, groups));
     }
     return routes;

@@ -35,6 +35,11 @@ export interface NameServerOptions {
   expiryMs?: number;
   /** @defaultValue 10000 */
   brokerRequestTimeoutMs?: number;
+  /**
+   * After start, how long an unknown topic is answered with retriable NOT_READY while brokers
+   * re-register (in-memory store only). @defaultValue 2 × heartbeatIntervalMs
+   */
+  startupGraceMs?: number;
   /** Where brokers and topics are kept. @defaultValue a new in-memory store */
   store?: RegistryStore;
   clock?: Clock;
@@ -48,6 +53,7 @@ export interface ResolvedNameServerOptions {
   heartbeatIntervalMs: number;
   expiryMs: number;
   brokerRequestTimeoutMs: number;
+  startupGraceMs: number;
   store: RegistryStore;
   /** True when the store is the in-memory one, rebuilt from broker reports. */
   storeIsMemory: boolean;
@@ -72,8 +78,13 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
     "brokerRequestTimeoutMs",
     options.brokerRequestTimeoutMs ?? DEFAULT_BROKER_REQUEST_TIMEOUT_MS,
   );
+  const startupGraceMs = options.startupGraceMs ?? 2 * heartbeatIntervalMs;
+  if (!Number.isInteger(startupGraceMs) || startupGraceMs < 0) {
+    throw new InvalidConfigError(`startupGraceMs must be a non-negative integer, got ${startupGraceMs}`);
+  }
   const store = options.store ?? new MemoryRegistryStore();
   return {
+    startupGraceMs,
     host,
     port,
     httpPort,

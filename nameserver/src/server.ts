@@ -48,6 +48,7 @@ export class NameServer {
       expiryMs: options.expiryMs,
       logger,
       learnTopicsFromReports: options.storeIsMemory,
+      startupGraceMs: options.startupGraceMs,
     });
     const brokerAdmin = new BrokerAdminClients({
       clientId: NAMESERVER_CLIENT_ID,

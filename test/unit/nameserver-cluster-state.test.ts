@@ -184,3 +184,21 @@ describe("cluster state", () => {
     });
   });
 });
+
+describe("cluster state after a restart", () => {
+  it("answers NOT_READY (retriable) for an unknown topic during the start-up grace, then UNKNOWN_TOPIC", async () => {
+    const clock = new FakeClock(5_000);
+    const state = new ClusterState({
+      store: new MemoryRegistryStore(),
+      clock,
+      heartbeatIntervalMs: INTERVAL_MS,
+      expiryMs: EXPIRY_MS,
+      logger: silentLogger,
+      learnTopicsFromReports: true,
+      startupGraceMs: 2000,
+    });
+    await assert.rejects(state.routes(["orders"]), (err: unknown) => err instanceof SluiceError && err.code === "NOT_READY" && err.retriable);
+    clock.advance(2000);
+    await expectCode(state.routes(["orders"]), "UNKNOWN_TOPIC");
+  });
+});

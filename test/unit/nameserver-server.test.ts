@@ -148,8 +148,8 @@ describe("name server with two brokers and two name servers", () => {
     call<CreateTopicResponse>((done) => client.createTopic({ header, topic, partitions, brokerGroups }, done)).then((r) => r.route);
 
   before(async () => {
-    ns1 = await NameServer.start({ port: 0, httpPort: 0, heartbeatIntervalMs: INTERVAL_MS, logger: silentLogger });
-    ns2 = await NameServer.start({ port: 0, httpPort: null, heartbeatIntervalMs: INTERVAL_MS, logger: silentLogger });
+    ns1 = await NameServer.start({ port: 0, httpPort: 0, heartbeatIntervalMs: INTERVAL_MS, startupGraceMs: 0, logger: silentLogger });
+    ns2 = await NameServer.start({ port: 0, httpPort: null, heartbeatIntervalMs: INTERVAL_MS, startupGraceMs: 0, logger: silentLogger });
     client1 = new NameServerClient(ns1.grpcAddress, credentials.createInsecure());
     client2 = new NameServerClient(ns2.grpcAddress, credentials.createInsecure());
     await Promise.all([b1.start(), b2.start()]);

@@ -101,6 +101,8 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         host,
         port: num(o.nameserverPort, "nameserverPort") ?? DEFAULT_NAMESERVER_PORT + offset,
         httpPort: null,
+        // Its only broker registers before `dev` reports ready: nothing to relearn.
+        startupGraceMs: 0,
         logger,
       });
       let broker: Broker;
