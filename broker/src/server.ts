@@ -51,6 +51,7 @@ export class Broker {
     readonly grpcAddress: string,
     readonly httpAddress: string,
     private readonly state: { shuttingDown: boolean },
+    private readonly streamClosers: Set<() => void>,
   ) {}
 
   static async start(input: BrokerStartOptions): Promise<Broker> {
@@ -91,6 +92,7 @@ export class Broker {
     });
     widenInitialWindow(grpc, logger);
     let grpcAddress = "";
+    const streamClosers = new Set<() => void>();
     const context: BrokerContext = {
       options,
       topics: openedTopics,
@@ -99,6 +101,7 @@ export class Broker {
       role: () => (options.brokerId === 0 ? "master" : "slave"),
       shuttingDown: () => state.shuttingDown,
       announce: () => registrar?.heartbeatNow(),
+      streamClosers,
     };
     grpc.addService(BrokerService, {
       handshake: unary(handleHandshake(context, () => grpcAddress, () => httpAddress)),
@@ -145,7 +148,7 @@ export class Broker {
     });
     registrar.start();
     logger.info({ grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush }, "broker started");
-    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state);
+    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers);
   }
 
   /** Resolves once registered with at least one name server. */
@@ -162,12 +165,14 @@ export class Broker {
     this.state.shuttingDown = true;
     this.logger.info("broker stopping");
     await this.registrar.stop();
-    // Let in-flight calls finish; streams that stay open (subscribers) are cut after the timeout.
+    // New produce is refused from here on; open streams finish themselves (produce after its
+    // last ack), and whatever is still open when the timeout passes is cut.
+    for (const close of [...this.streamClosers]) close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.grpc.forceShutdown();
         resolve();
-      }, Math.min(this.options.shutdownTimeoutMs, 2000));
+      }, this.options.shutdownTimeoutMs);
       this.grpc.tryShutdown(() => {
         clearTimeout(timer);
         resolve();

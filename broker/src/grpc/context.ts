@@ -17,6 +17,11 @@ export interface BrokerContext {
   shuttingDown(): boolean;
   /** Tells the name servers about a topic change now rather than at the next heartbeat. */
   announce(): void;
+  /**
+   * Open streams register how to finish themselves at shutdown: a produce stream ends once
+   * its pending appends are acknowledged, a subscribe stream ends at once.
+   */
+  readonly streamClosers: Set<() => void>;
 }
 
 /** Refuses a protocol version outside what this broker speaks. A missing header is version 1. */

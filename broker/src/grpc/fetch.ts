@@ -220,9 +220,15 @@ export function handleSubscribe(context: BrokerContext) {
       schedulePump();
     });
 
+    const endAtShutdown = (): void => {
+      close();
+      call.end();
+    };
+    context.streamClosers.add(endAtShutdown);
     const close = (): void => {
       if (closed) return;
       closed = true;
+      context.streamClosers.delete(endAtShutdown);
       for (const partition of [...subscriptions.keys()]) unsubscribe(partition);
       metrics.activeStreams.dec({ kind: "subscribe" });
     };

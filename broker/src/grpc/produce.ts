@@ -24,9 +24,16 @@ export function handleProduce(context: BrokerContext) {
     let ended = false;
     metrics.activeStreams.inc({ kind: "produce" });
 
+    let finished = false;
     const finishIfDrained = (): void => {
-      if (ended && pendingAppends === 0) call.end();
+      if (!finished && (ended || context.shuttingDown()) && pendingAppends === 0) {
+        finished = true;
+        context.streamClosers.delete(finishIfDrained);
+        call.end();
+      }
     };
+    // At shutdown the stream ends after its last ack, so no appended batch loses its ack.
+    context.streamClosers.add(finishIfDrained);
 
     const reply = (request: ProduceRequest, response: ProduceResponse): void => {
       if (request.acks === Acks.ACKS_NONE || call.cancelled || call.destroyed) return;
@@ -107,6 +114,7 @@ export function handleProduce(context: BrokerContext) {
     const onClose = (): void => {
       if (closed) return;
       closed = true;
+      context.streamClosers.delete(finishIfDrained);
       metrics.activeStreams.dec({ kind: "produce" });
     };
     call.on("close", onClose);
