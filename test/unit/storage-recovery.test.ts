@@ -263,4 +263,21 @@ describe("commit log recovery", () => {
       cleanupThis();
     }
   });
+  it("after a crash, segments whose append times were rebuilt from old client timestamps are not expired early", async () => {
+    // Real clock: the files' modification times are now; the batches claim a 2023 timestamp.
+    const config = { segmentBytes: 300, retentionMs: 24 * HOUR_MS };
+    const first = await openManager(config);
+    await fill(first, 12, config);
+    assert.ok((first.get("orders", 0)?.segmentCount ?? 0) > 2);
+    await crashAfterClose(first, 0);
+    for (const name of fs.readdirSync(partitionDir())) {
+      if (name.endsWith(".timeindex")) fs.rmSync(path.join(partitionDir(), name));
+    }
+    const second = await openManager(config);
+    const log = second.get("orders", 0)!;
+    const before = log.segmentCount;
+    assert.equal(log.applyRetention(Date.now()), 0, "data appended minutes ago is not a day old, whatever its timestamps say");
+    assert.equal(log.segmentCount, before);
+    assert.equal(log.applyRetention(Date.now() + 2 * 24 * HOUR_MS), before - 1, "it still expires once really old");
+  });
 });

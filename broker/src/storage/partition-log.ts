@@ -262,7 +262,7 @@ export class PartitionLog extends EventEmitter {
     while (this.segments.length > 1) {
       const oldest = this.segments[0]!;
       if (!oldest.isSettled || !this.segments[1]!.isSettled) break;
-      const expired = retentionMs > 0 && nowMs - oldest.newestAppendTimeMs > retentionMs;
+      const expired = retentionMs > 0 && nowMs - oldest.retentionTimeMs > retentionMs;
       const oversized = retentionBytes > 0 && size - oldest.sizeBytes >= retentionBytes;
       if (!expired && !oversized) break;
       this.segments.shift();

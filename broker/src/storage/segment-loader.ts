@@ -124,12 +124,15 @@ function openClean(options: LoadSegmentsOptions, base: number, nextBase: number 
   }
 
   const timeProblem = !timeOpen.existed ? "missing" : timeOpen.problem ?? timeIndexProblem(timeIndex, base, nextOffset!);
+  let appendTimesEstimated = false;
   if (timeProblem !== null) {
     logger.warn({ topic, partition, segment: segmentFileName(base, "timeindex"), problem: timeProblem }, "rebuilding time index from batch maxTimestamps");
-    const rebuilt = rebuildIndexes(options, { logFd, size, base, timeIndex, previousTimeMs, verifyCrc: false });
+    const target: RebuildTarget = { logFd, size, base, timeIndex, previousTimeMs, verifyCrc: false };
+    const rebuilt = rebuildIndexes(options, target);
     if (rebuilt.problem !== null) return giveUp(rebuilt.problem);
+    appendTimesEstimated = target.estimatedTimes === true;
   }
-  return new Segment({ dir, baseOffset: base, logFd, offsetIndex, timeIndex, sizeBytes: size, nextOffset: nextOffset! });
+  return new Segment({ dir, baseOffset: base, logFd, offsetIndex, timeIndex, sizeBytes: size, nextOffset: nextOffset!, appendTimesEstimated });
 }
 
 /** Full validation of one segment; truncates it at the first bad batch and rebuilds its indexes. */
@@ -145,17 +148,21 @@ function verifySegment(
   const timeOpen = TimeIndex.open(segmentFilePath(dir, base, "timeindex"));
   // Entries below the recovery point were fsynced by a flush and are the real append times.
   const trustedTimes = timeOpen.problem === null ? timeOpen.index.snapshot() : [];
-  const result = rebuildIndexes(options, {
+  const target: RebuildTarget = {
     logFd, size, base, offsetIndex, timeIndex: timeOpen.index, previousTimeMs, verifyCrc: true,
     trustedTimes, trustedBelowOffset: options.recoveryPoint,
-  });
+  };
+  const result = rebuildIndexes(options, target);
   let highestDroppedOffset: number | null = null;
   if (result.problem !== null) {
     highestDroppedOffset = highestClaimedOffset(logFd, result.endPosition, size);
     fs.ftruncateSync(logFd, result.endPosition);
   }
   fs.fdatasyncSync(logFd);
-  const segment = new Segment({ dir, baseOffset: base, logFd, offsetIndex, timeIndex: timeOpen.index, sizeBytes: result.endPosition, nextOffset: result.nextOffset });
+  const segment = new Segment({
+    dir, baseOffset: base, logFd, offsetIndex, timeIndex: timeOpen.index, sizeBytes: result.endPosition, nextOffset: result.nextOffset,
+    appendTimesEstimated: target.estimatedTimes === true,
+  });
   return { segment, problem: result.problem, droppedBytes: size - result.endPosition, highestDroppedOffset };
 }
 
@@ -170,6 +177,8 @@ interface RebuildTarget {
   /** Old time-index entries to keep for batches below `trustedBelowOffset`, where they match. */
   trustedTimes?: { appendTimeMs: number; relativeOffset: number }[];
   trustedBelowOffset?: number;
+  /** Set by the rebuild when some append time had to be estimated from a batch timestamp. */
+  estimatedTimes?: boolean;
 }
 
 /** Rebuilds the given indexes from one scan of the segment, for the batches that pass it. */
@@ -208,6 +217,7 @@ function rebuildIndexes(options: LoadSegmentsOptions, target: RebuildTarget): Sc
         if (old && old.relativeOffset > relativeOffset && timeIndex.count > 0) return;
         trusting = false;
       }
+      target.estimatedTimes = true;
       lastTimeMs = Math.max(lastTimeMs, batch.maxTimestampMs);
       timeIndex.maybePush(lastTimeMs, relativeOffset);
     },

@@ -42,6 +42,8 @@ export interface SegmentState {
   timeIndex: TimeIndex;
   sizeBytes: number;
   nextOffset: number;
+  /** Some append times were rebuilt from client timestamps after a crash (see retention). */
+  appendTimesEstimated?: boolean;
 }
 
 /** baseOffset int64 + batchLength int32: all a read needs to hop from batch to batch. */
@@ -74,7 +76,10 @@ export class Segment {
    */
   private readonly readEnds = new Map<number, number>();
 
+  readonly appendTimesEstimated: boolean;
+
   constructor(state: SegmentState) {
+    this.appendTimesEstimated = state.appendTimesEstimated ?? false;
     this.dir = state.dir;
     this.baseOffset = state.baseOffset;
     this.logFd = state.logFd;
@@ -123,6 +128,16 @@ export class Segment {
   /** Bytes written, committed or not: what the roll decision counts. */
   get bytesWritten(): number {
     return this.writtenBytes;
+  }
+
+  /**
+   * The newest append time retention can trust. Rebuilt entries come from client-set
+   * timestamps, which may be far in the past (a backfill); the file's modification time is
+   * never earlier than the real last append, so it stops retention deleting fresh data.
+   */
+  get retentionTimeMs(): number {
+    if (!this.appendTimesEstimated) return this.newestAppendTimeMs;
+    return Math.max(this.newestAppendTimeMs, fs.fstatSync(this.logFd).mtimeMs);
   }
 
   get newestAppendTimeMs(): number {
