@@ -88,6 +88,16 @@ describe("SDK round trip through a separate name server and broker", () => {
     assert.deepEqual(got[2]?.headers.b, Buffer.from([0, 1, 2]));
   });
 
+  it("close() right after send() delivers the send, even while its route is still being looked up", async () => {
+    const fresh = new Sluice({ nameservers: [nameserver.address], clientId: "close-early" });
+    const producer = fresh.producer();
+    const sent = producer.send("events", [{ value: "last words" }]);
+    await producer.close();
+    const [meta] = await sent;
+    assert.ok((meta?.offset ?? -1) >= 0);
+    await fresh.close();
+  });
+
   it("a reader from the end sees only new messages", async () => {
     await sluice.admin().createTopic("live", { partitions: 2 });
     const producer = sluice.producer({ lingerMs: 0 });

@@ -34,6 +34,9 @@ export class Producer {
   /** Partition chosen for each message of the current send, reused across sends. */
   private partitionScratch = new Int32Array(1024);
   private closing: Promise<void> | undefined;
+  private closed = false;
+  /** Sends waiting for their route; settled (never rejected) views of them. */
+  private readonly lookingUp = new Set<Promise<void>>();
 
   constructor(
     private readonly context: ClientContext,
@@ -72,11 +75,20 @@ export class Producer {
       return Promise.reject(err);
     }
     if (messages.length === 0) return Promise.resolve([]);
-    return this.lookUp(topic).then((found) => this.append(found, topic, messages, false));
+    // Tracked so flush() and close() wait for sends still looking up their route.
+    const pending = this.lookUp(topic).then((found) => this.append(found, topic, messages, false));
+    const tracked = pending.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.lookingUp.add(tracked);
+    void tracked.then(() => this.lookingUp.delete(tracked));
+    return pending;
   }
 
   /** Sends every message waiting in a batch now and waits until all sends so far are settled. */
   async flush(): Promise<void> {
+    while (this.lookingUp.size > 0) await Promise.all([...this.lookingUp]);
     this.accumulator.sealAll();
     if (this.unsettled.size > 0) await Promise.allSettled([...this.unsettled].map((call) => call.promise));
   }
@@ -87,6 +99,7 @@ export class Producer {
       try {
         await this.flush();
       } finally {
+        this.closed = true;
         this.accumulator.close();
         this.sender.close();
         this.onClosed(this);
@@ -129,7 +142,8 @@ export class Producer {
     } catch (err) {
       return Promise.reject(toSluiceError(err));
     }
-    if (this.closing !== undefined) return Promise.reject(new ClosedError("the producer"));
+    // Sends accepted before close() still go out: close() flushes them first.
+    if (this.closed) return Promise.reject(new ClosedError("the producer"));
     const call = new SendCall(topic, count, this.unsettled);
     const batchers = this.accumulator.partitionsOf(topic);
     const now = Date.now();
