@@ -52,6 +52,14 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
     return this;
   }
 
+  private returned = false;
+  /** Releases the subscription exactly once, however the iteration ended. */
+  private finish(): void {
+    if (this.returned) return;
+    this.returned = true;
+    this.onReturn();
+  }
+
   push(chunk: Chunk): void {
     if (this.ended) {
       chunk.release(chunk.records.length);
@@ -100,13 +108,13 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
 
   return(): Promise<IteratorResult<ConsumerMessage>> {
     this.end();
-    this.onReturn();
+    this.finish();
     return Promise.resolve(DONE);
   }
 
   throw(err?: unknown): Promise<IteratorResult<ConsumerMessage>> {
     this.end();
-    this.onReturn();
+    this.finish();
     return Promise.reject(toSluiceError(err));
   }
 
@@ -127,6 +135,8 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
       if (this.failure !== undefined) {
         const failure = this.failure;
         this.ended = true;
+        // `for await` does not call return() when next() rejects: close the streams here.
+        this.finish();
         return Promise.reject(failure);
       }
       return undefined;
