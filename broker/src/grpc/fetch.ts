@@ -37,15 +37,15 @@ function readPartition(context: BrokerContext, topic: string, wanted: FetchParti
       nextOffset: result.nextOffset,
     };
   } catch (err) {
-    return {
-      partition: wanted.partition,
-      records: EMPTY,
-      highWatermark: -1,
-      logStartOffset: -1,
-      nextOffset: wanted.offset,
-      error: toWireError(err),
-    };
+    return emptyPartition(wanted, err);
   }
+}
+
+/** A partition answered without records: refused with `err`, or skipped for lack of budget. */
+function emptyPartition(wanted: FetchPartition, err?: unknown): PartitionData {
+  const data: PartitionData = { partition: wanted.partition, records: EMPTY, highWatermark: -1, logStartOffset: -1, nextOffset: wanted.offset };
+  if (err !== undefined) data.error = toWireError(err);
+  return data;
 }
 
 export function handleFetch(context: BrokerContext) {
@@ -67,7 +67,7 @@ export function handleFetch(context: BrokerContext) {
         if (remaining <= 0) {
           // Budget spent: the partition is reported with no records (the client asks again),
           // so a response never grows past maxBytes plus one batch.
-          partitions.push({ partition: wanted.partition, records: EMPTY, highWatermark: -1, logStartOffset: -1, nextOffset: wanted.offset });
+          partitions.push(emptyPartition(wanted));
           continue;
         }
         const perPartition = wanted.maxBytes > 0 ? Math.min(wanted.maxBytes, remaining) : remaining;
@@ -173,15 +173,6 @@ export function handleSubscribe(context: BrokerContext) {
       }
     }
 
-    const refusal = (wanted: FetchPartition, err: unknown): PartitionData => ({
-      partition: wanted.partition,
-      records: EMPTY,
-      highWatermark: -1,
-      logStartOffset: -1,
-      nextOffset: wanted.offset,
-      error: toWireError(err),
-    });
-
     call.on("data", (request: SubscribeRequest) => {
       // Credit first: a refused partition must never swallow the client's whole window.
       if (request.creditBytes > 0) credit += request.creditBytes;
@@ -192,7 +183,7 @@ export function handleSubscribe(context: BrokerContext) {
         }
       } catch (err) {
         logger.debug({ code: toSluiceError(err).code }, "subscribe request refused");
-        call.write({ topic: request.topic, partitions: request.partitions.map((p) => refusal(p, err)) });
+        call.write({ topic: request.topic, partitions: request.partitions.map((p) => emptyPartition(p, err)) });
         return;
       }
       for (const partition of request.unsubscribe) unsubscribe(partition);
@@ -213,7 +204,7 @@ export function handleSubscribe(context: BrokerContext) {
           subscriptions.set(wanted.partition, sub);
         } catch (err) {
           // One partition's problem (e.g. NOT_LEADER after a move) leaves the others streaming.
-          refused.push(refusal(wanted, err));
+          refused.push(emptyPartition(wanted, err));
         }
       }
       if (refused.length > 0) call.write({ topic, partitions: refused });
