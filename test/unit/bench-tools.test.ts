@@ -31,16 +31,17 @@ test("unwritten page-cache data is Dirty plus Writeback", () => {
 });
 
 test("the meter charges a busy process's CPU and sees its memory grow", async () => {
-  // A child that allocates ~80 MB, then spins for 600 ms of CPU.
-  const script = "const keep = Buffer.alloc(80 * 1024 * 1024, 1); const t = Date.now(); while (Date.now() - t < 600) {} process.stdout.write(String(keep[0]));";
+  // A child that allocates ~80 MB, then spins for 1.5 s of CPU. Bounds are loose on purpose:
+  // other test files share the two cores, so the child gets only part of a core.
+  const script = "const keep = Buffer.alloc(80 * 1024 * 1024, 1); const t = Date.now(); while (Date.now() - t < 1500) {} process.stdout.write(String(keep[0]));";
   const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "ignore"] });
   const meter = new BrokerMeter(child.pid as number, 100);
   meter.begin();
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
   meter.stop();
   const usage = meter.usage(1000);
   await new Promise((resolve) => child.once("close", resolve));
-  assert.ok(usage.brokerCpuMs >= 200 && usage.brokerCpuMs <= 700, `cpu ${usage.brokerCpuMs} ms`);
+  assert.ok(usage.brokerCpuMs >= 100 && usage.brokerCpuMs <= 1200, `cpu ${usage.brokerCpuMs} ms`);
   assert.equal(usage.brokerCpuUsPerMsg, Number(((usage.brokerCpuMs * 1000) / 1000).toFixed(3)));
   assert.ok(usage.brokerPeakRssMb >= 80, `peak ${usage.brokerPeakRssMb} MB`);
   assert.ok(usage.brokerHighWaterRssMb >= usage.brokerPeakRssMb);
