@@ -195,16 +195,26 @@ export class Sender implements ProduceStreamListener {
 
   private lookUpRoute(queue: PartitionQueue): void {
     queue.paused = true;
-    this.context.routes.get(queue.topic).then(
+    this.resumeAfter(queue, this.context.routes.get(queue.topic), (err) => {
+      if (queue.batches.length > 0) this.retryOrFail(queue.batches.shift()!, err);
+    });
+  }
+
+  /**
+   * Unpauses the queue when a route lookup settles: pumps on success; on failure, fails the
+   * queue when the error is final (e.g. the name servers say the topic does not exist),
+   * otherwise leaves the next step to `onRetriable`.
+   */
+  private resumeAfter(queue: PartitionQueue, lookup: Promise<unknown>, onRetriable: (err: SluiceError) => void): void {
+    lookup.then(
       () => {
         queue.paused = false;
         this.pump(queue);
       },
       (err: SluiceError) => {
         queue.paused = false;
-        // Not retriable: e.g. the name servers say the topic does not exist.
         if (!err.retriable) this.failQueue(queue, err);
-        else if (queue.batches.length > 0) this.retryOrFail(queue.batches.shift()!, err);
+        else onRetriable(err);
       },
     );
   }
@@ -224,17 +234,8 @@ export class Sender implements ProduceStreamListener {
         this.pump(queue);
         return;
       }
-      this.context.routes.refresh(queue.topic).then(
-        () => {
-          queue.paused = false;
-          this.pump(queue);
-        },
-        (err: SluiceError) => {
-          queue.paused = false;
-          if (!err.retriable) this.failQueue(queue, err);
-          else this.pump(queue); // keep the cached route; a failure there backs off again
-        },
-      );
+      // On a retriable failure keep the cached route; a failure there backs off again.
+      this.resumeAfter(queue, this.context.routes.refresh(queue.topic), () => this.pump(queue));
     }, delayMs);
   }
 
