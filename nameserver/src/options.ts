@@ -5,6 +5,8 @@
 import { systemClock, type Clock } from "../../common/src/clock.js";
 import { InvalidConfigError } from "../../common/src/errors.js";
 import { createLogger, type Logger } from "../../common/src/logger.js";
+import type { DetectorSettings } from "./liveness/detector.js";
+import { DEFAULT_EXPIRY_HEARTBEATS, parseDetectorOptions } from "./liveness/detector-options.js";
 import { MemoryRegistryStore } from "./registry/memory-store.js";
 import type { RegistryStore } from "./registry/store.js";
 
@@ -13,7 +15,7 @@ export const DEFAULT_NAMESERVER_GRPC_PORT = 9876;
 export const DEFAULT_NAMESERVER_HTTP_PORT = 9877;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
 /** Missed heartbeats after which a broker is removed (R2's k). */
-export const DEFAULT_EXPIRY_HEARTBEATS = 3;
+export { DEFAULT_EXPIRY_HEARTBEATS };
 /** Deadline of one call from the name server to a broker (CreatePartitions, DeleteTopic). */
 export const DEFAULT_BROKER_REQUEST_TIMEOUT_MS = 10_000;
 /** How long `stop()` waits for in-flight calls before cutting them off. */
@@ -31,8 +33,17 @@ export interface NameServerOptions {
   httpPort?: number | null;
   /** The interval brokers are told to heartbeat at. @defaultValue 1000 */
   heartbeatIntervalMs?: number;
-  /** Silence after which a broker is removed. @defaultValue 3 × heartbeatIntervalMs */
+  /** Silence after which a broker is removed; give this or `expiryHeartbeats`. @defaultValue 3 × heartbeatIntervalMs */
   expiryMs?: number;
+  /** Missed heartbeats after which a broker is removed (k): expiryMs = k × heartbeatIntervalMs. @defaultValue 3 */
+  expiryHeartbeats?: number;
+  /**
+   * "fixed": k missed heartbeats; "phi": φ-accrual over each broker's heartbeat rhythm, with
+   * the expiry window as a safety net (see liveness/). @defaultValue "fixed"
+   */
+  detector?: "fixed" | "phi";
+  /** Phi detector only: φ from which a broker is suspect; removed at twice it. @defaultValue 8 */
+  phiThreshold?: number;
   /** @defaultValue 10000 */
   brokerRequestTimeoutMs?: number;
   /**
@@ -52,6 +63,7 @@ export interface ResolvedNameServerOptions {
   httpPort: number | null;
   heartbeatIntervalMs: number;
   expiryMs: number;
+  detector: DetectorSettings;
   brokerRequestTimeoutMs: number;
   startupGraceMs: number;
   store: RegistryStore;
@@ -67,13 +79,13 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
   const port = checkPort("port", options.port ?? DEFAULT_NAMESERVER_GRPC_PORT);
   const httpPort = options.httpPort === null ? null : checkPort("httpPort", options.httpPort ?? DEFAULT_NAMESERVER_HTTP_PORT);
   const heartbeatIntervalMs = checkPositiveInteger("heartbeatIntervalMs", options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS);
-  const expiryMs = checkPositiveInteger("expiryMs", options.expiryMs ?? DEFAULT_EXPIRY_HEARTBEATS * heartbeatIntervalMs);
-  if (expiryMs <= heartbeatIntervalMs) {
-    throw new InvalidConfigError(
-      `expiryMs (${expiryMs}) must be longer than heartbeatIntervalMs (${heartbeatIntervalMs}), or every broker ` +
-        `expires between two heartbeats; ${DEFAULT_EXPIRY_HEARTBEATS} × the interval is the usual choice`,
-    );
-  }
+  const { expiryMs, detector } = parseDetectorOptions({
+    heartbeatIntervalMs,
+    detector: options.detector,
+    phiThreshold: options.phiThreshold,
+    expiryHeartbeats: options.expiryHeartbeats,
+    expiryMs: options.expiryMs,
+  });
   const brokerRequestTimeoutMs = checkPositiveInteger(
     "brokerRequestTimeoutMs",
     options.brokerRequestTimeoutMs ?? DEFAULT_BROKER_REQUEST_TIMEOUT_MS,
@@ -90,6 +102,7 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
     httpPort,
     heartbeatIntervalMs,
     expiryMs,
+    detector,
     brokerRequestTimeoutMs,
     store,
     storeIsMemory: store instanceof MemoryRegistryStore,

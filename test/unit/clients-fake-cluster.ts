@@ -164,7 +164,7 @@ export class FakeCluster {
 
   private listBrokers(_call: ServerUnaryCall<ListBrokersRequest, ListBrokersResponse>, callback: sendUnaryData<ListBrokersResponse>): void {
     const broker = { cluster: "c", group: "b1", brokerId: 0, address: this.address, httpAddress: "", version: "fake", role: "master", epoch: 3, weight: 1 };
-    callback(null, { brokers: [{ broker, state: "alive", heartbeatAgeMs: 420, registeredAtMs: 0 }] });
+    callback(null, { brokers: [{ broker, state: "alive", heartbeatAgeMs: 420, registeredAtMs: 0, suspicion: 0.42, partitionCount: 7 }] });
   }
 
   private fetch(call: ServerUnaryCall<FetchRequest, FetchResponse>, callback: sendUnaryData<FetchResponse>): void {

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FakeClock } from "../../common/src/clock.js";
-import { LivenessDetector } from "../../nameserver/src/liveness/detector.js";
+import { createFailureDetector } from "../../nameserver/src/liveness/detector.js";
+import { parseDetectorOptions } from "../../nameserver/src/liveness/detector-options.js";
+import { FixedWindowDetector } from "../../nameserver/src/liveness/fixed-detector.js";
 
-function detector(clock: FakeClock, expiryMs = 3000): LivenessDetector {
-  return new LivenessDetector({ clock, heartbeatIntervalMs: 1000, expiryMs });
+function detector(clock: FakeClock, expiryMs = 3000): FixedWindowDetector {
+  return new FixedWindowDetector({ clock, heartbeatIntervalMs: 1000, expiryMs });
 }
 
-describe("liveness detector", () => {
+describe("fixed liveness detector", () => {
   it("is alive up to 1.5 intervals, suspect up to the expiry, dead after it", () => {
     const clock = new FakeClock(10_000);
     const liveness = detector(clock);
@@ -32,7 +34,7 @@ describe("liveness detector", () => {
     clock.advance(2000);
     liveness.heartbeat("fresh");
     clock.advance(1001);
-    assert.deepEqual(liveness.sweep(), [{ key: "old", heartbeatAgeMs: 3001 }]);
+    assert.deepEqual(liveness.sweep(), [{ key: "old", heartbeatAgeMs: 3001, suspicion: 3.001 }]);
     assert.equal(liveness.isTracked("old"), false);
     assert.equal(liveness.state("old"), "dead", "an untracked broker is dead");
     assert.equal(liveness.state("fresh"), "alive");
@@ -70,5 +72,35 @@ describe("liveness detector", () => {
     assert.equal(liveness.state("b1"), "dead");
     assert.equal(liveness.heartbeatAgeMs("b1"), undefined);
     assert.deepEqual(liveness.sweep(), []);
+  });
+
+  it("suspicion counts heartbeat intervals of silence; unknown for a broker never seen", () => {
+    const clock = new FakeClock(0);
+    const liveness = detector(clock);
+    assert.equal(liveness.suspicion("b1"), undefined);
+    liveness.heartbeat("b1");
+    assert.equal(liveness.suspicion("b1"), 0);
+    clock.advance(2500);
+    assert.equal(liveness.suspicion("b1"), 2.5);
+  });
+
+  it("honours a non-default k and T: 5 missed heartbeats of 200 ms", () => {
+    const clock = new FakeClock(0);
+    const { expiryMs, detector: settings } = parseDetectorOptions({ heartbeatIntervalMs: 200, expiryHeartbeats: 5, detector: "fixed" });
+    assert.equal(expiryMs, 1000);
+    const liveness = createFailureDetector({ clock, heartbeatIntervalMs: 200, expiryMs, settings });
+    assert.equal(liveness.kind, "fixed");
+    liveness.heartbeat("b1");
+    clock.advance(300);
+    assert.equal(liveness.state("b1"), "alive", "1.5 × 200 ms is still alive");
+    clock.advance(1);
+    assert.equal(liveness.state("b1"), "suspect");
+    assert.equal(liveness.suspicion("b1"), 1.505);
+    clock.advance(699);
+    assert.equal(liveness.state("b1"), "suspect", "five intervals of silence is the boundary");
+    assert.deepEqual(liveness.sweep(), []);
+    clock.advance(1);
+    assert.equal(liveness.state("b1"), "dead");
+    assert.deepEqual(liveness.sweep(), [{ key: "b1", heartbeatAgeMs: 1001, suspicion: 5.005 }]);
   });
 });

@@ -74,7 +74,15 @@ export interface ClusterBroker {
   state: string;
   epoch: number;
   address: string;
+  /** -1 when the name server answering never heard from this broker itself. */
   heartbeatAgeMs: number;
+  /** Partitions the broker reported hosting in its latest heartbeat. */
+  partitions: number;
+  /**
+   * The name server's failure detector's suspicion: φ with `--detector phi` (suspect from the
+   * φ threshold, 8 by default), missed heartbeat intervals with the fixed detector; -1 unknown.
+   */
+  suspicion: number;
 }
 
 export interface ClusterInfo {
@@ -116,5 +124,7 @@ export function toClusterBroker(status: BrokerStatus): ClusterBroker {
     epoch: broker?.epoch ?? 0,
     address: broker?.address ?? "",
     heartbeatAgeMs: status.heartbeatAgeMs,
+    partitions: status.partitionCount,
+    suspicion: status.suspicion,
   };
 }

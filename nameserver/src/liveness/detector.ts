@@ -1,78 +1,74 @@
 /**
- * Fixed-window failure detection (R2): a broker is judged by the age of its last heartbeat.
+ * Failure detection (R2): one interface, two detectors, chosen by `--detector fixed|phi`.
  *
- *   age ≤ 1.5 × interval          alive    (one late heartbeat is normal jitter)
- *   1.5 × interval < age ≤ expiry suspect  (still routed: removing it would move traffic on a
- *                                           hiccup, but `sluice cluster` shows it)
- *   age > expiry                  dead     (removed by `sweep`; routes are recomputed)
+ *  - fixed (fixed-detector.ts, the default): a broker missing k heartbeats of interval T is
+ *    removed. Simple and predictable, but one setting of k must fit every network.
+ *  - phi (phi-detector.ts): φ-accrual. It learns each broker's heartbeat rhythm (mean and
+ *    variance of inter-arrival times) and turns the current silence into a suspicion level φ;
+ *    a broker on a jittery link is judged by its own jitter, not by a fixed k.
  *
- * Expiry defaults to 3 × interval, i.e. three missed heartbeats. Time comes from an injected
- * Clock, so the boundaries are tested exactly with FakeClock. Pure bookkeeping: no timers
- * and no I/O; the server calls `sweep` on its own timer.
+ * Both are pure bookkeeping behind an injected Clock: no timers and no I/O, so every boundary
+ * is tested exactly with FakeClock; the server calls `sweep` on its own timer. Each name
+ * server judges liveness from the heartbeats it receives, never from the registry store.
  */
 import type { Clock } from "../../../common/src/clock.js";
+import { FixedWindowDetector } from "./fixed-detector.js";
+import { PhiAccrualDetector } from "./phi-detector.js";
 
+/** alive: routed; suspect: still routed, but `sluice cluster` shows it; dead: removed. */
 export type BrokerState = "alive" | "suspect" | "dead";
 
-/** A heartbeat older than this many intervals makes a broker suspect. */
-export const SUSPECT_AFTER_INTERVALS = 1.5;
+export const DETECTOR_KINDS = ["fixed", "phi"] as const;
+export type DetectorKind = (typeof DETECTOR_KINDS)[number];
 
-export interface LivenessDetectorOptions {
-  clock: Clock;
-  heartbeatIntervalMs: number;
-  /** Silence after which a broker is dead; must exceed the suspect threshold to be useful. */
-  expiryMs: number;
+/** Which detector judges the brokers, with what only that detector needs. */
+export type DetectorSettings = { kind: "fixed" } | { kind: "phi"; phiThreshold: number };
+
+export interface ExpiredBroker {
+  key: string;
+  heartbeatAgeMs: number;
+  /** The detector's suspicion when it gave up (for the log line). */
+  suspicion: number;
 }
 
-export class LivenessDetector {
-  private readonly lastHeartbeatMs = new Map<string, number>();
-  private readonly clock: Clock;
-  readonly suspectAfterMs: number;
+export interface FailureDetector {
+  readonly kind: DetectorKind;
+  /**
+   * Silence after which a broker is dead whatever else the detector thinks: the fixed
+   * detector's k × T, and the φ detector's safety net. "Removed within the expiry window"
+   * holds for both.
+   */
   readonly expiryMs: number;
-
-  constructor(options: LivenessDetectorOptions) {
-    this.clock = options.clock;
-    this.expiryMs = options.expiryMs;
-    // With an expiry shorter than the suspect threshold a broker goes straight from alive to dead.
-    this.suspectAfterMs = Math.min(options.heartbeatIntervalMs * SUSPECT_AFTER_INTERVALS, options.expiryMs);
-  }
-
-  /** Records a heartbeat (or a registration) from `key` now; this also revives a suspect. */
-  heartbeat(key: string): void {
-    this.lastHeartbeatMs.set(key, this.clock.now());
-  }
-
-  /** Stops tracking `key` (it unregistered or was swept). */
-  forget(key: string): void {
-    this.lastHeartbeatMs.delete(key);
-  }
-
-  isTracked(key: string): boolean {
-    return this.lastHeartbeatMs.has(key);
-  }
-
+  /** Records a heartbeat from `key` now; this also revives a suspect. */
+  heartbeat(key: string): void;
+  /** Stops tracking `key` (it unregistered, was swept, or restarts its rhythm on registering). */
+  forget(key: string): void;
+  isTracked(key: string): boolean;
   /** Milliseconds since the last heartbeat, or undefined for a key never seen. */
-  heartbeatAgeMs(key: string): number | undefined {
-    const last = this.lastHeartbeatMs.get(key);
-    return last === undefined ? undefined : Math.max(0, this.clock.now() - last);
-  }
-
+  heartbeatAgeMs(key: string): number | undefined;
   /** The broker's state now; an untracked key is dead (nothing vouches for it). */
-  state(key: string): BrokerState {
-    const age = this.heartbeatAgeMs(key);
-    if (age === undefined || age > this.expiryMs) return "dead";
-    return age > this.suspectAfterMs ? "suspect" : "alive";
-  }
-
+  state(key: string): BrokerState;
+  /**
+   * How suspicious the current silence is, for `sluice cluster`: φ for the phi detector,
+   * intervals of silence (age / T) for the fixed one; undefined for a key never seen.
+   */
+  suspicion(key: string): number | undefined;
   /** Forgets every dead broker and returns them with the age of their last heartbeat. */
-  sweep(): Array<{ key: string; heartbeatAgeMs: number }> {
-    const now = this.clock.now();
-    const dead: Array<{ key: string; heartbeatAgeMs: number }> = [];
-    for (const [key, last] of this.lastHeartbeatMs) {
-      const heartbeatAgeMs = now - last;
-      if (heartbeatAgeMs > this.expiryMs) dead.push({ key, heartbeatAgeMs });
-    }
-    for (const { key } of dead) this.lastHeartbeatMs.delete(key);
-    return dead;
-  }
+  sweep(): ExpiredBroker[];
+}
+
+export interface FailureDetectorOptions {
+  clock: Clock;
+  /** The interval brokers are told to heartbeat at (T). */
+  heartbeatIntervalMs: number;
+  /** k × T: removal for the fixed detector, the safety net for φ. */
+  expiryMs: number;
+  /** @defaultValue { kind: "fixed" } */
+  settings?: DetectorSettings;
+}
+
+export function createFailureDetector(options: FailureDetectorOptions): FailureDetector {
+  const settings = options.settings ?? { kind: "fixed" };
+  if (settings.kind === "phi") return new PhiAccrualDetector({ ...options, phiThreshold: settings.phiThreshold });
+  return new FixedWindowDetector(options);
 }

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -153,6 +155,26 @@ export interface BrokerStatus {
   state: string;
   heartbeatAgeMs: number;
   registeredAtMs: number;
+  /** the detector's suspicion: phi for the phi-accrual detector, missed heartbeats for the fixed one */
+  suspicion: number;
+  /** partitions the broker reported hosting */
+  partitionCount: number;
+}
+
+export interface WatchRoutesRequest {
+  header?:
+    | RequestHeader
+    | undefined;
+  /** empty: every topic */
+  topics: string[];
+}
+
+export interface RouteChange {
+  /** current routes of topics that changed (or all, first) */
+  routes: TopicRoute[];
+  deletedTopics: string[];
+  /** increases with every change this name server sees */
+  version: number;
 }
 
 export interface ListBrokersResponse {
@@ -1629,7 +1651,7 @@ export const ListBrokersRequest: MessageFns<ListBrokersRequest> = {
 };
 
 function createBaseBrokerStatus(): BrokerStatus {
-  return { broker: undefined, state: "", heartbeatAgeMs: 0, registeredAtMs: 0 };
+  return { broker: undefined, state: "", heartbeatAgeMs: 0, registeredAtMs: 0, suspicion: 0, partitionCount: 0 };
 }
 
 export const BrokerStatus: MessageFns<BrokerStatus> = {
@@ -1645,6 +1667,12 @@ export const BrokerStatus: MessageFns<BrokerStatus> = {
     }
     if (message.registeredAtMs !== 0) {
       writer.uint32(32).int64(message.registeredAtMs);
+    }
+    if (message.suspicion !== 0) {
+      writer.uint32(41).double(message.suspicion);
+    }
+    if (message.partitionCount !== 0) {
+      writer.uint32(48).uint32(message.partitionCount);
     }
     return writer;
   },
@@ -1694,6 +1722,22 @@ export const BrokerStatus: MessageFns<BrokerStatus> = {
             message.registeredAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.suspicion = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.partitionCount = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1717,6 +1761,156 @@ export const BrokerStatus: MessageFns<BrokerStatus> = {
     message.state = object.state ?? "";
     message.heartbeatAgeMs = object.heartbeatAgeMs ?? 0;
     message.registeredAtMs = object.registeredAtMs ?? 0;
+    message.suspicion = object.suspicion ?? 0;
+    message.partitionCount = object.partitionCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseWatchRoutesRequest(): WatchRoutesRequest {
+  return { header: undefined, topics: [] };
+}
+
+export const WatchRoutesRequest: MessageFns<WatchRoutesRequest> = {
+  encode(message: WatchRoutesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      RequestHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.topics) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRoutesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRoutesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = RequestHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.topics.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<WatchRoutesRequest>, I>>(base?: I): WatchRoutesRequest {
+    return WatchRoutesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRoutesRequest>, I>>(object: I): WatchRoutesRequest {
+    const message = createBaseWatchRoutesRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? RequestHeader.fromPartial(object.header)
+      : undefined;
+    message.topics = object.topics?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRouteChange(): RouteChange {
+  return { routes: [], deletedTopics: [], version: 0 };
+}
+
+export const RouteChange: MessageFns<RouteChange> = {
+  encode(message: RouteChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.routes) {
+      TopicRoute.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.deletedTopics) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).uint64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RouteChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRouteChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.routes.push(TopicRoute.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deletedTopics.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RouteChange>, I>>(base?: I): RouteChange {
+    return RouteChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RouteChange>, I>>(object: I): RouteChange {
+    const message = createBaseRouteChange();
+    message.routes = object.routes?.map((e) => TopicRoute.fromPartial(e)) || [];
+    message.deletedTopics = object.deletedTopics?.map((e) => e) || [];
+    message.version = object.version ?? 0;
     return message;
   },
 };
@@ -1855,6 +2049,19 @@ export const NameServerService = {
     responseSerialize: (value: ListBrokersResponse): Buffer => asBuffer(ListBrokersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListBrokersResponse => ListBrokersResponse.decode(value),
   },
+  /**
+   * Pushes route changes: first the current routes of the watched topics (all topics when
+   * none are named), then a message whenever one of them changes. Clients refresh on it.
+   */
+  watchRoutes: {
+    path: "/sluice.v1.NameServer/WatchRoutes" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRoutesRequest): Buffer => asBuffer(WatchRoutesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRoutesRequest => WatchRoutesRequest.decode(value),
+    responseSerialize: (value: RouteChange): Buffer => asBuffer(RouteChange.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RouteChange => RouteChange.decode(value),
+  },
 } as const;
 
 export interface NameServerServer extends UntypedServiceImplementation {
@@ -1866,6 +2073,11 @@ export interface NameServerServer extends UntypedServiceImplementation {
   deleteTopic: handleUnaryCall<NsDeleteTopicRequest, NsDeleteTopicResponse>;
   listTopics: handleUnaryCall<ListTopicsRequest, ListTopicsResponse>;
   listBrokers: handleUnaryCall<ListBrokersRequest, ListBrokersResponse>;
+  /**
+   * Pushes route changes: first the current routes of the watched topics (all topics when
+   * none are named), then a message whenever one of them changes. Clients refresh on it.
+   */
+  watchRoutes: handleServerStreamingCall<WatchRoutesRequest, RouteChange>;
 }
 
 export interface NameServerClient extends Client {
@@ -1989,6 +2201,16 @@ export interface NameServerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListBrokersResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Pushes route changes: first the current routes of the watched topics (all topics when
+   * none are named), then a message whenever one of them changes. Clients refresh on it.
+   */
+  watchRoutes(request: WatchRoutesRequest, options?: Partial<CallOptions>): ClientReadableStream<RouteChange>;
+  watchRoutes(
+    request: WatchRoutesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RouteChange>;
 }
 
 export const NameServerClient = makeGenericClientConstructor(NameServerService, "sluice.v1.NameServer") as unknown as {
