@@ -30,7 +30,7 @@ export type { RetryOptions } from "./retry.js";
 export { Producer } from "./producer/producer.js";
 export type { ProducerOptions, AcksOption } from "./producer/options.js";
 export type { ProducerMessage, RecordMetadata } from "./producer/types.js";
-export type { PartitionerFunction, PartitionerName, PartitionerOption } from "./producer/partitioner.js";
+export type { Partitioner, PartitionerFunction, PartitionerName, PartitionerOption, SmoothWeightedRoundRobinOptions } from "./producer/partitioner.js";
 export { SmoothWeightedRoundRobin } from "./producer/partitioner.js";
 export { murmur2, keyHashPartition } from "./producer/murmur2.js";
 

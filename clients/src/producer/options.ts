@@ -32,9 +32,17 @@ export interface ProducerOptions {
   /** Compression of each batch. @defaultValue "none" */
   compression?: CompressionName;
   /**
-   * How messages without an explicit `partition` are spread: `"default"` (murmur2 key hash
-   * as Kafka's when a key is set, else round robin), `"round-robin"`, `"key-hash"`,
-   * `"random"`, or a function `(message, partitionCount, topic) => partition`.
+   * Load balancing: how messages without an explicit `partition` are spread (R23).
+   * - `"default"`: murmur2 key hash as Kafka's when a key is set, else round robin;
+   * - `"round-robin"`: every message to the next partition, keys ignored;
+   * - `"key-hash"`: murmur2 key hash; a message without a key is refused;
+   * - `"random"`: a uniformly random partition;
+   * - a function `(message, partitionCount, topic) => partition`;
+   * - any `Partitioner` object: `partition(message, partitionCount, topic)` and optionally
+   *   `noteFailure(partition, topic)`, which the producer calls after every retriable send
+   *   failure. `new SmoothWeightedRoundRobin([4, 1, 1])` is nginx's smooth weighted round
+   *   robin (picks 0, 0, 1, 0, 2, 0): a failing partition's effective weight is halved and
+   *   climbs back over time (`restoreEveryMs`, default 1 s).
    * @defaultValue "default"
    */
   partitioner?: PartitionerOption;

@@ -20,7 +20,7 @@ import { checkTopicName } from "../options.js";
 import type { CachedRoute } from "../routing/route-cache.js";
 import { RecordAccumulator } from "./accumulator.js";
 import { parseProducerOptions, type ParsedProducerOptions, type ProducerOptions } from "./options.js";
-import { createPartitioner, type Partitioner } from "./partitioner.js";
+import { createPartitioner, type TopicPartitioner } from "./partitioner.js";
 import { SendCall } from "./send-call.js";
 import { Sender } from "./sender.js";
 import type { ProducerMessage, RecordMetadata } from "./types.js";
@@ -29,7 +29,7 @@ export class Producer {
   readonly options: ParsedProducerOptions;
   private readonly accumulator: RecordAccumulator;
   private readonly sender: Sender;
-  private readonly partitioners = new Map<string, Partitioner>();
+  private readonly partitioners = new Map<string, TopicPartitioner>();
   private readonly unsettled = new Set<SendCall>();
   /** Partition chosen for each message of the current send, reused across sends. */
   private partitionScratch = new Int32Array(1024);
@@ -45,7 +45,12 @@ export class Producer {
   ) {
     this.options = parseProducerOptions(options);
     const requestTimeoutMs = context.options.requestTimeoutMs;
-    this.sender = new Sender(context, { acks: this.options.acks, requestTimeoutMs });
+    this.sender = new Sender(context, {
+      acks: this.options.acks,
+      requestTimeoutMs,
+      // Load balancing hears of failing partitions, so a weighted partitioner sends less there.
+      onRetriableFailure: (topic, partition) => this.partitioners.get(topic)?.noteFailure(partition),
+    });
     this.accumulator = new RecordAccumulator(
       {
         lingerMs: this.options.lingerMs,

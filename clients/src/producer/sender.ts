@@ -29,6 +29,8 @@ import type { ProducerBatch } from "./send-call.js";
 export interface SenderOptions {
   readonly acks: Acks;
   readonly requestTimeoutMs: number;
+  /** Told of every failed attempt with a retriable error, before the batch backs off. */
+  readonly onRetriableFailure?: (topic: string, partition: number, err: SluiceError) => void;
 }
 
 /** The sweep runs this often at most, and at least four times per request timeout. */
@@ -91,6 +93,7 @@ export class Sender implements ProduceStreamListener {
   /** A failed attempt: back into the queue after a backoff, or the batch's sends fail. */
   private retryOrFail(batch: ProducerBatch, err: SluiceError): void {
     this.context.routes.noteError(batch.topic, err);
+    if (err.retriable && !this.closed) this.options.onRetriableFailure?.(batch.topic, batch.partition, err);
     const queue = this.queueFor(batch.topic, batch.partition);
     const delay = this.closed ? -1 : this.context.retry.nextDelayMs(err, batch.attempts++, batch.deadlineMs);
     if (delay < 0) {

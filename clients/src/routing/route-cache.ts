@@ -1,16 +1,18 @@
 /**
  * Topic routes (partition → broker group → master address), cached per client.
  *
- * Refreshed three ways, as R3 asks: on a timer for every topic in use, when a broker says
- * the route is stale (NOT_LEADER, UNKNOWN_TOPIC, BROKER_UNAVAILABLE), and on demand. Lookups
- * of one topic that overlap share one GetRoutes request, so a burst of failing batches
- * costs the name servers one call, not one per batch.
+ * Refreshed four ways, as R3 asks: by push (a WatchRoutes stream opened on first use, see
+ * route-watcher.ts, applied as soon as it arrives), on a timer for every topic in use, when a
+ * broker says the route is stale (NOT_LEADER, UNKNOWN_TOPIC, BROKER_UNAVAILABLE), and on
+ * demand. Lookups of one topic that overlap share one GetRoutes request, so a burst of
+ * failing batches costs the name servers one call, not one per batch.
  */
 import { UnknownTopicError, type ErrorCode, type SluiceError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import type { TopicConfig } from "../../../proto/gen/sluice/v1/common.js";
-import type { PartitionRoute, TopicRoute } from "../../../proto/gen/sluice/v1/nameserver.js";
+import type { PartitionRoute, RouteChange, TopicRoute } from "../../../proto/gen/sluice/v1/nameserver.js";
 import type { NameServerClient } from "../transport/nameserver-client.js";
+import { RouteWatcher } from "./route-watcher.js";
 
 /** Errors after which the cached route of a topic is probably wrong. */
 export const ROUTE_REFRESH_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -62,12 +64,18 @@ export interface RouteCacheOptions {
   readonly refreshMs: number;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
+  /** Subscribe to pushed route changes (WatchRoutes) on first use. @defaultValue true */
+  readonly watch?: boolean;
 }
 
 export class RouteCache {
   private readonly routes = new Map<string, CachedRoute>();
   private readonly lookups = new Map<string, Promise<CachedRoute>>();
   private readonly timer: NodeJS.Timeout;
+  private readonly watcher: RouteWatcher | undefined;
+  /** Pushes applied so far; a lookup that started before a topic's latest push must not undo it. */
+  private pushCount = 0;
+  private readonly lastPushOf = new Map<string, number>();
   private closed = false;
 
   constructor(
@@ -77,6 +85,9 @@ export class RouteCache {
     this.timer = setInterval(() => this.refreshAll(), options.refreshMs);
     // Routes are a cache: they must not keep a finished program alive.
     this.timer.unref();
+    if (options.watch !== false) {
+      this.watcher = new RouteWatcher(nameServers, (change) => this.applyChange(change), { logger: options.logger });
+    }
   }
 
   /** The cached route, without waiting; undefined when the topic was never looked up. */
@@ -86,12 +97,14 @@ export class RouteCache {
 
   /** The cached route, or a lookup. Throws a non-retriable UnknownTopicError when the name servers do not know it. */
   get(topic: string): Promise<CachedRoute> {
+    this.watcher?.start();
     const cached = this.routes.get(topic);
     return cached !== undefined ? Promise.resolve(cached) : this.refresh(topic);
   }
 
   /** Asks the name servers now; joins a lookup of the same topic already under way. */
   refresh(topic: string): Promise<CachedRoute> {
+    this.watcher?.start();
     let lookup = this.lookups.get(topic);
     if (lookup === undefined) {
       lookup = this.lookup(topic).finally(() => this.lookups.delete(topic));
@@ -113,10 +126,37 @@ export class RouteCache {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    this.watcher?.close();
     this.routes.clear();
   }
 
+  /**
+   * Applies a pushed change at once: new routes replace cached ones (so sends move off a
+   * removed broker now, not at the next timer tick), deleted topics leave the cache. Routes
+   * of topics this client never used are kept too: a first send to them needs no lookup.
+   */
+  applyChange(change: RouteChange): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const push = ++this.pushCount;
+    for (const route of change.routes) {
+      this.lastPushOf.set(route.topic, push);
+      if (route.partitions.length === 0) this.routes.delete(route.topic);
+      else this.routes.set(route.topic, CachedRoute.from(route, now));
+    }
+    for (const topic of change.deletedTopics) {
+      this.lastPushOf.set(topic, push);
+      this.routes.delete(topic);
+    }
+  }
+
+  /** True when a push about `topic` arrived after `sinceCount` pushes: it is newer than a lookup started then. */
+  private pushedSince(topic: string, sinceCount: number): boolean {
+    return (this.lastPushOf.get(topic) ?? 0) > sinceCount;
+  }
+
   private async lookup(topic: string): Promise<CachedRoute> {
+    const pushesBefore = this.pushCount;
     let response;
     try {
       response = await this.nameServers.getRoutes([topic], Date.now() + this.options.requestTimeoutMs);
@@ -131,6 +171,7 @@ export class RouteCache {
       throw finalUnknownTopic(topic);
     }
     const cached = CachedRoute.from(route, Date.now());
+    if (this.pushedSince(topic, pushesBefore)) return this.routes.get(topic) ?? cached;
     if (!this.closed) this.routes.set(topic, cached);
     return cached;
   }
@@ -139,6 +180,7 @@ export class RouteCache {
   private refreshAll(): void {
     const topics = [...this.routes.keys()];
     if (topics.length === 0 || this.closed) return;
+    const pushesBefore = this.pushCount;
     this.nameServers.getRoutes(topics, Date.now() + this.options.requestTimeoutMs).then(
       (response) => {
         if (this.closed) return;
@@ -147,9 +189,10 @@ export class RouteCache {
         for (const route of response.routes) {
           if (route.partitions.length === 0) continue;
           seen.add(route.topic);
+          if (this.pushedSince(route.topic, pushesBefore)) continue;
           this.routes.set(route.topic, CachedRoute.from(route, now));
         }
-        for (const topic of topics) if (!seen.has(topic)) this.routes.delete(topic);
+        for (const topic of topics) if (!seen.has(topic) && !this.pushedSince(topic, pushesBefore)) this.routes.delete(topic);
       },
       (err: unknown) => {
         // A name server that refuses the whole request over one deleted topic: ask per topic.

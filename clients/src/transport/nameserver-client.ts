@@ -4,6 +4,7 @@
  * last, and moves on to the next when that one cannot be reached. Answers such as "no such
  * topic" are final and are not asked of the others.
  */
+import { Metadata, type ClientReadableStream } from "@grpc/grpc-js";
 import { BrokerUnavailableError, ClosedError, SluiceError, type ErrorCode } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
@@ -16,6 +17,7 @@ import {
   type ListTopicsResponse,
   type NsDeleteTopicRequest,
   type NsDeleteTopicResponse,
+  type RouteChange,
 } from "../../../proto/gen/sluice/v1/nameserver.js";
 import { callUnary, CHANNEL_OPTIONS, channelCredentials, type UnaryMethod } from "./grpc.js";
 
@@ -65,6 +67,18 @@ export class NameServerClient {
 
   listBrokers(deadlineMs: number): Promise<ListBrokersResponse> {
     return this.call((c) => c.listBrokers, { header: this.context.header }, deadlineMs);
+  }
+
+  /**
+   * Opens a WatchRoutes stream (route push) on one name server: the preferred one when
+   * `attempt` is 0, the next listed one for each further attempt, so a watcher that lost its
+   * stream fails over by counting its attempts. No topics = every topic.
+   */
+  watchRoutes(topics: readonly string[], attempt: number): { address: string; stream: ClientReadableStream<RouteChange> } {
+    if (this.closed) throw new ClosedError("the Sluice client");
+    const index = (this.preferred + attempt) % this.clients.length;
+    const stream = this.clients[index]!.watchRoutes({ header: this.context.header, topics: [...topics] }, new Metadata());
+    return { address: this.addresses[index]!, stream };
   }
 
   close(): void {
