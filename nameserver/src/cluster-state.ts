@@ -2,15 +2,15 @@
  * The name server's view of the cluster: registered brokers with their liveness, topics, and
  * the routes derived from both. The gRPC service and the sweep timer are its only callers.
  *
- * Brokers and topics live in the RegistryStore; liveness lives in the LivenessDetector (each
- * name server judges it from the heartbeats it receives). With the in-memory store, topics are
+ * Brokers and topics live in the RegistryStore; liveness lives in the FailureDetector (each
+ * name server judges it from the heartbeats it receives; fixed or φ-accrual, see liveness/). With the in-memory store, topics are
  * also learned from and forgotten by broker reports (see topic-reports.ts).
  */
 import type { Clock } from "../../common/src/clock.js";
 import { InvalidArgumentError, NotReadyError, UnknownTopicError } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { BrokerInfo, HostedPartition, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
-import { LivenessDetector, type BrokerState } from "./liveness/detector.js";
+import { createFailureDetector, type BrokerState, type DetectorSettings, type FailureDetector } from "./liveness/detector.js";
 import type { PlacementGroup } from "./placement.js";
 import { brokerKey, type BrokerRecord, type RegistryStore, type TopicRecord } from "./registry/store.js";
 import { buildGroupViews, buildTopicRoute, countHostedPartitions, type GroupView } from "./routes.js";
@@ -22,6 +22,8 @@ export interface ClusterStateOptions {
   clock: Clock;
   heartbeatIntervalMs: number;
   expiryMs: number;
+  /** Which failure detector judges the brokers. @defaultValue { kind: "fixed" } */
+  detector?: DetectorSettings;
   logger: Logger;
   /**
    * Learn topics from broker reports and forget those nobody reports any more: right for the
@@ -40,7 +42,12 @@ export interface ClusterStateOptions {
 export interface BrokerStatusView {
   record: BrokerRecord;
   state: BrokerState;
+  /** -1 for a broker this name server never heard from (a record another one wrote). */
   heartbeatAgeMs: number;
+  /** The detector's suspicion: φ, or intervals of silence for the fixed detector; -1 if unknown. */
+  suspicion: number;
+  /** Partitions the broker listed in its latest register or heartbeat to this name server. */
+  partitionCount: number;
 }
 
 export interface SweepResult {
@@ -49,7 +56,7 @@ export interface SweepResult {
 }
 
 export class ClusterState {
-  readonly detector: LivenessDetector;
+  readonly detector: FailureDetector;
   private readonly store: RegistryStore;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -65,6 +72,10 @@ export class ClusterState {
    * topic from it would record a half-known topic and make the creation collide with itself.
    */
   private readonly topicsBeingCreated = new Set<string>();
+  /** Told after every mutation that may change a route (route push, see route-watch.ts). */
+  private readonly routeChangeListeners = new Set<() => void>();
+  /** Partitions each broker reported last, by broker key (for `sluice cluster`). */
+  private readonly reportedPartitionCounts = new Map<string, number>();
 
   constructor(options: ClusterStateOptions) {
     this.store = options.store;
@@ -72,38 +83,59 @@ export class ClusterState {
     this.logger = options.logger;
     this.learnTopicsFromReports = options.learnTopicsFromReports;
     this.learningUntilMs = options.learnTopicsFromReports ? options.clock.now() + (options.startupGraceMs ?? 0) : 0;
-    this.detector = new LivenessDetector(options);
+    this.detector = createFailureDetector({
+      clock: options.clock,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      expiryMs: options.expiryMs,
+      settings: options.detector ?? { kind: "fixed" },
+    });
     this.reports = new TopicReports(options.clock, options.expiryMs);
   }
 
-  /** Records a broker (new, or registering again after a restart or an expiry). */
+  /**
+   * Records a broker (new, or registering again after a restart or an expiry). A name held by
+   * a live broker at another address is refused: two processes claiming one identity would
+   * flip the routes between them with every heartbeat. The same address registering again is
+   * a restart; a dead holder's name is free to take.
+   */
   async register(info: BrokerInfo | undefined, partitions: readonly HostedPartition[]): Promise<BrokerRecord> {
     const record = toBrokerRecord(info, this.clock.now());
     const key = brokerKey(record);
     const previous = await this.store.getBroker(key);
+    if (previous !== undefined && previous.address !== record.address) this.refuseIfHeldByLiveBroker(key, previous, record);
     await this.store.putBroker(record);
+    // A registration starts a new rhythm: the gap before it (a restart, an expiry) says
+    // nothing about how often this process heartbeats.
+    this.detector.forget(key);
     this.detector.heartbeat(key);
+    this.reportedPartitionCounts.set(key, partitions.length);
     this.logger.info(
       { group: record.group, brokerId: record.brokerId, address: record.address, role: record.role, epoch: record.epoch, again: previous !== undefined },
       "broker registered",
     );
     await this.applyReport(key, record.group, partitions);
+    this.announceRouteChange();
     return record;
   }
 
   /**
    * Records a heartbeat. Returns false for a broker this name server does not know (it
-   * restarted, or expired the broker): the broker must register again.
+   * restarted, or expired the broker) or knows at another address: the broker must register again.
    */
   async heartbeat(info: BrokerInfo | undefined, partitions: readonly HostedPartition[]): Promise<boolean> {
     const reported = toBrokerRecord(info, this.clock.now());
     const key = brokerKey(reported);
     const known = await this.store.getBroker(key);
     if (known === undefined || !this.detector.isTracked(key)) return false;
+    // Another process took the name while this one was silent (it was judged dead): make it
+    // register again, where it is refused while the new holder lives.
+    if (known.address !== reported.address) return false;
     this.detector.heartbeat(key);
+    this.reportedPartitionCounts.set(key, partitions.length);
     const updated: BrokerRecord = { ...reported, registeredAtMs: known.registeredAtMs };
     if (brokerChanged(known, updated)) {
       await this.store.putBroker(updated);
+      this.announceRouteChange();
       if (known.role !== updated.role || known.epoch !== updated.epoch) {
         this.logger.info(
           { group: updated.group, brokerId: updated.brokerId, role: updated.role, epoch: updated.epoch, previousRole: known.role, previousEpoch: known.epoch },
@@ -118,26 +150,30 @@ export class ClusterState {
   async unregister(cluster: string, group: string, brokerId: number): Promise<boolean> {
     const key = brokerKey({ cluster, group, brokerId });
     this.detector.forget(key);
+    this.reportedPartitionCounts.delete(key);
     this.reports.forgetBroker(key);
     const removed = await this.store.removeBroker(key);
     if (removed) this.logger.info({ group, brokerId }, "broker unregistered");
+    if (removed) this.announceRouteChange();
     return removed;
   }
 
   /** Removes brokers silent past the expiry window, then topics nobody reports any more. */
   async sweep(): Promise<SweepResult> {
     const expired: SweepResult["expired"] = [];
-    for (const { key, heartbeatAgeMs } of this.detector.sweep()) {
+    for (const { key, heartbeatAgeMs, suspicion } of this.detector.sweep()) {
       const record = await this.store.getBroker(key);
+      this.reportedPartitionCounts.delete(key);
       this.reports.forgetBroker(key);
       if (record === undefined || !(await this.store.removeBroker(key))) continue;
       expired.push({ record, heartbeatAgeMs });
       this.logger.warn(
-        { group: record.group, brokerId: record.brokerId, address: record.address, role: record.role, heartbeatAgeMs, expiryMs: this.detector.expiryMs },
-        "broker expired: no heartbeat within the expiry window; routes recomputed without it",
+        { group: record.group, brokerId: record.brokerId, address: record.address, role: record.role, heartbeatAgeMs, suspicion, detector: this.detector.kind, expiryMs: this.detector.expiryMs },
+        "broker expired: silent for longer than the failure detector allows; routes recomputed without it",
       );
     }
     const forgottenTopics = this.learnTopicsFromReports ? await this.forgetUnreportedTopics() : [];
+    if (expired.length > 0 || forgottenTopics.length > 0) this.announceRouteChange();
     return { expired, forgottenTopics };
   }
 
@@ -147,7 +183,13 @@ export class ClusterState {
     return brokers
       .map((record) => {
         const key = brokerKey(record);
-        return { record, state: this.detector.state(key), heartbeatAgeMs: this.detector.heartbeatAgeMs(key) ?? -1 };
+        return {
+          record,
+          state: this.detector.state(key),
+          heartbeatAgeMs: this.detector.heartbeatAgeMs(key) ?? -1,
+          suspicion: this.detector.suspicion(key) ?? -1,
+          partitionCount: this.reportedPartitionCounts.get(key) ?? 0,
+        };
       })
       .sort((a, b) => compareBrokers(a.record, b.record));
   }
@@ -226,6 +268,7 @@ export class ClusterState {
     return this.serialTopicWrite(async () => {
       const created = await this.store.createTopic(record);
       if (created) this.reports.topicRecorded(record.topic);
+      if (created) this.announceRouteChange();
       return created;
     });
   }
@@ -235,8 +278,55 @@ export class ClusterState {
     return this.serialTopicWrite(async () => {
       const removed = await this.store.deleteTopic(topic);
       this.reports.topicDeleted(topic);
+      if (removed) this.announceRouteChange();
       return removed;
     });
+  }
+
+  /**
+   * Calls `listener` after every change that may alter a route: brokers registering, changing
+   * role, epoch or address, expiring or unregistering; topics created, learned, forgotten or
+   * deleted. It may be told more often than routes really change (the route watch diffs).
+   * Returns the function that removes the listener.
+   */
+  onRouteChange(listener: () => void): () => void {
+    this.routeChangeListeners.add(listener);
+    return () => this.routeChangeListeners.delete(listener);
+  }
+
+  /** Tells the route listeners; public so a registry watch (changes made elsewhere) can call it. */
+  announceRouteChange(): void {
+    for (const listener of this.routeChangeListeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.logger.error({ err }, "a route change listener failed");
+      }
+    }
+  }
+
+  /**
+   * Throws when `previous`, holding `key` at another address, is still live. Live means the
+   * detector does not judge it dead; a record this name server never tracked was written by
+   * another name server sharing the store, which keeps it only while its holder lives.
+   */
+  private refuseIfHeldByLiveBroker(key: string, previous: BrokerRecord, claimant: BrokerRecord): void {
+    const tracked = this.detector.isTracked(key);
+    if (tracked && this.detector.state(key) === "dead") {
+      this.logger.warn(
+        { group: claimant.group, brokerId: claimant.brokerId, address: claimant.address, previousAddress: previous.address },
+        "broker name taken over from a dead broker",
+      );
+      return;
+    }
+    const ageMs = this.detector.heartbeatAgeMs(key);
+    const heard = tracked && ageMs !== undefined ? `last heartbeat ${ageMs} ms ago` : "registered through another name server";
+    throw new InvalidArgumentError(
+      `broker ${claimant.group}/${claimant.brokerId} (cluster "${claimant.cluster}") is already registered by a live broker ` +
+        `at ${previous.address} (${heard}); refusing the registration from ${claimant.address}. Give this broker ` +
+        `another --id, or stop the other one: its name is free once it has been silent for the expiry window ` +
+        `(${this.detector.expiryMs} ms)`,
+    );
   }
 
   private async applyReport(key: string, group: string, partitions: readonly HostedPartition[]): Promise<void> {
@@ -251,6 +341,7 @@ export class ClusterState {
         const merged = mergeReportedPartitions(existing, topic, group, reports);
         if (merged === undefined) continue;
         await this.store.putTopic(merged);
+        this.announceRouteChange();
         if (existing === undefined) {
           this.reports.topicRecorded(topic);
           this.logger.info({ topic, partitionCount: merged.partitionCount, group }, "topic learned from a broker report");

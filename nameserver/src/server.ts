@@ -17,6 +17,7 @@ import {
   type NameServerOptions,
   type ResolvedNameServerOptions,
 } from "./options.js";
+import { RouteWatch } from "./route-watch.js";
 import { createNameServerService } from "./service.js";
 import { TopicAdmin } from "./topic-admin.js";
 
@@ -32,6 +33,7 @@ export class NameServer {
     private readonly httpServer: FastifyInstance | undefined,
     private readonly brokerAdmin: BrokerAdminClients,
     private readonly metrics: NameServerMetrics,
+    private readonly routeWatch: RouteWatch,
     /** "host:port" the gRPC server bound. */
     readonly grpcAddress: string,
     /** "host:port" the HTTP server bound, or null when it runs without one. */
@@ -46,6 +48,7 @@ export class NameServer {
       clock: options.clock,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       expiryMs: options.expiryMs,
+      detector: options.detector,
       logger,
       learnTopicsFromReports: options.storeIsMemory,
       startupGraceMs: options.startupGraceMs,
@@ -56,6 +59,7 @@ export class NameServer {
     });
     const registry = createMetricsRegistry();
     const metrics = new NameServerMetrics(registry, state);
+    const routeWatch = new RouteWatch({ source: state, logger });
     const grpcServer = new Server({
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
@@ -66,6 +70,7 @@ export class NameServer {
         state,
         topics: new TopicAdmin(state, brokerAdmin, logger),
         metrics,
+        routeWatch,
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         expiryMs: options.expiryMs,
       }),
@@ -86,14 +91,15 @@ export class NameServer {
         });
         httpAddress = await listenHttp(httpServer, options.host, options.httpPort);
       }
-      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, grpcAddress, httpAddress);
+      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress);
       server.startSweeping();
       logger.info(
-        { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, store: options.storeIsMemory ? "memory" : "external" },
+        { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, detector: options.detector, store: options.storeIsMemory ? "memory" : "external" },
         "name server started",
       );
       return server;
     } catch (err) {
+      routeWatch.close();
       grpcServer.forceShutdown();
       await httpServer?.close();
       brokerAdmin.close();
@@ -110,6 +116,8 @@ export class NameServer {
   private async shutdown(): Promise<void> {
     clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    // Route watches are endless streams: end them first, or the graceful shutdown waits them out.
+    this.routeWatch.close();
     await Promise.all([shutdownGrpc(this.grpcServer, GRACEFUL_SHUTDOWN_MS), this.httpServer?.close()]);
     this.brokerAdmin.close();
     await this.options.store.close();

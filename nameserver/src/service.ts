@@ -7,12 +7,15 @@ import { unary } from "../../common/src/grpc/errors.js";
 import type { BrokerStatus, NameServerServer, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { ClusterState } from "./cluster-state.js";
 import type { NameServerMetrics } from "./metrics.js";
+import { createWatchRoutesHandler, type RouteWatch } from "./route-watch.js";
 import type { TopicAdmin } from "./topic-admin.js";
 
 export interface NameServerServiceDeps {
   state: ClusterState;
   topics: TopicAdmin;
   metrics: NameServerMetrics;
+  /** Pushes route changes to WatchRoutes subscribers. */
+  routeWatch: RouteWatch;
   heartbeatIntervalMs: number;
   expiryMs: number;
 }
@@ -50,11 +53,13 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
       return {};
     }),
 
+    watchRoutes: createWatchRoutesHandler(deps.routeWatch),
+
     listTopics: unary(async () => ({ topics: await state.allRoutes() })),
 
     listBrokers: unary(async () => {
       const statuses = await state.brokerStatuses();
-      const brokers: BrokerStatus[] = statuses.map(({ record, state: brokerState, heartbeatAgeMs }) => ({
+      const brokers: BrokerStatus[] = statuses.map(({ record, state: brokerState, heartbeatAgeMs, suspicion, partitionCount }) => ({
         broker: {
           cluster: record.cluster,
           group: record.group,
@@ -69,6 +74,8 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
         state: brokerState,
         heartbeatAgeMs,
         registeredAtMs: record.registeredAtMs,
+        suspicion,
+        partitionCount,
       }));
       return { brokers };
     }),

@@ -9,6 +9,7 @@
  */
 import { Metadata, credentials, type CallOptions, type ServiceError } from "@grpc/grpc-js";
 import type { Clock } from "../../../common/src/clock.js";
+import { SluiceError } from "../../../common/src/errors.js";
 import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../../common/src/protocol.js";
@@ -125,6 +126,7 @@ export class NameServerLink {
   private async registerUntilDone(): Promise<void> {
     this.linkState = "registering";
     clearTimeout(this.heartbeatTimer);
+    let refusedBefore = false;
     for (let attempt = 1; this.linkState === "registering"; attempt++) {
       const report = this.options.report();
       this.registrationInFlight = true;
@@ -150,9 +152,18 @@ export class NameServerLink {
         return;
       } catch (err) {
         if (this.linkState !== "registering") return;
-        // One line per outage, not one per retry.
-        if (attempt === 1) this.logger.warn({ err: (err as Error).message }, "cannot register with name server; retrying with backoff");
-        else this.logger.debug({ attempt, err: (err as Error).message }, "registration retry failed");
+        // A refusal (e.g. another live broker holds this name) needs an operator, unlike an
+        // unreachable name server; still retry: the holder may be a stale registration about
+        // to expire. One line per outage or refusal, not one per retry.
+        const refused = err instanceof SluiceError && err.code === "INVALID_ARGUMENT";
+        if (refused && !refusedBefore) {
+          this.logger.error({ err: (err as Error).message }, "name server refused this broker's registration; retrying with backoff");
+        } else if (attempt === 1) {
+          this.logger.warn({ err: (err as Error).message }, "cannot register with name server; retrying with backoff");
+        } else {
+          this.logger.debug({ attempt, err: (err as Error).message }, "registration retry failed");
+        }
+        refusedBefore ||= refused;
         await this.sleep(retryDelayMs(attempt));
       } finally {
         this.registrationInFlight = false;

@@ -4,7 +4,9 @@ import { resolve } from "node:path";
 import { Broker } from "../../../broker/src/server.js";
 import { DEFAULT_BROKER_HTTP_PORT, DEFAULT_BROKER_PORT } from "../../../broker/src/options.js";
 import type { BrokerOptionsInput } from "../../../broker/src/options.js";
+import type { NameServerOptions } from "../../../nameserver/src/options.js";
 import { NameServer } from "../../../nameserver/src/server.js";
+import { EtcdRegistryStore } from "../../../nameserver/src/registry/etcd-store.js";
 import { InvalidConfigError } from "../../../common/src/errors.js";
 import { createLogger } from "../../../common/src/logger.js";
 import { loadConfigFile, mergeOptions } from "../config.js";
@@ -19,7 +21,12 @@ const BROKER_KEYS = [
   "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
   "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster",
 ] as const;
-const NAMESERVER_KEYS = ["host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs"] as const;
+const NAMESERVER_KEYS = [
+  "host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs", "expiryHeartbeats", "detector", "phiThreshold",
+] as const;
+const DETECTORS = ["fixed", "phi"] as const;
+/** Config file keys of the name server's registry (alongside NAMESERVER_KEYS). */
+const NAMESERVER_STORE_KEYS = ["etcd"] as const;
 const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes"] as const;
 
 function sourceOf(command: Command) {
@@ -157,19 +164,44 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
     .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).default(DEFAULT_NAMESERVER_HTTP_PORT).env("SLUICE_NAMESERVER_HTTP_PORT"))
     .option("--heartbeat-interval-ms <ms>", "expected broker heartbeat interval", parseInteger("heartbeat-interval-ms", 10))
     .option("--expiry-ms <ms>", "remove a broker silent for this long (default 3 x interval)", parseInteger("expiry-ms", 10))
+    .option("--expiry-heartbeats <k>", "remove a broker after K missed heartbeats (default 3; instead of --expiry-ms)", parseInteger("expiry-heartbeats", 2))
+    .addOption(
+      new Option("--detector <kind>", "failure detector: fixed (K missed heartbeats) or phi (phi-accrual, expiry window as safety net)")
+        .choices(DETECTORS)
+        .env("SLUICE_DETECTOR"),
+    )
+    .option("--phi-threshold <phi>", "phi detector: suspect from this phi, removed at twice it (default 8)")
+    .addOption(
+      new Option("--etcd <urls>", "keep brokers and topics in etcd (client URLs, comma-separated): every name server on it answers the same routes")
+        .env("SLUICE_ETCD"),
+    )
     .option("--config <file>", "YAML config file (flags override it)")
     .action(
       action(async (flags: Record<string, unknown>) => {
-        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), NAMESERVER_KEYS));
+        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), [...NAMESERVER_KEYS, ...NAMESERVER_STORE_KEYS]));
         const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
         const expiryMs = num(o.expiryMs, "expiryMs");
+        const expiryHeartbeats = num(o.expiryHeartbeats, "expiryHeartbeats");
+        const phiThreshold = num(o.phiThreshold, "phiThreshold");
+        // A config file may say anything here: the name server's options validate it.
+        const detector = str(o.detector) as NameServerOptions["detector"];
+        // Connecting first makes a wrong or down --etcd fail at start-up, naming the endpoint.
+        const etcd = str(o.etcd);
+        const store = etcd === undefined ? undefined : await EtcdRegistryStore.connect({ endpoints: etcd.split(",") });
         const server = await NameServer.start({
+          ...(store === undefined ? {} : { store }),
           host: str(o.host) ?? "127.0.0.1",
           port: num(o.port, "port") ?? DEFAULT_NAMESERVER_PORT,
           httpPort: num(o.httpPort, "httpPort") ?? DEFAULT_NAMESERVER_HTTP_PORT,
           ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }),
           ...(expiryMs === undefined ? {} : { expiryMs }),
+          ...(expiryHeartbeats === undefined ? {} : { expiryHeartbeats }),
+          ...(phiThreshold === undefined ? {} : { phiThreshold }),
+          ...(detector === undefined ? {} : { detector }),
           logger: createLogger("nameserver"),
+        }).catch(async (err: unknown) => {
+          await store?.close();
+          throw err;
         });
         stopOnSignal(() => server.stop());
         const info = { nameserver: server.grpcAddress, http: server.httpAddress, pid: process.pid };

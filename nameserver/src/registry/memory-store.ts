@@ -39,6 +39,15 @@ export class MemoryRegistryStore implements RegistryStore {
     this.topics.set(record.topic, copyTopic(record));
   }
 
+  /** One event loop turn reads and writes, so nothing can come in between: no retry needed. */
+  async updateTopic(topic: string, change: (current: TopicRecord) => TopicRecord): Promise<TopicRecord | undefined> {
+    const current = this.topics.get(topic);
+    if (current === undefined) return undefined;
+    const next = copyTopic({ ...change(copyTopic(current)), topic });
+    this.topics.set(topic, next);
+    return copyTopic(next);
+  }
+
   async getTopic(topic: string): Promise<TopicRecord | undefined> {
     const record = this.topics.get(topic);
     return record === undefined ? undefined : copyTopic(record);

@@ -2,9 +2,9 @@
  * Where the name server keeps what it knows: registered brokers and topics.
  *
  * One interface, two implementations: the in-memory store (embedded default; every name
- * server is independent and rebuilt from broker heartbeats, RocketMQ-style) and, later, an
- * etcd store shared by every name server. Every method returns a Promise so the etcd store
- * fits behind the same interface; the in-memory store simply resolves at once.
+ * server is independent and rebuilt from broker heartbeats, RocketMQ-style) and the etcd
+ * store shared by every name server (etcd-store.ts). Every method returns a Promise so the
+ * etcd store fits behind the same interface; the in-memory store simply resolves at once.
  *
  * Records are plain JSON-serialisable objects (the etcd store writes them as JSON values).
  * Liveness (heartbeat times) is deliberately not stored: each name server judges it from the
@@ -50,9 +50,19 @@ export function brokerKey(broker: { cluster: string; group: string; brokerId: nu
   return `${broker.cluster}/${broker.group}/${broker.brokerId}`;
 }
 
+export interface PutBrokerOptions {
+  /**
+   * An etcd lease the broker holds (decimal lease id): the record vanishes when the lease
+   * expires, so a dead broker leaves the registry without any name server's help. Only the
+   * etcd store has leases; the in-memory store ignores it, its name servers expire brokers by
+   * missed heartbeats instead.
+   */
+  leaseId?: string;
+}
+
 export interface RegistryStore {
   /** Adds or replaces the broker with the same `brokerKey`. */
-  putBroker(record: BrokerRecord): Promise<void>;
+  putBroker(record: BrokerRecord, options?: PutBrokerOptions): Promise<void>;
   /** Removes a broker by `brokerKey`; resolves false when it was not registered. */
   removeBroker(key: string): Promise<boolean>;
   getBroker(key: string): Promise<BrokerRecord | undefined>;
@@ -65,6 +75,12 @@ export interface RegistryStore {
   createTopic(record: TopicRecord): Promise<boolean>;
   /** Adds or replaces a topic (learned from broker reports, or grown). */
   putTopic(record: TopicRecord): Promise<void>;
+  /**
+   * Reads a topic, applies `change` and writes the result only if nobody wrote the topic in
+   * between (compare-and-swap; `change` runs again on a conflict, so it must not have side
+   * effects). Resolves the written record, or undefined when the topic does not exist.
+   */
+  updateTopic(topic: string, change: (current: TopicRecord) => TopicRecord): Promise<TopicRecord | undefined>;
   getTopic(topic: string): Promise<TopicRecord | undefined>;
   /** Resolves false when the topic did not exist. */
   deleteTopic(topic: string): Promise<boolean>;
