@@ -33,6 +33,11 @@ export interface BrokerOptions {
   httpPort: number;
   /** Name servers to register with ("host:port"). */
   nameservers: string[];
+  /**
+   * etcd client URLs (`--etcd`): the broker holds its own etcd lease and name servers over
+   * etcd write its record under it. Empty: no lease, name servers expire it by heartbeats.
+   */
+  etcd: string[];
   flush: FlushPolicy;
   flushIntervalMs: number;
   heartbeatIntervalMs: number;
@@ -61,6 +66,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     port: input.port ?? DEFAULT_BROKER_PORT,
     httpPort: input.httpPort ?? DEFAULT_BROKER_HTTP_PORT,
     nameservers: input.nameservers ?? [DEFAULT_NAMESERVER],
+    etcd: input.etcd ?? [],
     flush: input.flush ?? "interval",
     flushIntervalMs: input.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
     heartbeatIntervalMs: input.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
@@ -84,6 +90,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
   }
   if (options.nameservers.length === 0) throw new InvalidConfigError("at least one name server is needed (--nameserver host:port)");
   for (const address of options.nameservers) requireAddress("nameserver", address);
+  for (const url of options.etcd) requireEtcdUrl(url);
   requireInteger("flush-interval-ms", options.flushIntervalMs, 1, 3_600_000);
   requireInteger("heartbeat-interval-ms", options.heartbeatIntervalMs, 10, 60_000);
   requireInteger("segment-bytes", options.segmentBytes, 1024, 2 ** 31 - 1);
@@ -99,6 +106,18 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
 function requireInteger(name: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new InvalidConfigError(`--${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+}
+
+function requireEtcdUrl(url: string): void {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.port === "") {
+    throw new InvalidConfigError(`--etcd "${url}" must be an http:// or https:// URL with a port, e.g. http://127.0.0.1:2379`);
   }
 }
 

@@ -30,6 +30,7 @@ import { widenInitialWindow, widenSessionWindows } from "./grpc/flow-window.js";
 import { handleProduce } from "./grpc/produce.js";
 import { BrokerMetrics } from "./metrics.js";
 import { parseBrokerOptions, type BrokerOptions, type BrokerOptionsInput } from "./options.js";
+import { BrokerLease } from "./registration/etcd-lease.js";
 import { Registrar } from "./registration/registrar.js";
 import { TopicManager } from "./topics.js";
 
@@ -52,6 +53,8 @@ export class Broker {
     readonly httpAddress: string,
     private readonly state: { shuttingDown: boolean },
     private readonly streamClosers: Set<() => void>,
+    /** The broker's own etcd lease (`--etcd`), revoked on the way out. */
+    private readonly lease: BrokerLease | undefined,
   ) {}
 
   static async start(input: BrokerStartOptions): Promise<Broker> {
@@ -127,6 +130,28 @@ export class Broker {
       throw err;
     }
 
+    // The lease comes before registering: every registration carries it, and an etcd that
+    // cannot be reached stops the start-up here, naming the endpoint.
+    let lease: BrokerLease | undefined;
+    if (options.etcd.length > 0) {
+      lease = new BrokerLease({
+        endpoints: options.etcd,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        logger,
+        onNewLease: () => registrar?.registerAgain(),
+      });
+      try {
+        await lease.start();
+      } catch (err) {
+        await lease.close();
+        grpc.forceShutdown();
+        await openedTopics.close();
+        await http.close();
+        throw err;
+      }
+    }
+    const heldLease = lease;
+
     const info: BrokerInfo = {
       cluster: options.cluster,
       group: options.group,
@@ -143,12 +168,13 @@ export class Broker {
       broker: info,
       hostedPartitions: () => hostedPartitions(openedTopics),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
+      etcdLeaseId: () => heldLease?.leaseId ?? "",
       clock,
       logger,
     });
     registrar.start();
     logger.info({ grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush }, "broker started");
-    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers);
+    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease);
   }
 
   /** Resolves once registered with at least one name server. */
@@ -165,6 +191,8 @@ export class Broker {
     this.state.shuttingDown = true;
     this.logger.info("broker stopping");
     await this.registrar.stop();
+    // Revoking drops the record from etcd now; name servers unregistered it already anyway.
+    await this.lease?.close();
     // New produce is refused from here on; open streams finish themselves (produce after its
     // last ack), and whatever is still open when the timeout passes is cut.
     for (const close of [...this.streamClosers]) close();

@@ -5,12 +5,17 @@
  * Brokers and topics live in the RegistryStore; liveness lives in the FailureDetector (each
  * name server judges it from the heartbeats it receives; fixed or φ-accrual, see liveness/). With the in-memory store, topics are
  * also learned from and forgotten by broker reports (see topic-reports.ts).
+ *
+ * Over a shared registry (etcd, `sharedLiveness`) every name server must judge brokers that
+ * talk to another one: liveness then comes from the record itself (its lease and the
+ * `lastHeartbeatMs` the receiving name server refreshes, see liveness/record-liveness.ts).
  */
 import type { Clock } from "../../common/src/clock.js";
 import { InvalidArgumentError, NotReadyError, UnknownTopicError } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { BrokerInfo, HostedPartition, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import { createFailureDetector, type BrokerState, type DetectorSettings, type FailureDetector } from "./liveness/detector.js";
+import { judgeRecord } from "./liveness/record-liveness.js";
 import type { PlacementGroup } from "./placement.js";
 import { brokerKey, type BrokerRecord, type RegistryStore, type TopicRecord } from "./registry/store.js";
 import { buildGroupViews, buildTopicRoute, countHostedPartitions, type GroupView } from "./routes.js";
@@ -37,6 +42,11 @@ export interface ClusterStateOptions {
    * re-registered. 0 when there is nothing to relearn (`sluice dev`). @defaultValue 0
    */
   startupGraceMs?: number;
+  /**
+   * Judge brokers from their records (lease, `lastHeartbeatMs`) rather than from this name
+   * server's own heartbeats: right for a registry shared by every name server. @defaultValue false
+   */
+  sharedLiveness?: boolean;
 }
 
 export interface BrokerStatusView {
@@ -76,12 +86,18 @@ export class ClusterState {
   private readonly routeChangeListeners = new Set<() => void>();
   /** Partitions each broker reported last, by broker key (for `sluice cluster`). */
   private readonly reportedPartitionCounts = new Map<string, number>();
+  private readonly sharedLiveness: boolean;
+  private readonly heartbeatIntervalMs: number;
+  private readonly expiryMs: number;
 
   constructor(options: ClusterStateOptions) {
     this.store = options.store;
     this.clock = options.clock;
     this.logger = options.logger;
     this.learnTopicsFromReports = options.learnTopicsFromReports;
+    this.sharedLiveness = options.sharedLiveness ?? false;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs;
+    this.expiryMs = options.expiryMs;
     this.learningUntilMs = options.learnTopicsFromReports ? options.clock.now() + (options.startupGraceMs ?? 0) : 0;
     this.detector = createFailureDetector({
       clock: options.clock,
@@ -98,12 +114,12 @@ export class ClusterState {
    * flip the routes between them with every heartbeat. The same address registering again is
    * a restart; a dead holder's name is free to take.
    */
-  async register(info: BrokerInfo | undefined, partitions: readonly HostedPartition[]): Promise<BrokerRecord> {
-    const record = toBrokerRecord(info, this.clock.now());
+  async register(info: BrokerInfo | undefined, partitions: readonly HostedPartition[], etcdLeaseId = ""): Promise<BrokerRecord> {
+    const record = this.withSharedLiveness(toBrokerRecord(info, this.clock.now()), etcdLeaseId, partitions.length);
     const key = brokerKey(record);
     const previous = await this.store.getBroker(key);
     if (previous !== undefined && previous.address !== record.address) this.refuseIfHeldByLiveBroker(key, previous, record);
-    await this.store.putBroker(record);
+    await this.store.putBroker(record, record.leaseId === undefined ? {} : { leaseId: record.leaseId });
     // A registration starts a new rhythm: the gap before it (a restart, an expiry) says
     // nothing about how often this process heartbeats.
     this.detector.forget(key);
@@ -122,19 +138,24 @@ export class ClusterState {
    * Records a heartbeat. Returns false for a broker this name server does not know (it
    * restarted, or expired the broker) or knows at another address: the broker must register again.
    */
-  async heartbeat(info: BrokerInfo | undefined, partitions: readonly HostedPartition[]): Promise<boolean> {
-    const reported = toBrokerRecord(info, this.clock.now());
+  async heartbeat(info: BrokerInfo | undefined, partitions: readonly HostedPartition[], etcdLeaseId = ""): Promise<boolean> {
+    const reported = this.withSharedLiveness(toBrokerRecord(info, this.clock.now()), etcdLeaseId, partitions.length);
     const key = brokerKey(reported);
     const known = await this.store.getBroker(key);
     if (known === undefined || !this.detector.isTracked(key)) return false;
     // Another process took the name while this one was silent (it was judged dead): make it
     // register again, where it is refused while the new holder lives.
     if (known.address !== reported.address) return false;
+    // A broker that replaced its etcd lease registers again, rewriting its record under it.
+    if (known.leaseId !== reported.leaseId) return false;
     this.detector.heartbeat(key);
     this.reportedPartitionCounts.set(key, partitions.length);
     const updated: BrokerRecord = { ...reported, registeredAtMs: known.registeredAtMs };
-    if (brokerChanged(known, updated)) {
-      await this.store.putBroker(updated);
+    const changed = brokerChanged(known, updated);
+    if (changed || this.heartbeatIsDue(known, updated)) {
+      await this.store.putBroker(updated, updated.leaseId === undefined ? {} : { leaseId: updated.leaseId });
+    }
+    if (changed) {
       this.announceRouteChange();
       if (known.role !== updated.role || known.epoch !== updated.epoch) {
         this.logger.info(
@@ -160,6 +181,7 @@ export class ClusterState {
 
   /** Removes brokers silent past the expiry window, then topics nobody reports any more. */
   async sweep(): Promise<SweepResult> {
+    if (this.sharedLiveness) return this.sweepSharedRecords();
     const expired: SweepResult["expired"] = [];
     for (const { key, heartbeatAgeMs, suspicion } of this.detector.sweep()) {
       const record = await this.store.getBroker(key);
@@ -183,6 +205,10 @@ export class ClusterState {
     return brokers
       .map((record) => {
         const key = brokerKey(record);
+        if (this.sharedLiveness) {
+          const { state, heartbeatAgeMs, suspicion } = this.judge(record);
+          return { record, state, heartbeatAgeMs, suspicion, partitionCount: record.reportedPartitions ?? 0 };
+        }
         return {
           record,
           state: this.detector.state(key),
@@ -197,7 +223,7 @@ export class ClusterState {
   /** Brokers that may be routed to: alive or suspect. */
   async liveBrokers(): Promise<BrokerRecord[]> {
     const brokers = await this.store.listBrokers();
-    return brokers.filter((record) => this.detector.state(brokerKey(record)) !== "dead").sort(compareBrokers);
+    return brokers.filter((record) => this.stateOf(record) !== "dead").sort(compareBrokers);
   }
 
   async groupViews(): Promise<Map<string, GroupView>> {
@@ -311,6 +337,16 @@ export class ClusterState {
    * another name server sharing the store, which keeps it only while its holder lives.
    */
   private refuseIfHeldByLiveBroker(key: string, previous: BrokerRecord, claimant: BrokerRecord): void {
+    if (this.sharedLiveness) {
+      const { state, heartbeatAgeMs } = this.judge(previous);
+      if (state === "dead") return;
+      throw new InvalidArgumentError(
+        `broker ${claimant.group}/${claimant.brokerId} (cluster "${claimant.cluster}") is already registered by a live broker ` +
+          `at ${previous.address} (${previous.leaseId === undefined ? `last heartbeat ${heartbeatAgeMs} ms ago` : `holding etcd lease ${previous.leaseId}`}); ` +
+          `refusing the registration from ${claimant.address}. Give this broker another --id, or stop the other one: its name is ` +
+          `free once ${previous.leaseId === undefined ? `it has been silent for the expiry window (${this.expiryMs} ms)` : "its lease has expired"}`,
+      );
+    }
     const tracked = this.detector.isTracked(key);
     if (tracked && this.detector.state(key) === "dead") {
       this.logger.warn(
@@ -327,6 +363,57 @@ export class ClusterState {
         `another --id, or stop the other one: its name is free once it has been silent for the expiry window ` +
         `(${this.detector.expiryMs} ms)`,
     );
+  }
+
+  /** Over a shared registry the record carries the lease and heartbeat time other name servers judge by. */
+  private withSharedLiveness(record: BrokerRecord, etcdLeaseId: string, partitionCount: number): BrokerRecord {
+    if (!this.sharedLiveness) return record;
+    const shared: BrokerRecord = { ...record, lastHeartbeatMs: this.clock.now(), reportedPartitions: partitionCount };
+    if (etcdLeaseId !== "") shared.leaseId = etcdLeaseId;
+    return shared;
+  }
+
+  /**
+   * A shared record's heartbeat time is refreshed at most once per interval (brokers
+   * heartbeat once per interval; half of it absorbs their jitter), costing one etcd write
+   * per broker per interval rather than one per heartbeat to each name server.
+   */
+  private heartbeatIsDue(known: BrokerRecord, updated: BrokerRecord): boolean {
+    if (!this.sharedLiveness) return false;
+    if (known.reportedPartitions !== updated.reportedPartitions) return true;
+    return (updated.lastHeartbeatMs ?? 0) - (known.lastHeartbeatMs ?? 0) >= this.heartbeatIntervalMs / 2;
+  }
+
+  private judge(record: BrokerRecord): { state: BrokerState; heartbeatAgeMs: number; suspicion: number } {
+    return judgeRecord(record, this.clock.now(), { heartbeatIntervalMs: this.heartbeatIntervalMs, expiryMs: this.expiryMs });
+  }
+
+  private stateOf(record: BrokerRecord): BrokerState {
+    return this.sharedLiveness ? this.judge(record).state : this.detector.state(brokerKey(record));
+  }
+
+  /**
+   * Shared registry: records of leased brokers leave with their lease; a record without one is
+   * removed by whichever name server sweeps first once it is older than the expiry window (the
+   * name server it talked to may be the one that died).
+   */
+  private async sweepSharedRecords(): Promise<SweepResult> {
+    for (const { key } of this.detector.sweep()) {
+      this.reportedPartitionCounts.delete(key);
+      this.reports.forgetBroker(key);
+    }
+    const expired: SweepResult["expired"] = [];
+    for (const record of await this.store.listBrokers()) {
+      const { state, heartbeatAgeMs } = this.judge(record);
+      if (state !== "dead" || !(await this.store.removeBroker(brokerKey(record)))) continue;
+      expired.push({ record, heartbeatAgeMs });
+      this.logger.warn(
+        { group: record.group, brokerId: record.brokerId, address: record.address, heartbeatAgeMs, expiryMs: this.expiryMs },
+        "broker expired: no name server heard from it for longer than the expiry window; routes recomputed without it",
+      );
+    }
+    if (expired.length > 0) this.announceRouteChange();
+    return { expired, forgottenTopics: [] };
   }
 
   private async applyReport(key: string, group: string, partitions: readonly HostedPartition[]): Promise<void> {

@@ -17,6 +17,9 @@ import {
   type NameServerOptions,
   type ResolvedNameServerOptions,
 } from "./options.js";
+import { EtcdRegistryStore } from "./registry/etcd-store.js";
+import { EtcdRegistryView } from "./registry/etcd-view.js";
+import type { RegistryStore } from "./registry/store.js";
 import { RouteWatch } from "./route-watch.js";
 import { createNameServerService } from "./service.js";
 import { TopicAdmin } from "./topic-admin.js";
@@ -38,13 +41,21 @@ export class NameServer {
     readonly grpcAddress: string,
     /** "host:port" the HTTP server bound, or null when it runs without one. */
     readonly httpAddress: string | null,
+    /** The store the state uses: the options' store, or the etcd view over it. */
+    private readonly store: RegistryStore,
   ) {}
 
   static async start(input: NameServerOptions = {}): Promise<NameServer> {
     const options = parseNameServerOptions(input);
     const { logger } = options;
+    // Over etcd the name server reads a watched view (every name server sees every write at
+    // once, and keeps serving it while etcd is lost) and judges brokers from their records.
+    const view = options.store instanceof EtcdRegistryStore ? new EtcdRegistryView({ store: options.store, logger }) : undefined;
+    if (view !== undefined) await view.start();
+    const store: RegistryStore = view ?? options.store;
     const state = new ClusterState({
-      store: options.store,
+      store,
+      sharedLiveness: view !== undefined,
       clock: options.clock,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       expiryMs: options.expiryMs,
@@ -60,6 +71,8 @@ export class NameServer {
     const registry = createMetricsRegistry();
     const metrics = new NameServerMetrics(registry, state);
     const routeWatch = new RouteWatch({ source: state, logger });
+    // Changes written through other name servers (and leases expiring) reach WatchRoutes here.
+    view?.onChange(() => state.announceRouteChange());
     const grpcServer = new Server({
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
@@ -87,14 +100,14 @@ export class NameServer {
         httpServer = createHttpServer({
           metrics: registry,
           // Nothing to load before serving: the registry fills from heartbeats as they come.
-          notReadyReason: () => (grpcBound ? null : "the gRPC port is not bound yet"),
+          notReadyReason: () => (grpcBound ? (view?.notReadyReason() ?? null) : "the gRPC port is not bound yet"),
         });
         httpAddress = await listenHttp(httpServer, options.host, options.httpPort);
       }
-      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress);
+      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store);
       server.startSweeping();
       logger.info(
-        { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, detector: options.detector, store: options.storeIsMemory ? "memory" : "external" },
+        { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, detector: options.detector, store: options.storeIsMemory ? "memory" : view !== undefined ? "etcd" : "external" },
         "name server started",
       );
       return server;
@@ -103,6 +116,7 @@ export class NameServer {
       grpcServer.forceShutdown();
       await httpServer?.close();
       brokerAdmin.close();
+      await view?.close();
       throw err;
     }
   }
@@ -120,7 +134,7 @@ export class NameServer {
     this.routeWatch.close();
     await Promise.all([shutdownGrpc(this.grpcServer, GRACEFUL_SHUTDOWN_MS), this.httpServer?.close()]);
     this.brokerAdmin.close();
-    await this.options.store.close();
+    await this.store.close();
     this.options.logger.info({ grpcAddress: this.grpcAddress }, "name server stopped");
   }
 

@@ -24,14 +24,14 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
   const { state, topics, metrics } = deps;
   return {
     registerBroker: unary(async (request) => {
-      await state.register(request.broker, request.partitions);
+      await state.register(request.broker, request.partitions, request.etcdLeaseId ?? "");
       metrics.registrations.inc();
       return { heartbeatIntervalMs: deps.heartbeatIntervalMs, expiryMs: deps.expiryMs };
     }),
 
     heartbeat: unary(async (request) => {
       metrics.heartbeatsReceived.inc();
-      return { known: await state.heartbeat(request.broker, request.partitions) };
+      return { known: await state.heartbeat(request.broker, request.partitions, request.etcdLeaseId ?? "") };
     }),
 
     unregisterBroker: unary(async (request) => {

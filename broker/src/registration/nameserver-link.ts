@@ -31,6 +31,8 @@ export interface BrokerReport {
   broker: BrokerInfo;
   partitions: HostedPartition[];
   produceBytesPerSecond: number;
+  /** The broker's etcd lease (decimal id), or "" when it runs without --etcd. */
+  etcdLeaseId: string;
 }
 
 export interface NameServerLinkOptions {
@@ -95,6 +97,15 @@ export class NameServerLink {
     if (this.linkState === "registered") await this.heartbeat();
   }
 
+  /**
+   * Registers again now (the broker's etcd lease was replaced: its record must be rewritten
+   * under the new one). A registration already running picks the new lease up on its retry.
+   */
+  registerAgain(): void {
+    if (this.linkState !== "registered") return;
+    void this.registerUntilDone();
+  }
+
   /** Stops timers; unregisters when registered (or about to be), within `deadlineMs` (epoch ms). */
   async stop(deadlineMs: number): Promise<void> {
     const wasActive = this.linkState === "registered" || this.registrationInFlight;
@@ -134,7 +145,7 @@ export class NameServerLink {
         const response = await this.call<{ heartbeatIntervalMs: number; expiryMs: number }>(
           (metadata, callOptions, done) =>
             this.client.registerBroker(
-              { header: this.options.header, broker: report.broker, partitions: report.partitions },
+              { header: this.options.header, broker: report.broker, partitions: report.partitions, etcdLeaseId: report.etcdLeaseId },
               metadata,
               callOptions,
               done,
@@ -195,6 +206,7 @@ export class NameServerLink {
               broker: report.broker,
               partitions: report.partitions,
               produceBytesPerSecond: report.produceBytesPerSecond,
+              etcdLeaseId: report.etcdLeaseId,
             },
             metadata,
             callOptions,

@@ -26,6 +26,8 @@ export interface RegistrarOptions {
   produceBytesPerSecond?: () => number;
   /** @defaultValue 1000 */
   heartbeatIntervalMs?: number;
+  /** The broker's etcd lease id, read for each register and heartbeat. @defaultValue () => "" */
+  etcdLeaseId?: () => string;
   /** @defaultValue "broker-<group>-<id>" */
   clientId?: string;
   clock?: Clock;
@@ -59,10 +61,12 @@ export class Registrar {
       protocolVersion: PROTOCOL_VERSION,
     };
     const loadOf = options.produceBytesPerSecond ?? (() => 0);
+    const leaseOf = options.etcdLeaseId ?? (() => "");
     const report = (): BrokerReport => ({
       broker: this.broker,
       partitions: options.hostedPartitions(),
       produceBytesPerSecond: loadOf(),
+      etcdLeaseId: leaseOf(),
     });
     this.links = [...new Set(options.nameservers)].map(
       (address) =>
@@ -106,6 +110,11 @@ export class Registrar {
   /** Heartbeats every registered name server now, e.g. right after a topic was created here. */
   async heartbeatNow(): Promise<void> {
     await Promise.all(this.links.map((link) => link.heartbeatNow()));
+  }
+
+  /** Registers again with every name server it is registered with (a new etcd lease). */
+  registerAgain(): void {
+    for (const link of this.links) link.registerAgain();
   }
 
   /** Unregisters from every name server (bounded by 1 s) and stops all timers. */

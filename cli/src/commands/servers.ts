@@ -19,7 +19,7 @@ const FLUSH = ["sync", "interval", "os"] as const;
 /** Keys a broker config file may hold (also the long flag names). */
 const BROKER_KEYS = [
   "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
-  "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster",
+  "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster", "etcd",
 ] as const;
 const NAMESERVER_KEYS = [
   "host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs", "expiryHeartbeats", "detector", "phiThreshold",
@@ -223,6 +223,10 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
     .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).default(DEFAULT_BROKER_HTTP_PORT).env("SLUICE_HTTP_PORT"))
     .option("--heartbeat-interval-ms <ms>", "heartbeat interval to the name servers", parseInteger("heartbeat-interval-ms", 10))
     .option("--cluster <name>", "cluster name")
+    .addOption(
+      new Option("--etcd <urls>", "hold an etcd lease (client URLs, comma-separated) that name servers over etcd register this broker under")
+        .env("SLUICE_ETCD"),
+    )
     .option("--config <file>", "YAML config file (flags override it)");
   addStorageFlags(broker).action(
     action(async (flags: Record<string, unknown>) => {
@@ -233,6 +237,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
       const nameservers = (str(o.nameserver) ?? globals().nameserver).split(",").map((s) => s.trim()).filter(Boolean);
       const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
       const cluster = str(o.cluster);
+      const etcd = str(o.etcd)?.split(",").map((s) => s.trim()).filter(Boolean);
       const server = await Broker.start({
         group,
         brokerId,
@@ -243,6 +248,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         nameservers,
         ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }),
         ...(cluster === undefined ? {} : { cluster }),
+        ...(etcd === undefined ? {} : { etcd }),
         ...storageOptions(o),
       });
       stopOnSignal(() => server.stop());

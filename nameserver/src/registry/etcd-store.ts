@@ -15,7 +15,16 @@
  * etcd being unreachable surfaces as `RegistryUnavailableError` (NOT_READY, retriable), naming
  * the endpoints, so callers answer "try again" rather than "no such topic".
  */
-import { Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, isRecoverableError, type IKeyValue, type Namespace } from "etcd3";
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCDeadlineExceededError,
+  isRecoverableError,
+  type IKeyValue,
+  type IResponseHeader,
+  type Namespace,
+  type Watcher,
+} from "etcd3";
 import { InvalidArgumentError, InvalidConfigError, SluiceError } from "../../../common/src/errors.js";
 import type { BrokerRecord, PutBrokerOptions, RegistryStore, TopicRecord } from "./store.js";
 
@@ -53,6 +62,18 @@ export class RegistryUnavailableError extends SluiceError {
   }
 }
 
+/** Everything under the store's prefix at one etcd revision (what a watch continues from). */
+export interface RegistrySnapshot {
+  revision: bigint;
+  brokers: BrokerRecord[];
+  topics: TopicRecord[];
+}
+
+/** One change under the store's prefix, as a watch delivers it. */
+export type RegistryChange =
+  | { kind: "broker"; key: string; record: BrokerRecord | undefined; revision: bigint }
+  | { kind: "topic"; key: string; record: TopicRecord | undefined; revision: bigint };
+
 export class EtcdRegistryStore implements RegistryStore {
   readonly endpoints: readonly string[];
   /** The key prefix this store owns, e.g. "/sluice/prod/". */
@@ -60,6 +81,7 @@ export class EtcdRegistryStore implements RegistryStore {
   private readonly client: Etcd3;
   private readonly keys: Namespace;
   private readonly requestTimeoutMs: number;
+  private writtenRevision = 0n;
 
   constructor(options: EtcdRegistryStoreOptions) {
     this.endpoints = parseEndpoints(options.endpoints);
@@ -95,11 +117,19 @@ export class EtcdRegistryStore implements RegistryStore {
     return store;
   }
 
+  /**
+   * The etcd revision of the latest write this store made: a watcher that has applied it has
+   * seen every write made through this store (read-your-writes for a watched view).
+   */
+  get lastWriteRevision(): bigint {
+    return this.writtenRevision;
+  }
+
   async putBroker(record: BrokerRecord, options: PutBrokerOptions = {}): Promise<void> {
     const put = this.keys.put(brokerPath(record)).value(JSON.stringify(record));
     if (options.leaseId !== undefined) put.lease(options.leaseId);
     try {
-      await this.call(() => put.exec());
+      this.wrote((await this.call(() => put.exec())).header);
     } catch (err) {
       if (err instanceof SluiceError || !(err instanceof EtcdLeaseInvalidError)) throw err;
       throw new InvalidArgumentError(`etcd lease ${options.leaseId} does not exist (expired or revoked); grant a new lease and register again`);
@@ -108,6 +138,7 @@ export class EtcdRegistryStore implements RegistryStore {
 
   async removeBroker(key: string): Promise<boolean> {
     const response = await this.call(() => this.keys.delete().key(`brokers/${key}`).exec());
+    if (Number(response.deleted) > 0) this.wrote(response.header);
     return Number(response.deleted) > 0;
   }
 
@@ -125,11 +156,12 @@ export class EtcdRegistryStore implements RegistryStore {
     const response = await this.call(() =>
       this.keys.if(path, "Create", "==", 0).then(this.keys.put(path).value(JSON.stringify(record))).commit(),
     );
+    if (response.succeeded) this.wrote(response.header);
     return response.succeeded;
   }
 
   async putTopic(record: TopicRecord): Promise<void> {
-    await this.call(() => this.keys.put(topicPath(record.topic)).value(JSON.stringify(record)).exec());
+    this.wrote((await this.call(() => this.keys.put(topicPath(record.topic)).value(JSON.stringify(record)).exec())).header);
   }
 
   async updateTopic(topic: string, change: (current: TopicRecord) => TopicRecord): Promise<TopicRecord | undefined> {
@@ -142,7 +174,10 @@ export class EtcdRegistryStore implements RegistryStore {
       const swapped = await this.call(() =>
         this.keys.if(path, "Mod", "==", kv.mod_revision).then(this.keys.put(path).value(JSON.stringify(next))).commit(),
       );
-      if (swapped.succeeded) return next;
+      if (swapped.succeeded) {
+        this.wrote(swapped.header);
+        return next;
+      }
     }
     throw new SluiceError(
       "NOT_READY",
@@ -158,6 +193,7 @@ export class EtcdRegistryStore implements RegistryStore {
 
   async deleteTopic(topic: string): Promise<boolean> {
     const response = await this.call(() => this.keys.delete().key(topicPath(topic)).exec());
+    if (Number(response.deleted) > 0) this.wrote(response.header);
     return Number(response.deleted) > 0;
   }
 
@@ -167,6 +203,61 @@ export class EtcdRegistryStore implements RegistryStore {
 
   async close(): Promise<void> {
     this.client.close();
+  }
+
+  /** Every broker and topic, and the revision they were read at (to watch from the next one). */
+  async snapshot(): Promise<RegistrySnapshot> {
+    const response = await this.call(() => this.keys.getAll().prefix("").exec());
+    const snapshot: RegistrySnapshot = { revision: BigInt(response.header.revision), brokers: [], topics: [] };
+    for (const kv of response.kvs) {
+      const path = kv.key.toString();
+      if (path.startsWith("brokers/")) snapshot.brokers.push(parseRecord(path, kv.value.toString()) as BrokerRecord);
+      else if (path.startsWith("topics/")) snapshot.topics.push(parseRecord(path, kv.value.toString()) as TopicRecord);
+    }
+    return snapshot;
+  }
+
+  /**
+   * Watches every broker and topic from `afterRevision` + 1. Changes arrive in revision order;
+   * `onBroken` is told once when the watch loses etcd (the caller starts over from a snapshot).
+   */
+  async watch(afterRevision: bigint, onChange: (change: RegistryChange) => void, onBroken: (err: Error) => void): Promise<Watcher> {
+    const watcher = await this.call(() =>
+      this.keys.watch().prefix("").startRevision(String(afterRevision + 1n)).create(),
+    );
+    const deliver = (kv: IKeyValue, deleted: boolean): void => {
+      const path = kv.key.toString();
+      const revision = BigInt(kv.mod_revision);
+      if (path.startsWith("brokers/")) {
+        const record = deleted ? undefined : (parseRecord(path, kv.value.toString()) as BrokerRecord);
+        onChange({ kind: "broker", key: path.slice("brokers/".length), record, revision });
+      } else if (path.startsWith("topics/")) {
+        const record = deleted ? undefined : (parseRecord(path, kv.value.toString()) as TopicRecord);
+        onChange({ kind: "topic", key: path.slice("topics/".length), record, revision });
+      }
+    };
+    let broken = false;
+    const breakOnce = (err: Error): void => {
+      if (broken) return;
+      broken = true;
+      onBroken(err);
+    };
+    watcher.on("put", (kv) => deliver(kv, false));
+    // A delete's kv carries the deletion's revision in mod_revision.
+    watcher.on("delete", (kv) => deliver(kv, true));
+    watcher.on("disconnected", (err) => breakOnce(err));
+    watcher.on("error", (err) => breakOnce(err));
+    return watcher;
+  }
+
+  /** Resolves when etcd answers a read; rejects with RegistryUnavailableError otherwise. */
+  async ping(): Promise<void> {
+    await this.call(() => this.keys.get("topics/").exec());
+  }
+
+  private wrote(header: IResponseHeader): void {
+    const revision = BigInt(header.revision);
+    if (revision > this.writtenRevision) this.writtenRevision = revision;
   }
 
   private async listPrefix(prefix: string): Promise<unknown[]> {

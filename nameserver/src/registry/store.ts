@@ -7,8 +7,9 @@
  * etcd store fits behind the same interface; the in-memory store simply resolves at once.
  *
  * Records are plain JSON-serialisable objects (the etcd store writes them as JSON values).
- * Liveness (heartbeat times) is deliberately not stored: each name server judges it from the
- * heartbeats it receives, so a heartbeat never costs a registry write.
+ * With the in-memory store liveness is not stored: each name server judges it from the
+ * heartbeats it receives. Over etcd every name server must judge every broker, so the record
+ * carries its lease and the time of its last heartbeat (`leaseId`, `lastHeartbeatMs`).
  */
 import type { TopicConfig } from "../../../proto/gen/sluice/v1/common.js";
 
@@ -31,6 +32,15 @@ export interface BrokerRecord {
   /** Placement weight: a group whose master has weight 2 takes twice the share of partitions. */
   weight: number;
   registeredAtMs: number;
+  /** Shared registry only: the etcd lease the record is written under (the broker's own). */
+  leaseId?: string;
+  /**
+   * Shared registry only: when a name server last heard a heartbeat from the broker (its
+   * clock, epoch ms), refreshed at most once per heartbeat interval.
+   */
+  lastHeartbeatMs?: number;
+  /** Shared registry only: partitions the broker listed in its latest register or heartbeat. */
+  reportedPartitions?: number;
 }
 
 /** A topic: how many partitions it has and which broker group holds each. */

@@ -56,6 +56,11 @@ export interface RegisterBrokerRequest {
   header?: RequestHeader | undefined;
   broker?: BrokerInfo | undefined;
   partitions: HostedPartition[];
+  /**
+   * The etcd lease the broker holds (decimal id; empty without --etcd): a name server over
+   * etcd writes the broker's record under it, so the record vanishes when the broker dies.
+   */
+  etcdLeaseId?: string | undefined;
 }
 
 export interface RegisterBrokerResponse {
@@ -69,6 +74,8 @@ export interface HeartbeatRequest {
   partitions: HostedPartition[];
   /** load, for placement and dashboards */
   produceBytesPerSecond: number;
+  /** as in RegisterBrokerRequest */
+  etcdLeaseId?: string | undefined;
 }
 
 export interface HeartbeatResponse {
@@ -460,7 +467,7 @@ export const HostedPartition: MessageFns<HostedPartition> = {
 };
 
 function createBaseRegisterBrokerRequest(): RegisterBrokerRequest {
-  return { header: undefined, broker: undefined, partitions: [] };
+  return { header: undefined, broker: undefined, partitions: [], etcdLeaseId: undefined };
 }
 
 export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
@@ -473,6 +480,9 @@ export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
     }
     for (const v of message.partitions) {
       HostedPartition.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.etcdLeaseId !== undefined) {
+      writer.uint32(34).string(message.etcdLeaseId);
     }
     return writer;
   },
@@ -514,6 +524,14 @@ export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
             message.partitions.push(HostedPartition.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.etcdLeaseId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -538,6 +556,7 @@ export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
       ? BrokerInfo.fromPartial(object.broker)
       : undefined;
     message.partitions = object.partitions?.map((e) => HostedPartition.fromPartial(e)) || [];
+    message.etcdLeaseId = object.etcdLeaseId ?? undefined;
     return message;
   },
 };
@@ -610,7 +629,7 @@ export const RegisterBrokerResponse: MessageFns<RegisterBrokerResponse> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { header: undefined, broker: undefined, partitions: [], produceBytesPerSecond: 0 };
+  return { header: undefined, broker: undefined, partitions: [], produceBytesPerSecond: 0, etcdLeaseId: undefined };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -626,6 +645,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     if (message.produceBytesPerSecond !== 0) {
       writer.uint32(33).double(message.produceBytesPerSecond);
+    }
+    if (message.etcdLeaseId !== undefined) {
+      writer.uint32(42).string(message.etcdLeaseId);
     }
     return writer;
   },
@@ -675,6 +697,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.produceBytesPerSecond = reader.double();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.etcdLeaseId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -700,6 +730,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
       : undefined;
     message.partitions = object.partitions?.map((e) => HostedPartition.fromPartial(e)) || [];
     message.produceBytesPerSecond = object.produceBytesPerSecond ?? 0;
+    message.etcdLeaseId = object.etcdLeaseId ?? undefined;
     return message;
   },
 };
