@@ -8,19 +8,24 @@
  *
  * Over a shared registry (etcd, `sharedLiveness`) every name server must judge brokers that
  * talk to another one: liveness then comes from the record itself (its lease and the
- * `lastHeartbeatMs` the receiving name server refreshes, see liveness/record-liveness.ts).
+ * `lastHeartbeatMs` the receiving name server refreshes, see shared-liveness.ts).
+ *
+ * Topic records written by the name server itself (learned, forgotten, created, deleted) go
+ * through topic-learning.ts; broker input is validated in broker-record.ts.
  */
 import type { Clock } from "../../common/src/clock.js";
-import { InvalidArgumentError, NotReadyError, UnknownTopicError } from "../../common/src/errors.js";
+import { InvalidArgumentError } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { BrokerInfo, HostedPartition, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
+import { brokerChanged, compareBrokers, toBrokerRecord } from "./broker-record.js";
 import { createFailureDetector, type BrokerState, type DetectorSettings, type FailureDetector } from "./liveness/detector.js";
-import { judgeRecord } from "./liveness/record-liveness.js";
 import type { PlacementGroup } from "./placement.js";
 import { brokerKey, type BrokerRecord, type RegistryStore, type TopicRecord } from "./registry/store.js";
 import { buildGroupViews, buildTopicRoute, countHostedPartitions, type GroupView } from "./routes.js";
-import { TopicReports, groupReportsByTopic, mergeReportedPartitions } from "./topic-reports.js";
-import { MAX_PARTITIONS_PER_TOPIC, isValidTopicName } from "./topic-validation.js";
+import { SharedLiveness } from "./shared-liveness.js";
+import { TopicLearning } from "./topic-learning.js";
+
+export { toBrokerRecord } from "./broker-record.js";
 
 export interface ClusterStateOptions {
   store: RegistryStore;
@@ -70,42 +75,26 @@ export class ClusterState {
   private readonly store: RegistryStore;
   private readonly clock: Clock;
   private readonly logger: Logger;
-  private readonly learnTopicsFromReports: boolean;
-  private readonly reports: TopicReports;
-  private readonly learningUntilMs: number;
-  // Topic records are read, merged and written back; one chain keeps those steps from
-  // interleaving across concurrent heartbeats and admin calls.
-  private topicWrites: Promise<unknown> = Promise.resolve();
-  /**
-   * Topics being created through this name server. The brokers announce new partitions with
-   * an immediate heartbeat, which arrives while the creation is still running: learning the
-   * topic from it would record a half-known topic and make the creation collide with itself.
-   */
-  private readonly topicsBeingCreated = new Set<string>();
+  private readonly topics: TopicLearning;
   /** Told after every mutation that may change a route (route push, see route-watch.ts). */
   private readonly routeChangeListeners = new Set<() => void>();
   /** Partitions each broker reported last, by broker key (for `sluice cluster`). */
   private readonly reportedPartitionCounts = new Map<string, number>();
-  private readonly sharedLiveness: boolean;
-  private readonly heartbeatIntervalMs: number;
-  private readonly expiryMs: number;
+  /** Set over a shared registry: brokers are then judged from their records. */
+  private readonly shared: SharedLiveness | undefined;
 
   constructor(options: ClusterStateOptions) {
     this.store = options.store;
     this.clock = options.clock;
     this.logger = options.logger;
-    this.learnTopicsFromReports = options.learnTopicsFromReports;
-    this.sharedLiveness = options.sharedLiveness ?? false;
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs;
-    this.expiryMs = options.expiryMs;
-    this.learningUntilMs = options.learnTopicsFromReports ? options.clock.now() + (options.startupGraceMs ?? 0) : 0;
+    this.shared = options.sharedLiveness === true ? new SharedLiveness(options) : undefined;
+    this.topics = new TopicLearning({ ...options, announceRouteChange: () => this.announceRouteChange() });
     this.detector = createFailureDetector({
       clock: options.clock,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       expiryMs: options.expiryMs,
       settings: options.detector ?? { kind: "fixed" },
     });
-    this.reports = new TopicReports(options.clock, options.expiryMs);
   }
 
   /**
@@ -129,7 +118,7 @@ export class ClusterState {
       { group: record.group, brokerId: record.brokerId, address: record.address, role: record.role, epoch: record.epoch, again: previous !== undefined },
       "broker registered",
     );
-    await this.applyReport(key, record.group, partitions);
+    await this.topics.applyReport(key, record.group, partitions);
     this.announceRouteChange();
     return record;
   }
@@ -152,7 +141,7 @@ export class ClusterState {
     this.reportedPartitionCounts.set(key, partitions.length);
     const updated: BrokerRecord = { ...reported, registeredAtMs: known.registeredAtMs };
     const changed = brokerChanged(known, updated);
-    if (changed || this.heartbeatIsDue(known, updated)) {
+    if (changed || (this.shared?.heartbeatIsDue(known, updated) ?? false)) {
       await this.store.putBroker(updated, updated.leaseId === undefined ? {} : { leaseId: updated.leaseId });
     }
     if (changed) {
@@ -164,7 +153,7 @@ export class ClusterState {
         );
       }
     }
-    await this.applyReport(key, updated.group, partitions);
+    await this.topics.applyReport(key, updated.group, partitions);
     return true;
   }
 
@@ -172,7 +161,7 @@ export class ClusterState {
     const key = brokerKey({ cluster, group, brokerId });
     this.detector.forget(key);
     this.reportedPartitionCounts.delete(key);
-    this.reports.forgetBroker(key);
+    this.topics.forgetBroker(key);
     const removed = await this.store.removeBroker(key);
     if (removed) this.logger.info({ group, brokerId }, "broker unregistered");
     if (removed) this.announceRouteChange();
@@ -181,12 +170,12 @@ export class ClusterState {
 
   /** Removes brokers silent past the expiry window, then topics nobody reports any more. */
   async sweep(): Promise<SweepResult> {
-    if (this.sharedLiveness) return this.sweepSharedRecords();
+    if (this.shared !== undefined) return this.sweepSharedRecords(this.shared);
     const expired: SweepResult["expired"] = [];
     for (const { key, heartbeatAgeMs, suspicion } of this.detector.sweep()) {
       const record = await this.store.getBroker(key);
       this.reportedPartitionCounts.delete(key);
-      this.reports.forgetBroker(key);
+      this.topics.forgetBroker(key);
       if (record === undefined || !(await this.store.removeBroker(key))) continue;
       expired.push({ record, heartbeatAgeMs });
       this.logger.warn(
@@ -194,7 +183,7 @@ export class ClusterState {
         "broker expired: silent for longer than the failure detector allows; routes recomputed without it",
       );
     }
-    const forgottenTopics = this.learnTopicsFromReports ? await this.forgetUnreportedTopics() : [];
+    const forgottenTopics = await this.topics.forgetUnreportedTopics(() => this.liveBrokers());
     if (expired.length > 0 || forgottenTopics.length > 0) this.announceRouteChange();
     return { expired, forgottenTopics };
   }
@@ -205,8 +194,8 @@ export class ClusterState {
     return brokers
       .map((record) => {
         const key = brokerKey(record);
-        if (this.sharedLiveness) {
-          const { state, heartbeatAgeMs, suspicion } = this.judge(record);
+        if (this.shared !== undefined) {
+          const { state, heartbeatAgeMs, suspicion } = this.shared.judge(record);
           return { record, state, heartbeatAgeMs, suspicion, partitionCount: record.reportedPartitions ?? 0 };
         }
         return {
@@ -240,15 +229,7 @@ export class ClusterState {
     const routes: TopicRoute[] = [];
     for (const topic of topics) {
       const record = await this.store.getTopic(topic);
-      if (record === undefined) {
-        const learningMs = this.learningUntilMs - this.clock.now();
-        if (learningMs > 0) {
-          throw new NotReadyError(
-            `the name server has just started and is still learning topics from broker heartbeats; "${topic}" is not known yet, retry in ${learningMs} ms`,
-          );
-        }
-        throw new UnknownTopicError(topic, " on this name server");
-      }
+      if (record === undefined) throw this.topics.unknownTopicError(topic);
       routes.push(buildTopicRoute(record, groups));
     }
     return routes;
@@ -280,33 +261,21 @@ export class ClusterState {
    * runs. Reports of the topic are ignored until `releaseTopicCreation`.
    */
   claimTopicCreation(topic: string): boolean {
-    if (this.topicsBeingCreated.has(topic)) return false;
-    this.topicsBeingCreated.add(topic);
-    return true;
+    return this.topics.claimTopicCreation(topic);
   }
 
   releaseTopicCreation(topic: string): void {
-    this.topicsBeingCreated.delete(topic);
+    this.topics.releaseTopicCreation(topic);
   }
 
   /** Records a topic created through this name server; false when the name is taken. */
   async recordNewTopic(record: TopicRecord): Promise<boolean> {
-    return this.serialTopicWrite(async () => {
-      const created = await this.store.createTopic(record);
-      if (created) this.reports.topicRecorded(record.topic);
-      if (created) this.announceRouteChange();
-      return created;
-    });
+    return this.topics.recordNewTopic(record);
   }
 
   /** Removes a topic deleted through this name server; false when it was unknown. */
   async removeTopic(topic: string): Promise<boolean> {
-    return this.serialTopicWrite(async () => {
-      const removed = await this.store.deleteTopic(topic);
-      this.reports.topicDeleted(topic);
-      if (removed) this.announceRouteChange();
-      return removed;
-    });
+    return this.topics.removeTopic(topic);
   }
 
   /**
@@ -337,15 +306,9 @@ export class ClusterState {
    * another name server sharing the store, which keeps it only while its holder lives.
    */
   private refuseIfHeldByLiveBroker(key: string, previous: BrokerRecord, claimant: BrokerRecord): void {
-    if (this.sharedLiveness) {
-      const { state, heartbeatAgeMs } = this.judge(previous);
-      if (state === "dead") return;
-      throw new InvalidArgumentError(
-        `broker ${claimant.group}/${claimant.brokerId} (cluster "${claimant.cluster}") is already registered by a live broker ` +
-          `at ${previous.address} (${previous.leaseId === undefined ? `last heartbeat ${heartbeatAgeMs} ms ago` : `holding etcd lease ${previous.leaseId}`}); ` +
-          `refusing the registration from ${claimant.address}. Give this broker another --id, or stop the other one: its name is ` +
-          `free once ${previous.leaseId === undefined ? `it has been silent for the expiry window (${this.expiryMs} ms)` : "its lease has expired"}`,
-      );
+    if (this.shared !== undefined) {
+      this.shared.refuseIfHeldByLiveBroker(previous, claimant);
+      return;
     }
     const tracked = this.detector.isTracked(key);
     if (tracked && this.detector.state(key) === "dead") {
@@ -367,132 +330,21 @@ export class ClusterState {
 
   /** Over a shared registry the record carries the lease and heartbeat time other name servers judge by. */
   private withSharedLiveness(record: BrokerRecord, etcdLeaseId: string, partitionCount: number): BrokerRecord {
-    if (!this.sharedLiveness) return record;
-    const shared: BrokerRecord = { ...record, lastHeartbeatMs: this.clock.now(), reportedPartitions: partitionCount };
-    if (etcdLeaseId !== "") shared.leaseId = etcdLeaseId;
-    return shared;
-  }
-
-  /**
-   * A shared record's heartbeat time is refreshed at most once per interval (brokers
-   * heartbeat once per interval; half of it absorbs their jitter), costing one etcd write
-   * per broker per interval rather than one per heartbeat to each name server.
-   */
-  private heartbeatIsDue(known: BrokerRecord, updated: BrokerRecord): boolean {
-    if (!this.sharedLiveness) return false;
-    if (known.reportedPartitions !== updated.reportedPartitions) return true;
-    return (updated.lastHeartbeatMs ?? 0) - (known.lastHeartbeatMs ?? 0) >= this.heartbeatIntervalMs / 2;
-  }
-
-  private judge(record: BrokerRecord): { state: BrokerState; heartbeatAgeMs: number; suspicion: number } {
-    return judgeRecord(record, this.clock.now(), { heartbeatIntervalMs: this.heartbeatIntervalMs, expiryMs: this.expiryMs });
+    return this.shared === undefined ? record : this.shared.stamp(record, etcdLeaseId, partitionCount);
   }
 
   private stateOf(record: BrokerRecord): BrokerState {
-    return this.sharedLiveness ? this.judge(record).state : this.detector.state(brokerKey(record));
+    return this.shared !== undefined ? this.shared.state(record) : this.detector.state(brokerKey(record));
   }
 
-  /**
-   * Shared registry: records of leased brokers leave with their lease; a record without one is
-   * removed by whichever name server sweeps first once it is older than the expiry window (the
-   * name server it talked to may be the one that died).
-   */
-  private async sweepSharedRecords(): Promise<SweepResult> {
+  /** Shared registry: this name server's detector only tracks who talks to it; the records decide. */
+  private async sweepSharedRecords(shared: SharedLiveness): Promise<SweepResult> {
     for (const { key } of this.detector.sweep()) {
       this.reportedPartitionCounts.delete(key);
-      this.reports.forgetBroker(key);
+      this.topics.forgetBroker(key);
     }
-    const expired: SweepResult["expired"] = [];
-    for (const record of await this.store.listBrokers()) {
-      const { state, heartbeatAgeMs } = this.judge(record);
-      if (state !== "dead" || !(await this.store.removeBroker(brokerKey(record)))) continue;
-      expired.push({ record, heartbeatAgeMs });
-      this.logger.warn(
-        { group: record.group, brokerId: record.brokerId, address: record.address, heartbeatAgeMs, expiryMs: this.expiryMs },
-        "broker expired: no name server heard from it for longer than the expiry window; routes recomputed without it",
-      );
-    }
+    const expired = await shared.removeDeadRecords();
     if (expired.length > 0) this.announceRouteChange();
     return { expired, forgottenTopics: [] };
   }
-
-  private async applyReport(key: string, group: string, partitions: readonly HostedPartition[]): Promise<void> {
-    if (!this.learnTopicsFromReports) return;
-    this.reports.recordReport(key, partitions);
-    if (partitions.length === 0) return;
-    await this.serialTopicWrite(async () => {
-      for (const [topic, reports] of groupReportsByTopic(partitions)) {
-        if (!isValidTopicName(topic) || this.topicsBeingCreated.has(topic) || this.reports.isRecentlyDeleted(topic)) continue;
-        if (reports.some((r) => r.partition >= MAX_PARTITIONS_PER_TOPIC || r.partitionCount > MAX_PARTITIONS_PER_TOPIC)) continue;
-        const existing = await this.store.getTopic(topic);
-        const merged = mergeReportedPartitions(existing, topic, group, reports);
-        if (merged === undefined) continue;
-        await this.store.putTopic(merged);
-        this.announceRouteChange();
-        if (existing === undefined) {
-          this.reports.topicRecorded(topic);
-          this.logger.info({ topic, partitionCount: merged.partitionCount, group }, "topic learned from a broker report");
-        }
-      }
-    });
-  }
-
-  private async forgetUnreportedTopics(): Promise<string[]> {
-    return this.serialTopicWrite(async () => {
-      const [topics, live] = await Promise.all([this.store.listTopics(), this.liveBrokers()]);
-      const unreported = this.reports.unreportedTopics(topics, live, brokerKey);
-      for (const topic of unreported) {
-        await this.store.deleteTopic(topic);
-        this.reports.topicForgotten(topic);
-        this.logger.info({ topic }, "topic forgotten: no live broker reports it any more (deleted through another name server)");
-      }
-      return unreported;
-    });
-  }
-
-  private serialTopicWrite<T>(write: () => Promise<T>): Promise<T> {
-    const result = this.topicWrites.then(write);
-    this.topicWrites = result.catch(() => undefined);
-    return result;
-  }
-}
-
-/** Validates what a broker says about itself and turns it into a registry record. */
-export function toBrokerRecord(info: BrokerInfo | undefined, registeredAtMs: number): BrokerRecord {
-  if (info === undefined) throw new InvalidArgumentError("the request has no broker: set `broker` to this broker's BrokerInfo");
-  if (info.group === "") throw new InvalidArgumentError("the broker has no group: start it with --name GROUP");
-  if (!/^[^\s:]+:\d+$/.test(info.address) && !/^\[[0-9a-fA-F:.]+\]:\d+$/.test(info.address)) {
-    throw new InvalidArgumentError(`broker ${info.group}/${info.brokerId} gave address "${info.address}"; expected "host:port"`);
-  }
-  if (info.role !== "master" && info.role !== "slave") {
-    throw new InvalidArgumentError(`broker ${info.group}/${info.brokerId} gave role "${info.role}"; expected "master" or "slave"`);
-  }
-  return {
-    cluster: info.cluster,
-    group: info.group,
-    brokerId: info.brokerId,
-    address: info.address,
-    httpAddress: info.httpAddress,
-    version: info.version,
-    role: info.role,
-    epoch: info.epoch,
-    weight: info.weight === 0 ? 1 : info.weight,
-    registeredAtMs,
-  };
-}
-
-function brokerChanged(a: BrokerRecord, b: BrokerRecord): boolean {
-  return (
-    a.address !== b.address ||
-    a.httpAddress !== b.httpAddress ||
-    a.version !== b.version ||
-    a.role !== b.role ||
-    a.epoch !== b.epoch ||
-    a.weight !== b.weight
-  );
-}
-
-function compareBrokers(a: BrokerRecord, b: BrokerRecord): number {
-  if (a.group !== b.group) return a.group < b.group ? -1 : 1;
-  return a.brokerId - b.brokerId;
 }
