@@ -115,6 +115,22 @@ describe("broker protocol", () => {
     assert.ok(seen.some((s) => s.partition === 0 && s.bytes > 0));
   });
 
+  it("refuses to create partitions of a topic it already has, leaving its configuration alone", async () => {
+    const describe = (): Promise<number> =>
+      new Promise((resolve, reject) =>
+        client.describePartitions({ header, topic: "raw" }, (err, res) => (err ? reject(err) : resolve(res.partitions[0]?.config?.retentionMs ?? -1))),
+      );
+    const before = await describe();
+    const err = await new Promise<unknown>((resolve) =>
+      client.createPartitions(
+        { header, topic: "raw", partitions: [0, 1], partitionCount: 2, config: { retentionMs: 1, retentionBytes: 0, segmentBytes: 0, maxMessageBytes: 0 } },
+        (e) => resolve(e),
+      ),
+    );
+    assert.equal(fromServiceError(err).code, "TOPIC_ALREADY_EXISTS");
+    assert.equal(await describe(), before, "a name server that has not relearned the topic cannot reconfigure it");
+  });
+
   it("refuses a protocol version it does not speak", async () => {
     const err = await new Promise<unknown>((resolve) =>
       client.listOffsets({ header: { clientId: "future", protocolVersion: 99 }, topic: "raw", partitions: [] }, (e) => resolve(e)),

@@ -8,26 +8,15 @@ import { Etcd3 } from "etcd3";
 import { SluiceError } from "../../common/src/errors.js";
 import { EtcdRegistryStore, RegistryUnavailableError } from "../../nameserver/src/registry/etcd-store.js";
 import type { BrokerRecord, TopicRecord } from "../../nameserver/src/registry/store.js";
+import { brokerRecord, topicRecord } from "../helpers/registry-records.js";
 import { etcdSkipReason, startEtcd, type EtcdProcess } from "../helpers/etcd.js";
 
-const BROKER: BrokerRecord = {
-  cluster: "sluice",
-  group: "b1",
-  brokerId: 0,
-  address: "127.0.0.1:9911",
-  httpAddress: "127.0.0.1:9912",
-  version: "0.1.0",
-  role: "master",
-  epoch: 1,
-  weight: 1,
-  registeredAtMs: 1_700_000_000_000,
-};
-const TOPIC: TopicRecord = {
-  topic: "orders",
+const BROKER: BrokerRecord = brokerRecord();
+const TOPIC: TopicRecord = topicRecord("orders", {
   partitionCount: 1,
   assignment: ["b1"],
   config: { retentionMs: 0, retentionBytes: 0, segmentBytes: 0, maxMessageBytes: 0 },
-};
+});
 
 /** A port nothing listens on: connecting is refused at once. */
 const DEAD_ENDPOINT = "http://127.0.0.1:1";

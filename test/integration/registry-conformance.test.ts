@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { EtcdRegistryStore } from "../../nameserver/src/registry/etcd-store.js";
 import { MemoryRegistryStore } from "../../nameserver/src/registry/memory-store.js";
 import { brokerKey, type BrokerRecord, type RegistryStore, type TopicRecord } from "../../nameserver/src/registry/store.js";
+import { brokerRecord, topicRecord } from "../helpers/registry-records.js";
 import { etcdSkipReason, startEtcd, type EtcdProcess } from "../helpers/etcd.js";
 
 /**
@@ -68,31 +69,8 @@ function etcdFactory(): StoreFactory {
   };
 }
 
-function broker(overrides: Partial<BrokerRecord> = {}): BrokerRecord {
-  return {
-    cluster: "sluice",
-    group: "b1",
-    brokerId: 0,
-    address: "127.0.0.1:9911",
-    httpAddress: "127.0.0.1:9912",
-    version: "0.1.0",
-    role: "master",
-    epoch: 1,
-    weight: 1,
-    registeredAtMs: 1_700_000_000_000,
-    ...overrides,
-  };
-}
-
-function topic(name: string, overrides: Partial<TopicRecord> = {}): TopicRecord {
-  return {
-    topic: name,
-    partitionCount: 2,
-    assignment: ["b1", "b2"],
-    config: { retentionMs: 86_400_000, retentionBytes: 0, segmentBytes: 0, maxMessageBytes: 0 },
-    ...overrides,
-  };
-}
+const broker = brokerRecord;
+const topic = topicRecord;
 
 const byKey = (a: BrokerRecord, b: BrokerRecord): number => brokerKey(a).localeCompare(brokerKey(b));
 const byTopic = (a: TopicRecord, b: TopicRecord): number => a.topic.localeCompare(b.topic);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
+import { baseOffsetOf } from "../../common/src/batch/layout.js";
 import { ClosedError, StorageError, StorageFullError } from "../../common/src/errors.js";
 import type { PartitionConfig } from "../../broker/src/storage/config.js";
 import { PartitionLog, type AppendResult } from "../../broker/src/storage/partition-log.js";
@@ -129,6 +130,27 @@ describe("partition log: group commit and write failures", () => {
     assert.equal((await log.append(makeBatch({ payloadBytes: 200 }))).baseOffset, 2);
     assert.equal(log.segmentCount, 2);
     assert.ok(fs.existsSync(path.join(partitionDir(), "00000000000000000002.log")));
+  });
+
+  it("a reader continuing from where its last read ended gets the right batch, also after a rolled-back write", async () => {
+    const io = new FailingIo();
+    const log = await open(io, { indexIntervalBytes: 1 << 20 });
+    for (let i = 0; i < 5; i++) await log.append(makeBatch({ seed: i }));
+    const first = log.read(0, 1 << 20);
+    assert.equal(first.nextOffset, 5);
+    // The next batch lands exactly where the last read ended.
+    await log.append(makeBatch({ seed: 5 }));
+    const second = log.read(first.nextOffset, 1 << 20);
+    assert.equal(baseOffsetOf(second.records), 5);
+    // A failed write is rolled back; what is written after it is found where the read ended.
+    io.failNextWrite(30);
+    await assert.rejects(log.append(makeBatch({ payloadBytes: 100, seed: 6 })), StorageFullError);
+    await log.append(makeBatch({ payloadBytes: 40, seed: 7, records: 2 }));
+    const third = log.read(second.nextOffset, 1 << 20);
+    assert.equal(baseOffsetOf(third.records), 6);
+    assert.equal(third.nextOffset, 8);
+    const whole = readAll(log, 0);
+    assert.deepEqual(third.records, whole.subarray(whole.length - third.records.length));
   });
 
   it("a failed periodic fsync fences the partition: no more appends, the recovery point stays", async () => {
