@@ -31,7 +31,7 @@ async function readAll(sluice: Sluice, topic: string): Promise<Map<string, strin
   return seen;
 }
 
-for (const flush of ["interval", "sync"] as const) {
+for (const flush of ["interval", "sync", "os"] as const) {
   describe(`flush ${flush}`, () => {
     it(`every acknowledged message survives SIGKILL of the broker mid-traffic (flush ${flush})`, async () => {
       const dataDir = tempDir();
