@@ -18,6 +18,8 @@ export const DEFAULT_MAX_FETCH_BYTES = 4 * 1024 * 1024;
 /** Bytes of produce data one stream may have waiting for the log before it is paused. */
 export const DEFAULT_MAX_PENDING_PRODUCE_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+export { DEFAULT_INITIAL_REBALANCE_DELAY_MS } from "./groups/membership.js";
+import { DEFAULT_INITIAL_REBALANCE_DELAY_MS } from "./groups/membership.js";
 
 export interface BrokerOptions {
   /** Broker group name (`--name`): a master and its slaves share it. */
@@ -49,6 +51,8 @@ export interface BrokerOptions {
   maxFetchBytes: number;
   maxPendingProduceBytes: number;
   shutdownTimeoutMs: number;
+  /** Wait after the first member joins an empty group before the first assignment, so members started together share it. */
+  groupInitialRebalanceDelayMs: number;
 }
 
 export type BrokerOptionsInput = Partial<BrokerOptions> & Pick<BrokerOptions, "group" | "dataDir">;
@@ -77,6 +81,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     maxFetchBytes: input.maxFetchBytes ?? DEFAULT_MAX_FETCH_BYTES,
     maxPendingProduceBytes: input.maxPendingProduceBytes ?? DEFAULT_MAX_PENDING_PRODUCE_BYTES,
     shutdownTimeoutMs: input.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    groupInitialRebalanceDelayMs: input.groupInitialRebalanceDelayMs ?? DEFAULT_INITIAL_REBALANCE_DELAY_MS,
   };
   if (!GROUP_NAME.test(options.group)) {
     throw new InvalidConfigError(`broker name "${options.group}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
@@ -100,6 +105,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
   requireInteger("max-fetch-bytes", options.maxFetchBytes, 1024, 64 * 1024 * 1024 - 1024);
   requireInteger("max-pending-produce-bytes", options.maxPendingProduceBytes, 1024, 2 ** 40);
   requireInteger("shutdown-timeout-ms", options.shutdownTimeoutMs, 0, 600_000);
+  requireInteger("group-initial-rebalance-delay-ms", options.groupInitialRebalanceDelayMs, 0, 60_000);
   return options;
 }
 

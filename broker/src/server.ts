@@ -15,6 +15,13 @@ import { createHttpServer, createMetricsRegistry, listenHttp } from "../../commo
 import { createLogger, type Logger } from "../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
 import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
+import { GroupsService } from "../../proto/gen/sluice/v1/groups.js";
+import { GroupCoordinator } from "./groups/coordinator.js";
+import { GroupOffsets } from "./groups/offsets.js";
+import { QueueGroups } from "./groups/queue-groups.js";
+import { GroupStateStore } from "./groups/state-store.js";
+import { createGroupsService, type GroupServices } from "./grpc/groups.js";
+import { attachWebSocketConsume, type WebSocketConsume } from "./http/ws-consume.js";
 import type { BrokerInfo, HostedPartition } from "../../proto/gen/sluice/v1/nameserver.js";
 import {
   SERVER_VERSION,
@@ -55,6 +62,8 @@ export class Broker {
     private readonly streamClosers: Set<() => void>,
     /** The broker's own etcd lease (`--etcd`), revoked on the way out. */
     private readonly lease: BrokerLease | undefined,
+    private readonly groups: GroupServices & { store: GroupStateStore },
+    private readonly webSocketConsume: WebSocketConsume,
   ) {}
 
   static async start(input: BrokerStartOptions): Promise<Broker> {
@@ -106,6 +115,19 @@ export class Broker {
       announce: () => registrar?.heartbeatNow(),
       streamClosers,
     };
+    const store = GroupStateStore.open(options.dataDir);
+    const coordinator = new GroupCoordinator({
+      topics: openedTopics,
+      store,
+      clock,
+      logger,
+      role: context.role,
+      initialRebalanceDelayMs: options.groupInitialRebalanceDelayMs,
+    });
+    const queues = new QueueGroups(coordinator, openedTopics, logger);
+    const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues), queues, store };
+    const webSocketConsume = attachWebSocketConsume(http.server, { context, queues });
+    grpc.addService(GroupsService, createGroupsService(context, groups));
     grpc.addService(BrokerService, {
       handshake: unary(handleHandshake(context, () => grpcAddress, () => httpAddress)),
       produce: handleProduce(context),
@@ -125,6 +147,7 @@ export class Broker {
       grpcAddress = `${options.host}:${port}`;
       widenSessionWindows(grpc, logger);
     } catch (err) {
+      await closeGroups(groups);
       await openedTopics.close();
       await http.close();
       throw err;
@@ -145,6 +168,7 @@ export class Broker {
       } catch (err) {
         await lease.close();
         grpc.forceShutdown();
+        await closeGroups(groups);
         await openedTopics.close();
         await http.close();
         throw err;
@@ -174,7 +198,7 @@ export class Broker {
     });
     registrar.start();
     logger.info({ grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush }, "broker started");
-    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease);
+    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease, groups, webSocketConsume);
   }
 
   /** Resolves once registered with at least one name server. */
@@ -206,10 +230,20 @@ export class Broker {
         resolve();
       });
     });
+    // Queue windows are committed before the logs they are written to close.
+    // Sockets still open after streamClosers asked them to go would keep http.close() waiting.
+    this.webSocketConsume.close();
+    await closeGroups(this.groups);
     await this.topics.close();
     await this.http.close();
     this.logger.info("broker stopped");
   }
+}
+
+async function closeGroups(groups: GroupServices & { store: GroupStateStore }): Promise<void> {
+  await groups.queues.close();
+  await groups.coordinator.close();
+  await groups.store.close();
 }
 
 function hostedPartitions(topics: TopicManager): HostedPartition[] {

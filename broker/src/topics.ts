@@ -11,7 +11,7 @@ import {
   UnknownPartitionError,
   UnknownTopicError,
 } from "../../common/src/errors.js";
-import { TOPIC_NAME_PATTERN } from "../../common/src/protocol.js";
+import { isValidTopicName } from "../../common/src/protocol.js";
 import type { Clock } from "../../common/src/clock.js";
 import type { Logger } from "../../common/src/logger.js";
 import { LogManager } from "./storage/log-manager.js";
@@ -79,7 +79,8 @@ export class TopicManager {
     partitionCount: number,
     requested: Partial<TopicSettings>,
   ): Promise<number[]> {
-    if (!TOPIC_NAME_PATTERN.test(topic)) {
+    // Internal `%` names pass: the name server creates `%groups` and dead-letter topics here.
+    if (!isValidTopicName(topic, true)) {
       throw new InvalidTopicNameError(
         `topic name "${topic}" is invalid: use 1-249 characters from letters, digits, '.', '_' and '-'`,
       );

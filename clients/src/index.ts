@@ -32,7 +32,7 @@ export type { ProducerOptions, AcksOption } from "./producer/options.js";
 export type { ProducerMessage, RecordMetadata } from "./producer/types.js";
 export type { Partitioner, PartitionerFunction, PartitionerName, PartitionerOption, SmoothWeightedRoundRobinOptions } from "./producer/partitioner.js";
 export { SmoothWeightedRoundRobin } from "./producer/partitioner.js";
-export { murmur2, keyHashPartition } from "./producer/murmur2.js";
+export { murmur2, keyHashPartition } from "../../common/src/murmur2.js";
 
 export { Consumer } from "./consumer/consumer.js";
 export type { ConsumerOptions, SubscribeOptions, ConsumerMessage } from "./consumer/options.js";

@@ -1,7 +1,7 @@
 /** Options of the `Sluice` client, their defaults, and the one place they are validated. */
 import { InvalidArgumentError, InvalidTopicNameError } from "../../common/src/errors.js";
 import { silentLogger, type Logger } from "../../common/src/logger.js";
-import { TOPIC_NAME_PATTERN } from "../../common/src/protocol.js";
+import { isValidTopicName } from "../../common/src/protocol.js";
 import { parseRetryOptions, type ParsedRetryOptions, type RetryOptions } from "./retry.js";
 
 export interface SluiceOptions {
@@ -79,7 +79,8 @@ export function checkInteger(name: string, value: unknown, min: number, max: num
 
 /** Topic names as the name servers accept them (Kafka's rule): checked before any request. */
 export function checkTopicName(topic: unknown): string {
-  if (typeof topic === "string" && TOPIC_NAME_PATTERN.test(topic) && topic !== "." && topic !== "..") return topic;
+  // Internal names pass: a dead-letter topic (`%DLQ%<group>`) is read like any other.
+  if (typeof topic === "string" && isValidTopicName(topic, true)) return topic;
   throw new InvalidTopicNameError(
     `${topic === "" ? "an empty name" : JSON.stringify(topic)} is not a valid topic name: use 1 to 249 characters from a-z, A-Z, 0-9, ".", "_" and "-" (not "." or "..")`,
   );

@@ -35,6 +35,11 @@ export const ERROR_CODES = {
   STORAGE_ERROR: { grpc: GrpcStatus.INTERNAL, http: 500, retriable: true },
   THROTTLED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 429, retriable: true },
   CLOSED: { grpc: GrpcStatus.CANCELLED, http: 499, retriable: false },
+  NOT_COORDINATOR: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 421, retriable: true },
+  FENCED_MEMBER: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
+  UNKNOWN_GROUP: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
+  GROUP_NOT_EMPTY: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
+  UNKNOWN_LEASE: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
   INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500, retriable: false },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
@@ -221,6 +226,42 @@ export class InternalError extends SluiceError {
   }
 }
 
+/** This broker does not coordinate the group (any more): find the coordinator again. */
+export class NotCoordinatorError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("NOT_COORDINATOR", message, options);
+  }
+}
+
+/**
+ * The member is not (or no longer) part of the group at this epoch — it missed its session
+ * timeout or a newer incarnation replaced it. Its commits are refused; it must rejoin.
+ */
+export class FencedMemberError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("FENCED_MEMBER", message, options);
+  }
+}
+
+export class UnknownGroupError extends SluiceError {
+  constructor(group: string) {
+    super("UNKNOWN_GROUP", `consumer group "${group}" does not exist (it has never joined or committed)`);
+  }
+}
+
+export class GroupNotEmptyError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("GROUP_NOT_EMPTY", message, options);
+  }
+}
+
+/** An ack, nack or extend for a lease that is not held: unknown, expired or redelivered. */
+export class UnknownLeaseError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("UNKNOWN_LEASE", message, options);
+  }
+}
+
 const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: SluiceErrorOptions) => SluiceError>> = {
   INVALID_ARGUMENT: InvalidArgumentError,
   INVALID_CONFIG: InvalidConfigError,
@@ -232,6 +273,10 @@ const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: S
   STORAGE_FULL: StorageFullError,
   STORAGE_ERROR: StorageError,
   INTERNAL: InternalError,
+  NOT_COORDINATOR: NotCoordinatorError,
+  FENCED_MEMBER: FencedMemberError,
+  GROUP_NOT_EMPTY: GroupNotEmptyError,
+  UNKNOWN_LEASE: UnknownLeaseError,
 };
 
 /**

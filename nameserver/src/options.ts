@@ -20,6 +20,12 @@ export { DEFAULT_EXPIRY_HEARTBEATS };
 export const DEFAULT_BROKER_REQUEST_TIMEOUT_MS = 10_000;
 /** How long `stop()` waits for in-flight calls before cutting them off. */
 export const GRACEFUL_SHUTDOWN_MS = 2000;
+/**
+ * Partitions of the internal `%groups` topic (fixed once created): group coordination spreads
+ * over the masters holding them. Kafka uses 50 for __consumer_offsets; Sluice clusters are
+ * smaller, and every partition is a directory and a log per broker.
+ */
+export const DEFAULT_GROUP_STATE_PARTITIONS = 8;
 /** The client id the name server puts in its requests to brokers. */
 export const NAMESERVER_CLIENT_ID = "nameserver";
 
@@ -51,6 +57,8 @@ export interface NameServerOptions {
    * re-register (in-memory store only). @defaultValue 2 × heartbeatIntervalMs
    */
   startupGraceMs?: number;
+  /** Partitions of `%groups` when it is first created. @defaultValue 8 */
+  groupStatePartitions?: number;
   /** Where brokers and topics are kept. @defaultValue a new in-memory store */
   store?: RegistryStore;
   clock?: Clock;
@@ -66,6 +74,7 @@ export interface ResolvedNameServerOptions {
   detector: DetectorSettings;
   brokerRequestTimeoutMs: number;
   startupGraceMs: number;
+  groupStatePartitions: number;
   store: RegistryStore;
   /** True when the store is the in-memory one, rebuilt from broker reports. */
   storeIsMemory: boolean;
@@ -94,8 +103,13 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
   if (!Number.isInteger(startupGraceMs) || startupGraceMs < 0) {
     throw new InvalidConfigError(`startupGraceMs must be a non-negative integer, got ${startupGraceMs}`);
   }
+  const groupStatePartitions = options.groupStatePartitions ?? DEFAULT_GROUP_STATE_PARTITIONS;
+  if (!Number.isInteger(groupStatePartitions) || groupStatePartitions < 1 || groupStatePartitions > 1000) {
+    throw new InvalidConfigError(`groupStatePartitions must be an integer from 1 to 1000, got ${groupStatePartitions}`);
+  }
   const store = options.store ?? new MemoryRegistryStore();
   return {
+    groupStatePartitions,
     startupGraceMs,
     host,
     port,

@@ -22,6 +22,7 @@ import { EtcdRegistryView } from "./registry/etcd-view.js";
 import type { RegistryStore } from "./registry/store.js";
 import { RouteWatch } from "./route-watch.js";
 import { createNameServerService } from "./service.js";
+import { CoordinatorFinder } from "./coordinators.js";
 import { TopicAdmin } from "./topic-admin.js";
 
 export class NameServer {
@@ -77,11 +78,13 @@ export class NameServer {
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
     });
+    const topics = new TopicAdmin(state, brokerAdmin, logger);
     grpcServer.addService(
       NameServerService,
       createNameServerService({
         state,
-        topics: new TopicAdmin(state, brokerAdmin, logger),
+        topics,
+        coordinators: new CoordinatorFinder(state, topics, options.groupStatePartitions, logger),
         metrics,
         routeWatch,
         heartbeatIntervalMs: options.heartbeatIntervalMs,

@@ -9,10 +9,12 @@ import type { ClusterState } from "./cluster-state.js";
 import type { NameServerMetrics } from "./metrics.js";
 import { createWatchRoutesHandler, type RouteWatch } from "./route-watch.js";
 import type { TopicAdmin } from "./topic-admin.js";
+import type { CoordinatorFinder } from "./coordinators.js";
 
 export interface NameServerServiceDeps {
   state: ClusterState;
   topics: TopicAdmin;
+  coordinators: CoordinatorFinder;
   metrics: NameServerMetrics;
   /** Pushes route changes to WatchRoutes subscribers. */
   routeWatch: RouteWatch;
@@ -52,6 +54,8 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
       await topics.deleteTopic(request.topic);
       return {};
     }),
+
+    findCoordinator: unary(async (request) => deps.coordinators.find(request.group, request.queue)),
 
     watchRoutes: createWatchRoutesHandler(deps.routeWatch),
 

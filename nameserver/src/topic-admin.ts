@@ -31,9 +31,10 @@ export class TopicAdmin {
     private readonly logger: Logger,
   ) {}
 
-  async createTopic(request: CreateTopicRequest): Promise<TopicRoute> {
+  /** `internal`: Sluice's own `%` topics, which users may not create. */
+  async createTopic(request: CreateTopicRequest, internal = false): Promise<TopicRoute> {
     const { topic } = request;
-    validateTopicName(topic);
+    validateTopicName(topic, internal);
     validatePartitionCount(topic, request.partitions);
     // Claimed before the lookup, so a second CreateTopic racing this one is a duplicate too.
     if (!this.state.claimTopicCreation(topic)) throw new TopicAlreadyExistsError(topic);

@@ -1,16 +1,21 @@
 /** The checks a topic must pass before any broker is asked to create it. */
 import { InvalidArgumentError, InvalidTopicNameError } from "../../common/src/errors.js";
-import { TOPIC_NAME_PATTERN } from "../../common/src/protocol.js";
+import { isInternalTopic, isValidTopicName as isValidName } from "../../common/src/protocol.js";
 
 /** More partitions than this is a typo or a misunderstanding, not a design. */
 export const MAX_PARTITIONS_PER_TOPIC = 10_000;
 
+/** Any name a topic may have, internal `%` names included (brokers report those too). */
 export function isValidTopicName(topic: string): boolean {
-  return TOPIC_NAME_PATTERN.test(topic) && topic !== "." && topic !== "..";
+  return isValidName(topic, true);
 }
 
-export function validateTopicName(topic: string): void {
-  if (isValidTopicName(topic)) return;
+/** A name users may create: internal names are made by Sluice itself (see `internal`). */
+export function validateTopicName(topic: string, internal = false): void {
+  if (isValidName(topic, internal)) return;
+  if (isInternalTopic(topic)) {
+    throw new InvalidTopicNameError(`"${topic}" is reserved: names starting with "%" belong to Sluice's internal topics`);
+  }
   const shown = topic === "" ? "an empty name" : `"${topic}"`;
   throw new InvalidTopicNameError(
     `${shown} is not a valid topic name: use 1 to 249 characters from a-z, A-Z, 0-9, ".", "_" and "-" ` +

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { keyHashPartition, murmur2, murmur2Key } from "../../clients/src/producer/murmur2.js";
+import { keyHashPartition, murmur2, murmur2Key } from "../../common/src/murmur2.js";
 
 const requireFromRoot = createRequire(path.join(process.cwd(), "package.json"));
 const kafkajsMurmur2 = requireFromRoot("kafkajs/src/producer/partitioners/default/murmur2.js") as (key: string | Buffer) => number;

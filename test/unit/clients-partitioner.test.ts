@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SluiceError } from "../../common/src/errors.js";
-import { keyHashPartition } from "../../clients/src/producer/murmur2.js";
+import { keyHashPartition } from "../../common/src/murmur2.js";
 import { SmoothWeightedRoundRobin, checkPartitionerOption, createPartitioner } from "../../clients/src/producer/partitioner.js";
 
 function counts(values: number[], buckets: number): number[] {

@@ -10,7 +10,8 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { validateBatch } from "../../../common/src/batch/layout.js";
 import { toWireError } from "../../../common/src/grpc/errors.js";
-import { toSluiceError } from "../../../common/src/errors.js";
+import { InvalidTopicNameError, toSluiceError } from "../../../common/src/errors.js";
+import { isInternalTopic } from "../../../common/src/protocol.js";
 import { Acks, type ProduceRequest, type ProduceResponse } from "../../../proto/gen/sluice/v1/broker.js";
 import { checkHeader, checkWritable, type BrokerContext } from "./context.js";
 
@@ -65,6 +66,11 @@ export function handleProduce(context: BrokerContext) {
           headerChecked = true;
         }
         checkWritable(context);
+        // Internal topics (`%groups`, dead letters) are written by the broker alone: a
+        // client batch there would corrupt group state.
+        if (isInternalTopic(request.topic)) {
+          throw new InvalidTopicNameError(`"${request.topic}" is an internal topic: only Sluice writes to it`);
+        }
         const log = context.topics.log(request.topic, request.partition);
         const maxBytes = context.topics.topic(request.topic)?.settings.maxMessageBytes ?? options.maxMessageBytes;
         const recordCount = validateBatch(request.batch, maxBytes);

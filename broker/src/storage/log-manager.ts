@@ -12,7 +12,7 @@ import path from "node:path";
 import { systemClock, type Clock } from "../../../common/src/clock.js";
 import { ClosedError, InvalidConfigError, InvalidTopicNameError } from "../../../common/src/errors.js";
 import { silentLogger, type Logger } from "../../../common/src/logger.js";
-import { TOPIC_NAME_PATTERN } from "../../../common/src/protocol.js";
+import { isValidTopicName } from "../../../common/src/protocol.js";
 import type { PartitionConfig } from "./config.js";
 import {
   hasCleanShutdownMarker,
@@ -111,8 +111,8 @@ export class LogManager {
   /** Opens the partition's log, creating its directory if needed; returns the existing one if open. */
   create(topic: string, partition: number, config: PartitionConfig): Promise<PartitionLog> {
     if (this.closed) return Promise.reject(new ClosedError("log manager"));
-    if (!TOPIC_NAME_PATTERN.test(topic)) {
-      return Promise.reject(new InvalidTopicNameError(`topic name "${topic}" must match ${TOPIC_NAME_PATTERN}`));
+    if (!isValidTopicName(topic, true)) {
+      return Promise.reject(new InvalidTopicNameError(`topic name "${topic}" is not a valid topic name`));
     }
     if (!Number.isSafeInteger(partition) || partition < 0) {
       return Promise.reject(new InvalidConfigError(`partition must be a non-negative integer, got ${partition}`));

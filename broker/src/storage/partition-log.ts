@@ -277,6 +277,32 @@ export class PartitionLog extends EventEmitter {
     return deleted;
   }
 
+  /**
+   * Deletes whole segments lying entirely below `offset`, so the log starts at the first
+   * segment that holds it. A compacted internal topic (`%groups`) calls this after writing a
+   * snapshot of its live state at `offset`. Same safety rules as retention: never the
+   * active segment, never a segment with a group in flight. Returns the bytes freed.
+   */
+  advanceLogStart(offset: number): number {
+    if (this.closed) return 0;
+    let freed = 0;
+    let deleted = 0;
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0]!;
+      const next = this.segments[1]!;
+      if (!oldest.isSettled || !next.isSettled || next.baseOffset > offset) break;
+      this.segments.shift();
+      freed += oldest.sizeBytes;
+      oldest.deleteFiles();
+      deleted++;
+    }
+    if (deleted > 0) {
+      this.directoryDirty = true;
+      this.logger.info({ topic: this.topic, partition: this.partition, segments: deleted, logStartOffset: this.logStartOffset }, "compaction deleted segments");
+    }
+    return freed;
+  }
+
   updateConfig(config: PartitionConfig): void {
     this.currentConfig = validatePartitionConfig(config);
   }

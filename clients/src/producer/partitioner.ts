@@ -18,7 +18,7 @@
  * does not change.
  */
 import { InvalidArgumentError } from "../../../common/src/errors.js";
-import { keyHashPartition } from "./murmur2.js";
+import { keyHashPartition } from "../../../common/src/murmur2.js";
 import type { ProducerMessage } from "./types.js";
 
 export type PartitionerFunction = (message: ProducerMessage, partitionCount: number, topic: string) => number;

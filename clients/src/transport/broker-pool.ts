@@ -21,6 +21,23 @@ import {
   type SubscribeRequest,
 } from "../../../proto/gen/sluice/v1/broker.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
+import {
+  GroupsClient,
+  type CommitOffsetsRequest,
+  type CommitOffsetsResponse,
+  type DescribeGroupRequest,
+  type DescribeGroupResponse,
+  type FetchOffsetsRequest,
+  type FetchOffsetsResponse,
+  type GroupHeartbeatRequest,
+  type GroupHeartbeatResponse,
+  type ListGroupsRequest,
+  type ListGroupsResponse,
+  type QueueRequest,
+  type QueueResponse,
+  type ResetOffsetsRequest,
+  type ResetOffsetsResponse,
+} from "../../../proto/gen/sluice/v1/groups.js";
 import { callUnary, CHANNEL_OPTIONS, channelCredentials } from "./grpc.js";
 
 export interface BrokerPoolContext {
@@ -31,6 +48,8 @@ export interface BrokerPoolContext {
 
 export class BrokerConnection {
   private readonly client: BrokerClient;
+  // Same address and options as `client`, so grpc-js shares the one HTTP/2 connection.
+  private readonly groups: GroupsClient;
   private handshake: Promise<HandshakeResponse> | undefined;
   private closed = false;
   /** True once the Handshake succeeded: the hot paths check this instead of awaiting. */
@@ -43,6 +62,7 @@ export class BrokerConnection {
     private readonly context: BrokerPoolContext,
   ) {
     this.client = new BrokerClient(address, channelCredentials(), CHANNEL_OPTIONS);
+    this.groups = new GroupsClient(address, channelCredentials(), CHANNEL_OPTIONS);
   }
 
   /** Runs the Handshake once; a failed one is forgotten so the next call tries again. */
@@ -95,11 +115,46 @@ export class BrokerConnection {
     return callUnary(this.client.describePartitions, this.client, request, deadlineMs, this.target());
   }
 
+  async groupHeartbeat(request: GroupHeartbeatRequest, deadlineMs: number): Promise<GroupHeartbeatResponse> {
+    await this.whenReady();
+    return callUnary(this.groups.heartbeat, this.groups, request, deadlineMs, this.target());
+  }
+
+  async commitOffsets(request: CommitOffsetsRequest, deadlineMs: number): Promise<CommitOffsetsResponse> {
+    await this.whenReady();
+    return callUnary(this.groups.commitOffsets, this.groups, request, deadlineMs, this.target());
+  }
+
+  async fetchOffsets(request: FetchOffsetsRequest, deadlineMs: number): Promise<FetchOffsetsResponse> {
+    await this.whenReady();
+    return callUnary(this.groups.fetchOffsets, this.groups, request, deadlineMs, this.target());
+  }
+
+  async listGroups(request: ListGroupsRequest, deadlineMs: number): Promise<ListGroupsResponse> {
+    await this.whenReady();
+    return callUnary(this.groups.listGroups, this.groups, request, deadlineMs, this.target());
+  }
+
+  async describeGroup(request: DescribeGroupRequest, deadlineMs: number): Promise<DescribeGroupResponse> {
+    await this.whenReady();
+    return callUnary(this.groups.describeGroup, this.groups, request, deadlineMs, this.target());
+  }
+
+  async resetOffsets(request: ResetOffsetsRequest, deadlineMs: number): Promise<ResetOffsetsResponse> {
+    await this.whenReady();
+    return callUnary(this.groups.resetOffsets, this.groups, request, deadlineMs, this.target());
+  }
+
+  openQueue(): ClientDuplexStream<QueueRequest, QueueResponse> {
+    return this.groups.queue();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.ready = false;
     this.client.close();
+    this.groups.close();
   }
 
   private target(): string {

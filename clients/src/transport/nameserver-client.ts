@@ -12,6 +12,7 @@ import {
   NameServerClient as GeneratedNameServerClient,
   type CreateTopicRequest,
   type CreateTopicResponse,
+  type FindCoordinatorResponse,
   type GetRoutesResponse,
   type ListBrokersResponse,
   type ListTopicsResponse,
@@ -51,6 +52,10 @@ export class NameServerClient {
 
   getRoutes(topics: string[], deadlineMs: number): Promise<GetRoutesResponse> {
     return this.call((c) => c.getRoutes, { header: this.context.header, topics }, deadlineMs);
+  }
+
+  findCoordinator(group: string, queue: boolean, deadlineMs: number): Promise<FindCoordinatorResponse> {
+    return this.call((c) => c.findCoordinator, { header: this.context.header, group, queue }, deadlineMs);
   }
 
   createTopic(request: Omit<CreateTopicRequest, "header">, deadlineMs: number): Promise<CreateTopicResponse> {

@@ -188,6 +188,23 @@ export interface ListBrokersResponse {
   brokers: BrokerStatus[];
 }
 
+export interface FindCoordinatorRequest {
+  header?: RequestHeader | undefined;
+  group: string;
+  /**
+   * A queue group: also make sure its dead-letter topic `%DLQ%<group>` exists, on the
+   * coordinator's broker group so the coordinator appends dead letters locally.
+   */
+  queue: boolean;
+}
+
+export interface FindCoordinatorResponse {
+  /** partition of `%groups` that holds the group's state */
+  partition: number;
+  /** its broker group; `master` is the coordinator */
+  route?: PartitionRoute | undefined;
+}
+
 function createBaseBrokerInfo(): BrokerInfo {
   return {
     cluster: "",
@@ -2001,6 +2018,156 @@ export const ListBrokersResponse: MessageFns<ListBrokersResponse> = {
   },
 };
 
+function createBaseFindCoordinatorRequest(): FindCoordinatorRequest {
+  return { header: undefined, group: "", queue: false };
+}
+
+export const FindCoordinatorRequest: MessageFns<FindCoordinatorRequest> = {
+  encode(message: FindCoordinatorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      RequestHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.group !== "") {
+      writer.uint32(18).string(message.group);
+    }
+    if (message.queue !== false) {
+      writer.uint32(24).bool(message.queue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FindCoordinatorRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFindCoordinatorRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = RequestHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.queue = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<FindCoordinatorRequest>, I>>(base?: I): FindCoordinatorRequest {
+    return FindCoordinatorRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FindCoordinatorRequest>, I>>(object: I): FindCoordinatorRequest {
+    const message = createBaseFindCoordinatorRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? RequestHeader.fromPartial(object.header)
+      : undefined;
+    message.group = object.group ?? "";
+    message.queue = object.queue ?? false;
+    return message;
+  },
+};
+
+function createBaseFindCoordinatorResponse(): FindCoordinatorResponse {
+  return { partition: 0, route: undefined };
+}
+
+export const FindCoordinatorResponse: MessageFns<FindCoordinatorResponse> = {
+  encode(message: FindCoordinatorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partition !== 0) {
+      writer.uint32(8).uint32(message.partition);
+    }
+    if (message.route !== undefined) {
+      PartitionRoute.encode(message.route, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FindCoordinatorResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFindCoordinatorResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.partition = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.route = PartitionRoute.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<FindCoordinatorResponse>, I>>(base?: I): FindCoordinatorResponse {
+    return FindCoordinatorResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FindCoordinatorResponse>, I>>(object: I): FindCoordinatorResponse {
+    const message = createBaseFindCoordinatorResponse();
+    message.partition = object.partition ?? 0;
+    message.route = (object.route !== undefined && object.route !== null)
+      ? PartitionRoute.fromPartial(object.route)
+      : undefined;
+    return message;
+  },
+};
+
 export type NameServerService = typeof NameServerService;
 export const NameServerService = {
   registerBroker: {
@@ -2093,6 +2260,21 @@ export const NameServerService = {
     responseSerialize: (value: RouteChange): Buffer => asBuffer(RouteChange.encode(value).finish()),
     responseDeserialize: (value: Buffer): RouteChange => RouteChange.decode(value),
   },
+  /**
+   * Which broker coordinates a consumer group: the master of partition
+   * murmur2(group) mod P of the internal topic `%groups`, created on first use.
+   */
+  findCoordinator: {
+    path: "/sluice.v1.NameServer/FindCoordinator" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FindCoordinatorRequest): Buffer =>
+      asBuffer(FindCoordinatorRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FindCoordinatorRequest => FindCoordinatorRequest.decode(value),
+    responseSerialize: (value: FindCoordinatorResponse): Buffer =>
+      asBuffer(FindCoordinatorResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FindCoordinatorResponse => FindCoordinatorResponse.decode(value),
+  },
 } as const;
 
 export interface NameServerServer extends UntypedServiceImplementation {
@@ -2109,6 +2291,11 @@ export interface NameServerServer extends UntypedServiceImplementation {
    * none are named), then a message whenever one of them changes. Clients refresh on it.
    */
   watchRoutes: handleServerStreamingCall<WatchRoutesRequest, RouteChange>;
+  /**
+   * Which broker coordinates a consumer group: the master of partition
+   * murmur2(group) mod P of the internal topic `%groups`, created on first use.
+   */
+  findCoordinator: handleUnaryCall<FindCoordinatorRequest, FindCoordinatorResponse>;
 }
 
 export interface NameServerClient extends Client {
@@ -2242,6 +2429,25 @@ export interface NameServerClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<RouteChange>;
+  /**
+   * Which broker coordinates a consumer group: the master of partition
+   * murmur2(group) mod P of the internal topic `%groups`, created on first use.
+   */
+  findCoordinator(
+    request: FindCoordinatorRequest,
+    callback: (error: ServiceError | null, response: FindCoordinatorResponse) => void,
+  ): ClientUnaryCall;
+  findCoordinator(
+    request: FindCoordinatorRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FindCoordinatorResponse) => void,
+  ): ClientUnaryCall;
+  findCoordinator(
+    request: FindCoordinatorRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FindCoordinatorResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const NameServerClient = makeGenericClientConstructor(NameServerService, "sluice.v1.NameServer") as unknown as {

@@ -1,0 +1,187 @@
+/**
+ * gRPC handlers of `sluice.v1.Groups`: membership heartbeats, offsets, group views, and the
+ * Queue stream (credit in, leased batches out, settles answered once durable).
+ */
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
+import { toWireError, unary } from "../../../common/src/grpc/errors.js";
+import { GROUP_NAME_PATTERN } from "../../../common/src/protocol.js";
+import type { GroupsServer, QueueRequest, QueueResponse } from "../../../proto/gen/sluice/v1/groups.js";
+import type { GroupCoordinator } from "../groups/coordinator.js";
+import type { GroupOffsets } from "../groups/offsets.js";
+import { parseQueueOpen, type QueueGroups } from "../groups/queue-groups.js";
+import type { QueueSession } from "../groups/queue-topic.js";
+import { checkHeader, type BrokerContext } from "./context.js";
+
+export interface GroupServices {
+  coordinator: GroupCoordinator;
+  offsets: GroupOffsets;
+  queues: QueueGroups;
+}
+
+function checkGroup(group: string): void {
+  if (!GROUP_NAME_PATTERN.test(group)) {
+    throw new InvalidArgumentError(
+      `${group === "" ? "an empty name" : JSON.stringify(group)} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`,
+    );
+  }
+}
+
+export function createGroupsService(context: BrokerContext, services: GroupServices): GroupsServer {
+  const { coordinator, offsets, queues } = services;
+  return {
+    heartbeat: unary(async (request) => {
+      checkHeader(request.header);
+      checkGroup(request.group);
+      if (queues.kind(request.group) !== undefined) {
+        throw new InvalidArgumentError(`group "${request.group}" is a queue group; use another group name for a pub/sub consumer`);
+      }
+      const output = await coordinator.heartbeat(request.group, {
+        memberId: request.memberId,
+        memberEpoch: request.memberEpoch,
+        instanceId: request.instanceId,
+        clientId: request.header?.clientId ?? "",
+        topics: request.topics,
+        assignor: request.assignor,
+        sessionTimeoutMs: request.sessionTimeoutMs,
+        owned: request.owned.flatMap((t) => t.partitions.map((partition) => ({ topic: t.topic, partition }))),
+        partitionCounts: new Map([
+          ...Object.entries(request.partitionCounts),
+          // Topics hosted here: the broker's own count wins over what a member read from routes.
+          ...request.topics.flatMap((topic) => {
+            const count = context.topics.topic(topic)?.partitionCount;
+            return count === undefined ? [] : [[topic, count] as [string, number]];
+          }),
+        ]),
+      });
+      const byTopic = new Map<string, number[]>();
+      for (const tp of output.assignment) {
+        const list = byTopic.get(tp.topic);
+        if (list === undefined) byTopic.set(tp.topic, [tp.partition]);
+        else list.push(tp.partition);
+      }
+      return {
+        memberId: output.memberId,
+        memberEpoch: output.memberEpoch,
+        heartbeatIntervalMs: output.heartbeatIntervalMs,
+        assignment: [...byTopic].map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) })),
+      };
+    }),
+
+    commitOffsets: unary(async (request) => {
+      checkHeader(request.header);
+      checkGroup(request.group);
+      return { results: await offsets.commit(request) };
+    }),
+
+    fetchOffsets: unary(async (request) => {
+      checkHeader(request.header);
+      checkGroup(request.group);
+      return { offsets: await offsets.fetch(request.group, request.partitions) };
+    }),
+
+    listGroups: unary(async (request) => {
+      checkHeader(request.header);
+      return { groups: await offsets.list() };
+    }),
+
+    describeGroup: unary(async (request) => {
+      checkHeader(request.header);
+      checkGroup(request.group);
+      return offsets.describe(request.group);
+    }),
+
+    resetOffsets: unary(async (request) => {
+      checkHeader(request.header);
+      checkGroup(request.group);
+      return { offsets: await offsets.reset(request) };
+    }),
+
+    queue: (call: ServerDuplexStream<QueueRequest, QueueResponse>) => handleQueue(context, queues, call),
+  };
+}
+
+function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDuplexStream<QueueRequest, QueueResponse>): void {
+  let session: QueueSession | undefined;
+  let opening: Promise<void> | undefined;
+  let topic = "";
+  let closed = false;
+  /** Requests that arrived while the session was opening, replayed in order. */
+  const early: QueueRequest[] = [];
+  context.metrics.activeStreams.inc({ kind: "queue" });
+
+  const fail = (err: unknown): void => {
+    if (closed) return;
+    context.logger.debug({ code: toSluiceError(err).code, err }, "queue stream refused");
+    call.write({ topic, deliveries: [], error: toWireError(err) });
+    close();
+    call.end();
+  };
+
+  const apply = (request: QueueRequest): void => {
+    const s = session!;
+    if (request.acks.length > 0 || request.nacks.length > 0 || request.extends.length > 0 || request.correlationId !== 0) {
+      s.settle(request.correlationId, request.acks, request.nacks, request.extends);
+    }
+    if (request.creditMessages > 0) s.grant(request.creditMessages);
+  };
+
+  call.on("data", (request: QueueRequest) => {
+    if (closed) return;
+    if (session !== undefined) {
+      apply(request);
+      return;
+    }
+    if (opening !== undefined) {
+      early.push(request);
+      return;
+    }
+    try {
+      checkHeader(request.header);
+      const settings = parseQueueOpen(request.open, request.header?.clientId ?? "");
+      topic = settings.topic;
+      early.push(request);
+      opening = queues
+        .open(settings, {
+          deliver: (partition, records, leases) => call.write({ topic, deliveries: [{ partition, records, leases }] }),
+          settled: (correlationId, errors) => {
+            call.write({ topic, deliveries: [], settled: { correlationId, errors } });
+          },
+        })
+        .then(
+          (opened) => {
+            if (closed) {
+              opened.close();
+              return;
+            }
+            session = opened;
+            call.on("drain", () => opened.drained());
+            for (const r of early.splice(0)) apply(r);
+          },
+          (err: unknown) => fail(err),
+        );
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+  const endAtShutdown = (): void => {
+    close();
+    call.end();
+  };
+  context.streamClosers.add(endAtShutdown);
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    context.streamClosers.delete(endAtShutdown);
+    session?.close();
+    context.metrics.activeStreams.dec({ kind: "queue" });
+  };
+  call.on("end", () => {
+    close();
+    call.end();
+  });
+  call.on("cancelled", close);
+  call.on("close", close);
+  call.on("error", close);
+}
