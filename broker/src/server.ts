@@ -115,7 +115,7 @@ export class Broker {
       announce: () => registrar?.heartbeatNow(),
       streamClosers,
     };
-    const store = GroupStateStore.open(options.dataDir);
+    const store = GroupStateStore.open(options.dataDir, { logger });
     const coordinator = new GroupCoordinator({
       topics: openedTopics,
       store,

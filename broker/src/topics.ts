@@ -11,7 +11,7 @@ import {
   UnknownPartitionError,
   UnknownTopicError,
 } from "../../common/src/errors.js";
-import { isValidTopicName } from "../../common/src/protocol.js";
+import { GROUP_STATE_TOPIC, isValidTopicName } from "../../common/src/protocol.js";
 import type { Clock } from "../../common/src/clock.js";
 import type { Logger } from "../../common/src/logger.js";
 import { LogManager } from "./storage/log-manager.js";
@@ -97,7 +97,7 @@ export class TopicManager {
     // it yet (just restarted, or another one created it) must not re-place or reconfigure
     // it, and its rollback must not delete data that was there before.
     if (this.store.get(topic)) throw new TopicAlreadyExistsError(topic);
-    const settings = { ...defaultSettings(this.options), ...definedOnly(requested) };
+    const settings = { ...defaultSettings(this.options), ...definedOnly(requested), ...(topic === GROUP_STATE_TOPIC ? GROUP_STATE_SETTINGS : {}) };
     const record: TopicRecord = {
       topic,
       partitionCount,
@@ -126,6 +126,12 @@ export class TopicManager {
     await this.store.close();
   }
 }
+
+/**
+ * `%groups` keeps everything until compaction snapshots it (retention would delete committed
+ * offsets for good), in small segments so compaction can free space soon after a roll.
+ */
+const GROUP_STATE_SETTINGS: Partial<TopicSettings> = { retentionMs: 0, retentionBytes: 0, segmentBytes: 8 * 1024 * 1024 };
 
 export function defaultSettings(options: BrokerOptions): TopicSettings {
   return {

@@ -6,6 +6,8 @@ import { Command, Option } from "commander";
 import { benchCommand } from "./commands/bench.js";
 import { clusterCommand } from "./commands/cluster.js";
 import { consumeCommand } from "./commands/consume.js";
+import { dlqCommands } from "./commands/dlq.js";
+import { groupCommands } from "./commands/group.js";
 import { messageCommands } from "./commands/message.js";
 import { produceCommand } from "./commands/produce.js";
 import { serverCommands } from "./commands/servers.js";
@@ -39,6 +41,8 @@ topicCommands(program, globals);
 produceCommand(program, globals);
 consumeCommand(program, globals);
 messageCommands(program, globals);
+groupCommands(program, globals);
+dlqCommands(program, globals);
 clusterCommand(program, globals);
 benchCommand(program, globals);
 

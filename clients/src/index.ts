@@ -35,7 +35,12 @@ export { SmoothWeightedRoundRobin } from "./producer/partitioner.js";
 export { murmur2, keyHashPartition } from "../../common/src/murmur2.js";
 
 export { Consumer } from "./consumer/consumer.js";
-export type { ConsumerOptions, SubscribeOptions, ConsumerMessage } from "./consumer/options.js";
+export type { ConsumerOptions, SubscribeOptions, ConsumerMessage, GroupAssignor } from "./consumer/options.js";
+export type { GroupMembership } from "./consumer/group-member.js";
+
+export { QueueConsumer } from "./queue/queue-consumer.js";
+export { Job } from "./queue/job.js";
+export type { QueueOptions, NackOptions } from "./queue/options.js";
 
 export { Admin } from "./admin/admin.js";
 export type { MessageLocator } from "./admin/admin.js";
@@ -49,6 +54,18 @@ export type {
   TopicInfo,
   TopicSettings,
 } from "./admin/types.js";
+export type {
+  GroupListing,
+  GroupDescription,
+  GroupMemberDescription,
+  GroupPartitionLag,
+  QueuePartitionDescription,
+  TopicPartition,
+  ResetOffsetsTo,
+  ResetOffsetsOptions,
+  CommittedPosition,
+} from "./admin/groups.js";
+export type { DeadLetter, DeadLettersOptions, RedriveOptions, RedriveResult } from "./admin/dead-letters.js";
 export type { OffsetQuery } from "./routing/list-offsets.js";
 
 export {
@@ -73,6 +90,11 @@ export {
   StorageError,
   ClosedError,
   InternalError,
+  UnknownLeaseError,
+  NotCoordinatorError,
+  FencedMemberError,
+  UnknownGroupError,
+  GroupNotEmptyError,
   ERROR_CODES,
 } from "../../common/src/errors.js";
 export type { ErrorCode } from "../../common/src/errors.js";

@@ -10,6 +10,8 @@ import type { ClientContext } from "./context.js";
 import { parseSluiceOptions, type ParsedSluiceOptions, type SluiceOptions } from "./options.js";
 import type { ProducerOptions } from "./producer/options.js";
 import { Producer } from "./producer/producer.js";
+import type { QueueOptions } from "./queue/options.js";
+import { QueueConsumer } from "./queue/queue-consumer.js";
 import { RetryPolicy } from "./retry.js";
 import { RouteCache } from "./routing/route-cache.js";
 import { BrokerPool } from "./transport/broker-pool.js";
@@ -21,6 +23,7 @@ export class Sluice {
   private readonly context: ClientContext;
   private readonly producers = new Set<Producer>();
   private readonly consumers = new Set<Consumer>();
+  private readonly queues = new Set<QueueConsumer>();
   private adminClient: Admin | undefined;
   private closing: Promise<void> | undefined;
 
@@ -55,6 +58,18 @@ export class Sluice {
     return consumer;
   }
 
+  /**
+   * A member of queue group `group` taking jobs from `topic`: iterate it for jobs and ack,
+   * nack or extend each one. Validates the options (throws InvalidArgumentError); connects on
+   * the first iteration.
+   */
+  queue(options: QueueOptions): QueueConsumer {
+    this.checkOpen();
+    const queue = new QueueConsumer(this.context, options, (q) => this.queues.delete(q));
+    this.queues.add(queue);
+    return queue;
+  }
+
   admin(): Admin {
     this.checkOpen();
     return (this.adminClient ??= new Admin(this.context));
@@ -65,6 +80,7 @@ export class Sluice {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.producers].map((p) => p.close()));
       await Promise.allSettled([...this.consumers].map((c) => c.close()));
+      await Promise.allSettled([...this.queues].map((q) => q.close()));
       this.context.routes.close();
       this.context.brokers.close();
       this.context.nameServers.close();

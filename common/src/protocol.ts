@@ -25,6 +25,12 @@ export const INTERNAL_TOPIC_PREFIX = "%";
 export const INTERNAL_TOPIC_PATTERN = /^%[a-zA-Z0-9._%-]{1,248}$/;
 /** Consumer-group state: membership, committed offsets, queue windows. */
 export const GROUP_STATE_TOPIC = "%groups";
+/**
+ * Partitions of `%groups` when a name server first creates it (fixed afterwards): group
+ * coordination spreads over the masters holding them. Kafka uses 50 for __consumer_offsets;
+ * Sluice clusters are smaller, and every partition is a directory and a log per broker.
+ */
+export const DEFAULT_GROUP_STATE_PARTITIONS = 8;
 /** A queue group's dead letters go to `%DLQ%<group>`. */
 export const DLQ_TOPIC_PREFIX = "%DLQ%";
 /** Group names: the characters of topic names, short enough that `%DLQ%<group>` is a valid name. */

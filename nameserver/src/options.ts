@@ -4,6 +4,7 @@
  */
 import { systemClock, type Clock } from "../../common/src/clock.js";
 import { InvalidConfigError } from "../../common/src/errors.js";
+import { DEFAULT_GROUP_STATE_PARTITIONS } from "../../common/src/protocol.js";
 import { createLogger, type Logger } from "../../common/src/logger.js";
 import type { DetectorSettings } from "./liveness/detector.js";
 import { DEFAULT_EXPIRY_HEARTBEATS, parseDetectorOptions } from "./liveness/detector-options.js";
@@ -20,12 +21,7 @@ export { DEFAULT_EXPIRY_HEARTBEATS };
 export const DEFAULT_BROKER_REQUEST_TIMEOUT_MS = 10_000;
 /** How long `stop()` waits for in-flight calls before cutting them off. */
 export const GRACEFUL_SHUTDOWN_MS = 2000;
-/**
- * Partitions of the internal `%groups` topic (fixed once created): group coordination spreads
- * over the masters holding them. Kafka uses 50 for __consumer_offsets; Sluice clusters are
- * smaller, and every partition is a directory and a log per broker.
- */
-export const DEFAULT_GROUP_STATE_PARTITIONS = 8;
+export { DEFAULT_GROUP_STATE_PARTITIONS };
 /** The client id the name server puts in its requests to brokers. */
 export const NAMESERVER_CLIENT_ID = "nameserver";
 

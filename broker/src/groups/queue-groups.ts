@@ -13,7 +13,7 @@
  * write that contains it, so an answered ack is never redelivered after a crash.
  */
 import type { Logger } from "../../../common/src/logger.js";
-import { InvalidArgumentError, UnknownTopicError } from "../../../common/src/errors.js";
+import { GroupNotEmptyError, InvalidArgumentError, ShuttingDownError, UnknownTopicError } from "../../../common/src/errors.js";
 import { GROUP_NAME_PATTERN, isInternalTopic } from "../../../common/src/protocol.js";
 import type { QueueOpen, QueuePartitionState, QueueSettle, SettleError } from "../../../proto/gen/sluice/v1/groups.js";
 import type { TopicManager } from "../topics.js";
@@ -73,6 +73,8 @@ export function parseQueueOpen(open: QueueOpen | undefined, clientId: string): Q
 
 export class QueueGroups implements QueueGroupView {
   private readonly queues = new Map<string, QueueTopic>();
+  /** Opens in progress: consumers arriving together share one QueueTopic (one window per partition). */
+  private readonly opening = new Map<string, Promise<QueueTopic>>();
   private closed = false;
 
   constructor(
@@ -88,7 +90,15 @@ export class QueueGroups implements QueueGroupView {
     if (this.coordinator.membership(group)?.size) {
       throw new InvalidArgumentError(`group "${group}" is a pub/sub consumer group with members; use another group name for queue consumers`);
     }
-    if (this.topics.topic(topic) === undefined) throw new UnknownTopicError(topic, " on the group's coordinator");
+    const topicRecord = this.topics.topic(topic);
+    if (topicRecord === undefined) {
+      throw new UnknownTopicError(topic, " on the group's coordinator (a queue topic must have partitions on the coordinator's broker group)");
+    }
+    if (topicRecord.partitions.length === 0) {
+      throw new InvalidArgumentError(
+        `topic "${topic}" has no partitions on the broker group coordinating queue group "${group}"; place the topic there (sluice topic create --brokers) or use another group name`,
+      );
+    }
     const recorded = this.coordinator.store.get<QueueGroupRecord | { kind: string }>(groupKey(group));
     if (recorded !== undefined && recorded.kind === "queue" && (recorded as QueueGroupRecord).topic !== topic) {
       throw new InvalidArgumentError(
@@ -97,19 +107,28 @@ export class QueueGroups implements QueueGroupView {
     }
     let queue = this.queues.get(group);
     if (queue === undefined) {
-      queue = await QueueTopic.open({
-        group,
-        topic,
-        coordinator: this.coordinator,
-        topics: this.topics,
-        logger: this.logger,
-        fromBeginning: settings.fromBeginning,
-      });
-      if (this.closed) {
-        await queue.close();
-        throw new InvalidArgumentError("the broker is shutting down");
+      let opening = this.opening.get(group);
+      if (opening === undefined) {
+        opening = QueueTopic.open({
+          group,
+          topic,
+          coordinator: this.coordinator,
+          topics: this.topics,
+          logger: this.logger,
+          fromBeginning: settings.fromBeginning,
+        })
+          .then(async (opened) => {
+            if (this.closed) {
+              await opened.close();
+              throw new ShuttingDownError();
+            }
+            this.queues.set(group, opened);
+            return opened;
+          })
+          .finally(() => this.opening.delete(group));
+        this.opening.set(group, opening);
       }
-      this.queues.set(group, queue);
+      queue = await opening;
     }
     const record: QueueGroupRecord = { kind: "queue", topic, maxDeliveries: settings.maxDeliveries, keyOrdering: settings.keyOrdering };
     if (JSON.stringify(recorded) !== JSON.stringify(record)) await this.coordinator.write(group, [{ key: groupKey(group), value: record }]);
@@ -133,7 +152,7 @@ export class QueueGroups implements QueueGroupView {
   async reset(group: string, topic: string, offsets: Map<number, number>): Promise<void> {
     const queue = this.queues.get(group);
     if (queue !== undefined && queue.members().length > 0) {
-      throw new InvalidArgumentError(`queue group "${group}" has consumers attached; stop them before resetting`);
+      throw new GroupNotEmptyError(`queue group "${group}" has consumers attached; stop them before resetting its offsets`);
     }
     if (queue !== undefined) {
       await queue.reset(offsets);

@@ -19,10 +19,14 @@ import { windowKey } from "./state-keys.js";
 
 /** Shortest gap between two window commits: settles arriving meanwhile share the next one. */
 export const QUEUE_COMMIT_INTERVAL_MS = 5;
-/** Most leases one delivery carries. */
-export const MAX_LEASES_PER_DELIVERY = 1000;
-/** Bytes read per step when collecting the batches that hold leased offsets. */
-const READ_STEP_BYTES = 256 * 1024;
+/**
+ * Most leases a session takes from one partition per round. Rounds repeat while anything is
+ * leased, so a large append is dealt out across consumers in slices of this size instead of
+ * going whole to whichever consumer leads the round.
+ */
+export const LEASES_PER_ROUND = 64;
+/** Longest nack delay or lease extension accepted (12 h); longer values are capped. */
+const MAX_SETTLE_MS = 12 * 60 * 60 * 1000;
 /** Key hashes remembered (key ordering) before those below the window are pruned. */
 const KEY_CACHE_PRUNE_AT = 50_000;
 
@@ -242,13 +246,15 @@ export class QueueTopic {
     }
     for (const s of nacks) {
       const pq = this.partitionQueue(s.partition);
-      const result = pq?.window.nack(session.memberId, s.offset, s.leaseId, nowMs, s.delayMs, this.maxDeliveries, s.error || "nacked");
+      const result = pq?.window.nack(session.memberId, s.offset, s.leaseId, nowMs, Math.min(s.delayMs, MAX_SETTLE_MS), this.maxDeliveries, s.error || "nacked");
       if (result !== "ok") refuse(s, "nack");
       else pq!.redelivered++;
     }
     for (const s of extensions) {
       const pq = this.partitionQueue(s.partition);
-      if (pq === undefined || pq.window.extend(session.memberId, s.offset, s.leaseId, nowMs, s.extendMs) !== "ok") refuse(s, "extend");
+      // 0 (the field's default) means "another invisibility period", never "expire now".
+      const extendMs = Math.min(s.extendMs === 0 ? session.invisibleMs : s.extendMs, MAX_SETTLE_MS);
+      if (pq === undefined || pq.window.extend(session.memberId, s.offset, s.leaseId, nowMs, extendMs) !== "ok") refuse(s, "extend");
     }
     if (correlationId !== 0) this.pendingSettles.push({ session, correlationId, errors });
     if (nacks.length > 0) this.schedulePump();
@@ -282,21 +288,18 @@ export class QueueTopic {
     const count = sessions.length;
     // Sessions take turns leading, so a trickle of messages spreads over every consumer.
     const first = count === 0 ? 0 : this.nextSessionIndex++ % count;
-    for (let i = 0; i < count; i++) {
-      const session = sessions[(first + i) % count]!;
-      if (session.closed || session.blocked) continue;
-      for (let j = 0; j < this.partitions.length && session.credit > 0 && !session.blocked; j++) {
-        const pq = this.partitions[(session.cursor + j) % this.partitions.length]!;
-        const leases = pq.window.lease(
-          session.memberId,
-          Math.min(session.credit, MAX_LEASES_PER_DELIVERY),
-          pq.log.logEndOffset,
-          nowMs,
-          session.invisibleMs,
-          this.keyOrdering ? this.keyOf(pq) : undefined,
-        );
-        if (leases.length === 0) continue;
-        session.credit -= leases.length;
+    // Leases of every round are gathered per (session, partition) and sent once, so a batch
+    // is read and sent to a session once per pump, not once per slice.
+    const gathered = new Map<SessionState, Map<PartitionQueue, Lease[]>>();
+    for (let leasedThisRound = true; leasedThisRound; ) {
+      leasedThisRound = false;
+      for (let i = 0; i < count; i++) {
+        if (this.leaseRound(sessions[(first + i) % count]!, nowMs, gathered)) leasedThisRound = true;
+      }
+    }
+    for (const [session, byPartition] of gathered) {
+      for (const [pq, leases] of byPartition) {
+        if (session.closed) break;
         let records: Buffer;
         try {
           records = readCovering(pq.log, leases);
@@ -306,10 +309,38 @@ export class QueueTopic {
         }
         if (!session.sink.deliver(pq.partition, records, leases)) session.blocked = true;
       }
-      session.cursor++;
     }
     this.armDueTimer();
     this.scheduleCommit();
+  }
+
+  /** One slice of leases per partition for one session; true when it leased anything. */
+  private leaseRound(session: SessionState, nowMs: number, gathered: Map<SessionState, Map<PartitionQueue, Lease[]>>): boolean {
+    let leased = false;
+    if (session.closed || session.blocked) return leased;
+    {
+      for (let j = 0; j < this.partitions.length && session.credit > 0 && !session.blocked; j++) {
+        const pq = this.partitions[(session.cursor + j) % this.partitions.length]!;
+        const leases = pq.window.lease(
+          session.memberId,
+          Math.min(session.credit, LEASES_PER_ROUND),
+          pq.log.logEndOffset,
+          nowMs,
+          session.invisibleMs,
+          this.keyOrdering ? this.keyOf(pq) : undefined,
+        );
+        if (leases.length === 0) continue;
+        leased = true;
+        session.credit -= leases.length;
+        let byPartition = gathered.get(session);
+        if (byPartition === undefined) gathered.set(session, (byPartition = new Map()));
+        const list = byPartition.get(pq);
+        if (list === undefined) byPartition.set(pq, leases);
+        else for (const lease of leases) list.push(lease);
+      }
+      session.cursor++;
+    }
+    return leased;
   }
 
   private armDueTimer(): void {
@@ -435,7 +466,8 @@ function readCovering(log: PartitionLog, leases: readonly Lease[]): Buffer {
   let coveredUntil = -1;
   for (const offset of offsets) {
     if (offset < coveredUntil) continue;
-    const result = log.read(offset, READ_STEP_BYTES);
+    // One batch per read: the leases decide how far to go, not a byte budget.
+    const result = log.read(offset, 1);
     chunks.push(result.records);
     coveredUntil = result.nextOffset;
   }

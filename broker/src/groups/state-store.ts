@@ -1,219 +1,355 @@
 /**
- * Group state: records appended to the `%groups` partitions this broker hosts, materialised
- * in LMDB (`<dataDir>/groups`) and in memory.
+ * Group state: records appended to the `%groups` partitions this broker hosts (keys, values
+ * and record format in state-keys.ts), materialised in memory and in LMDB (state-cache.ts).
  *
- * The log is the truth (it is what replication copies and failover keeps); LMDB is a cache
- * that spares a full replay at start. Each LMDB entry is `{ p: partition, v: value }`, and
- * `\u0001applied\u0000<p>` holds the last log offset applied for partition p, written in
- * the same transaction as the entries. `load()` replays the log past that offset; when the
- * cache cannot be trusted (behind the log start after compaction, or ahead of the log end
- * after the log lost a tail) it drops the partition's entries and replays the whole log.
+ * The log is the truth — it is what replication copies and failover keeps; LMDB is a cache
+ * that spares a full replay at start. `load()` trusts LMDB's applied mark only when the log
+ * still holds the batch it names: a mark below the log start (compaction deleted what it
+ * needed), past the log end (the log lost a tail) or on a different batch (the log was
+ * truncated and rewritten after a failover) drops the partition's rows and replays the log.
  *
- * Compaction: a log that grew well past its live state gets a snapshot — every live key
- * written again — and the segments wholly below the snapshot's first offset are deleted.
- * Replaying what is left (a prefix remnant, the snapshot, later records) gives the same view.
+ * Writes: `write()` appends at once, so concurrent writes share the log's group commit;
+ * applying them to memory is chained in append order, and LMDB follows in the same order,
+ * many writes per transaction. A write whose append fails changes nothing.
+ *
+ * Compaction: when the log has grown well past its live state, new writes are held, the
+ * writes already appended are applied, every live key is appended again (a snapshot, ending
+ * with a marker record), held writes are released behind it, and once LMDB's mark is past
+ * the snapshot the segments wholly below its first offset are deleted. Replaying any suffix
+ * of the log that starts at or below the snapshot gives the same view — whatever precedes
+ * the snapshot only sets keys the snapshot restates or that are deleted before it — so a
+ * crash at any point (snapshot partly written, segments partly deleted, LMDB behind) is
+ * harmless.
  */
-import { open, type RootDatabase } from "lmdb";
-import { join } from "node:path";
-import { encodeBatch, type RecordInput } from "../../../common/src/batch/builder.js";
+import { BATCH_HEADER_BYTES } from "../../../common/src/batch/layout.js";
 import { forEachRecord } from "../../../common/src/batch/reader.js";
-import { InternalError } from "../../../common/src/errors.js";
-import type { PartitionLog } from "../storage/partition-log.js";
+import { ClosedError, InternalError, InvalidArgumentError, NotCoordinatorError, StorageError } from "../../../common/src/errors.js";
+import { silentLogger, type Logger } from "../../../common/src/logger.js";
+import type { AppendResult, PartitionLog } from "../storage/partition-log.js";
+import { StateCache, markMatchesLog, markOfBatch, markOfLastBatch, type CacheWriter } from "./state-cache.js";
+import {
+  SNAPSHOT_MARKER_KEY,
+  decodeStateChange,
+  encodeSnapshot,
+  encodeStateWrites,
+  parseKey,
+  stateRecordBytes,
+  type StateChange,
+  type StateValue,
+  type StateWrite,
+} from "./state-keys.js";
 
-export interface StateWrite {
-  key: string;
-  /** null deletes the key. */
-  value: object | null;
+// Callers take the write type from the store they write to.
+export type { StateWrite };
+
+export interface GroupStateStoreOptions {
+  /** @defaultValue silentLogger */
+  logger?: Logger;
 }
+
+export interface CompactionOptions {
+  /** Leave logs at or below this size alone. @defaultValue 16 MiB */
+  minBytes?: number;
+  /** Compact only a log larger than this many times its live state. @defaultValue 4 */
+  ratio?: number;
+}
+
+export interface CompactionResult {
+  compacted: boolean;
+  bytesFreed: number;
+}
+
+export const DEFAULT_COMPACTION_MIN_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_COMPACTION_RATIO = 4;
+/** Log bytes read per replay step (one LMDB transaction each). */
+const REPLAY_READ_BYTES = 1024 * 1024;
 
 interface Entry {
-  p: number;
-  v: unknown;
+  value: StateValue;
+  sizeBytes: number;
 }
 
-const APPLIED_PREFIX = "\u0001applied\u0000";
-/** Written first in a snapshot; carries no state. */
-const SNAPSHOT_MARKER_KEY = "\u0001snapshot";
-const REPLAY_READ_BYTES = 1024 * 1024;
-const SNAPSHOT_BATCH_BYTES = 1024 * 1024;
-/** Compact once the log holds at least this much ... */
-export const DEFAULT_COMPACT_MIN_BYTES = 16 * 1024 * 1024;
-/** ... and this many times the live state's size. */
-export const DEFAULT_COMPACT_RATIO = 4;
+interface HeldWrite {
+  batch: Buffer;
+  changes: StateChange[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+interface PartitionView {
+  readonly partition: number;
+  readonly log: PartitionLog;
+  readonly entries: Map<string, Entry>;
+  /** Approximate bytes a snapshot of `entries` takes. */
+  liveBytes: number;
+  /** Tail of the chain that applies appended batches to memory in append order; never rejects. */
+  applyTail: Promise<void>;
+  /** Follows memory into LMDB, in the same order. */
+  readonly cache: CacheWriter;
+  /** Writes waiting while a compaction captures the state; null when none runs. */
+  held: HeldWrite[] | null;
+  compaction: Promise<CompactionResult> | null;
+  unloaded: boolean;
+}
+
+const ignore = (): void => undefined;
 
 export class GroupStateStore {
-  private readonly cache = new Map<string, Entry>();
-  private readonly logs = new Map<number, PartitionLog>();
-  /** Per-partition chain: appends reach the log and the view in one order. */
-  private readonly chains = new Map<number, Promise<unknown>>();
-  /** Set while a compaction snapshots a partition: new writes wait, so none lands below the snapshot unseen. */
-  private readonly gates = new Map<number, Promise<void>>();
+  private readonly views = new Map<number, PartitionView>();
+  private readonly loading = new Set<number>();
+  /** Applies still running for partitions unloaded since: a new load waits for them. */
+  private readonly draining = new Map<number, Promise<unknown>>();
+  private closing: Promise<void> | null = null;
 
-  private constructor(private readonly db: RootDatabase<Entry | number, string>) {}
+  private constructor(
+    private readonly cache: StateCache,
+    private readonly logger: Logger,
+  ) {}
 
-  static open(dataDir: string): GroupStateStore {
-    return new GroupStateStore(open<Entry | number, string>({ path: join(dataDir, "groups"), compression: false }));
+  /** Opens the LMDB environment at `<dataDir>/groups`. */
+  static open(dataDir: string, options: GroupStateStoreOptions = {}): GroupStateStore {
+    return new GroupStateStore(StateCache.open(dataDir), options.logger ?? silentLogger);
   }
 
+  /**
+   * Attaches the local log of one `%groups` partition and replays the records past what LMDB
+   * has applied — all of them when LMDB's mark does not match the log (see the file comment).
+   */
   async load(partition: number, log: PartitionLog): Promise<{ replayedRecords: number; fromOffset: number }> {
-    return this.chain(partition, async () => {
-      this.logs.set(partition, log);
-      let applied = this.appliedOffset(partition);
-      if (applied + 1 < log.logStartOffset || applied >= log.logEndOffset) {
-        await this.dropPartition(partition);
-        applied = log.logStartOffset - 1;
+    if (this.closing) throw new ClosedError("group state store");
+    if (this.views.has(partition) || this.loading.has(partition)) {
+      throw new InternalError(`group state partition ${partition} is already loaded; unload it first`);
+    }
+    this.loading.add(partition);
+    try {
+      await this.draining.get(partition);
+      const view: PartitionView = {
+        partition, log, entries: new Map(), liveBytes: 0, applyTail: Promise.resolve(),
+        cache: this.cache.writer(partition, this.logger), held: null, compaction: null, unloaded: false,
+      };
+      const mark = this.cache.readMark(partition);
+      const rows = mark !== undefined && markMatchesLog(mark, log) ? this.cache.readRows(partition) : undefined;
+      let fromOffset: number;
+      if (rows !== undefined) {
+        this.applyToMemory(view, rows);
+        fromOffset = mark!.offset + 1;
+      } else {
+        if (mark !== undefined) {
+          const { logStartOffset, logEndOffset } = log;
+          this.logger.warn({ partition, applied: mark.offset, logStartOffset, logEndOffset }, "LMDB group state does not match the log; rebuilding it from the log");
+        }
+        await this.cache.drop(partition);
+        fromOffset = log.logStartOffset;
       }
-      for (const { key, value } of this.db.getRange({})) {
-        if (typeof value === "object" && value !== null && (value as Entry).p === partition) this.cache.set(key, value as Entry);
-      }
-      const fromOffset = applied + 1;
-      let replayedRecords = 0;
-      let offset = fromOffset;
-      while (offset < log.logEndOffset) {
-        const { records, nextOffset } = log.read(offset, REPLAY_READ_BYTES);
-        const writes: StateWrite[] = [];
-        let last = offset - 1;
-        forEachRecord(records, offset, (record) => {
-          last = record.offset;
-          const key = record.key?.toString("utf8");
-          if (key === undefined || key.startsWith("\u0001")) return;
-          writes.push({ key, value: record.value === null ? null : (JSON.parse(record.value.toString("utf8")) as object) });
-        });
-        if (nextOffset <= offset) break;
-        await this.apply(partition, writes, Math.max(last, nextOffset - 1));
-        replayedRecords += writes.length;
-        offset = nextOffset;
-      }
+      const replayedRecords = await this.replay(view, fromOffset);
+      if (this.closing) throw new ClosedError("group state store");
+      this.views.set(partition, view);
       return { replayedRecords, fromOffset };
+    } finally {
+      this.loading.delete(partition);
+    }
+  }
+
+  /**
+   * Appends the writes as one batch; resolves once it is in the log (durable per the flush
+   * policy) and applied to memory, with its LMDB transaction queued (unload and close wait
+   * for those). Writes to one partition apply in call order.
+   */
+  write(partition: number, writes: readonly StateWrite[]): Promise<void> {
+    if (this.closing) return Promise.reject(new ClosedError("group state store"));
+    const view = this.views.get(partition);
+    if (view === undefined) return Promise.reject(this.notLoaded(partition));
+    if (writes.length === 0) return Promise.resolve();
+    let encoded: { batch: Buffer; changes: StateChange[] };
+    try {
+      encoded = encodeStateWrites(writes);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const held = view.held;
+    if (held !== null) return new Promise((resolve, reject) => held.push({ ...encoded, resolve, reject }));
+    return this.appendAndApply(view, encoded.batch, encoded.changes);
+  }
+
+  /** The value of `key` in a loaded partition. Shared with the store: treat it as read-only. */
+  get<T>(key: string): T | undefined {
+    for (const view of this.views.values()) {
+      const entry = view.entries.get(key);
+      if (entry !== undefined) return entry.value as T;
+    }
+    return undefined;
+  }
+
+  /** Every key of the loaded partitions that starts with `prefix`, sorted by key. */
+  scan<T>(prefix: string): Array<[string, T]> {
+    const out: Array<[string, T]> = [];
+    for (const view of this.views.values()) {
+      for (const [key, entry] of view.entries) if (key.startsWith(prefix)) out.push([key, entry.value as T]);
+    }
+    return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+
+  /** Drops a partition's view (no longer hosted here); its LMDB rows stay, as the cache of its log. */
+  unload(partition: number): void {
+    const view = this.views.get(partition);
+    if (view === undefined) return;
+    view.unloaded = true;
+    this.views.delete(partition);
+    // Writes already appended still reach LMDB, in order, before a new load reads it.
+    const drained = this.settled(view);
+    this.draining.set(partition, drained);
+    void drained.then(() => {
+      if (this.draining.get(partition) === drained) this.draining.delete(partition);
     });
   }
 
   /**
-   * Appends the writes as one batch; resolves once appended (durable per the flush policy)
-   * and applied. Appends start at once, so concurrent writes share the log's group commit;
-   * only applying them is chained, in append order.
+   * Snapshots the partition's live state into its log and deletes the segments below the
+   * snapshot, when the log holds more than `minBytes` and more than `ratio` times the live
+   * state (and more than one segment: the active one is never deleted).
    */
-  write(partition: number, writes: readonly StateWrite[]): Promise<void> {
-    if (writes.length === 0) return Promise.resolve();
-    const gate = this.gates.get(partition);
-    if (gate !== undefined) return gate.then(() => this.write(partition, writes));
-    const log = this.logs.get(partition);
-    if (log === undefined) return Promise.reject(new InternalError(`group state partition ${partition} is not loaded`));
-    const records: RecordInput[] = writes.map((w) => ({ key: w.key, value: w.value === null ? null : JSON.stringify(w.value) }));
-    const appended = log.append(encodeBatch(records));
-    return this.chain(partition, async () => {
-      const result = await appended;
-      await this.apply(partition, writes, result.baseOffset + writes.length - 1);
-    });
-  }
-
-  get<T>(key: string): T | undefined {
-    return this.cache.get(key)?.v as T | undefined;
-  }
-
-  /** Every live key starting with `prefix`, sorted by key. */
-  scan<T>(prefix: string): Array<[string, T]> {
-    const out: Array<[string, T]> = [];
-    for (const [key, entry] of this.cache) if (key.startsWith(prefix)) out.push([key, entry.v as T]);
-    return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  }
-
-  /** Forgets a partition's in-memory view (its LMDB entries stay, as the cache of the log). */
-  unload(partition: number): void {
-    this.logs.delete(partition);
-    for (const [key, entry] of this.cache) if (entry.p === partition) this.cache.delete(key);
-  }
-
-  async compact(
-    partition: number,
-    options: { minBytes?: number; ratio?: number } = {},
-  ): Promise<{ compacted: boolean; bytesFreed: number }> {
-    const minBytes = options.minBytes ?? DEFAULT_COMPACT_MIN_BYTES;
-    const ratio = options.ratio ?? DEFAULT_COMPACT_RATIO;
-    if (this.gates.has(partition)) return { compacted: false, bytesFreed: 0 };
-    let open!: () => void;
-    this.gates.set(partition, new Promise<void>((resolve) => (open = resolve)));
-    // The step runs after every write issued so far is applied; later ones wait at the gate.
-    return this.chain(partition, async () => {
-      const log = this.logs.get(partition);
-      if (log === undefined) return { compacted: false, bytesFreed: 0 };
-      const live: RecordInput[] = [];
-      let liveBytes = 0;
-      for (const [key, entry] of this.cache) {
-        if (entry.p !== partition) continue;
-        const value = JSON.stringify(entry.v);
-        live.push({ key, value });
-        liveBytes += key.length + value.length + 16;
-      }
-      if (log.sizeBytes < minBytes || log.sizeBytes < ratio * liveBytes) return { compacted: false, bytesFreed: 0 };
-      const marker = await log.append(encodeBatch([{ key: SNAPSHOT_MARKER_KEY, value: String(Date.now()) }]));
-      let last = marker.baseOffset;
-      for (let i = 0; i < live.length; ) {
-        const batch: RecordInput[] = [];
-        let bytes = 0;
-        while (i < live.length && (batch.length === 0 || bytes < SNAPSHOT_BATCH_BYTES)) {
-          const record = live[i++]!;
-          bytes += (record.key as string).length + (record.value as string).length;
-          batch.push(record);
-        }
-        const result = await log.append(encodeBatch(batch));
-        last = result.baseOffset + batch.length - 1;
-      }
-      this.db.putSync(APPLIED_PREFIX + partition, last);
-      const bytesFreed = log.advanceLogStart(marker.baseOffset);
-      return { compacted: true, bytesFreed };
-    }).finally(() => {
-      this.gates.delete(partition);
-      open();
-    });
-  }
-
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.chains.values()]);
-    await this.db.close();
-  }
-
-  private appliedOffset(partition: number): number {
-    const value = this.db.get(APPLIED_PREFIX + partition);
-    return typeof value === "number" ? value : -1;
-  }
-
-  private async apply(partition: number, writes: readonly StateWrite[], lastOffset: number): Promise<void> {
-    for (const w of writes) {
-      if (w.value === null) this.cache.delete(w.key);
-      else this.cache.set(w.key, { p: partition, v: w.value });
+  compact(partition: number, options: CompactionOptions = {}): Promise<CompactionResult> {
+    const minBytes = options.minBytes ?? DEFAULT_COMPACTION_MIN_BYTES;
+    const ratio = options.ratio ?? DEFAULT_COMPACTION_RATIO;
+    if (!Number.isSafeInteger(minBytes) || minBytes < 0) return Promise.reject(new InvalidArgumentError(`minBytes must be a non-negative integer, got ${minBytes}`));
+    if (!Number.isFinite(ratio) || ratio < 1) return Promise.reject(new InvalidArgumentError(`ratio must be a number >= 1, got ${ratio}`));
+    const view = this.views.get(partition);
+    if (view === undefined || this.closing) return Promise.resolve({ compacted: false, bytesFreed: 0 });
+    if (view.compaction !== null) return view.compaction;
+    const { log } = view;
+    if (log.segmentCount < 2 || log.sizeBytes <= minBytes || log.sizeBytes <= ratio * view.liveBytes) {
+      return Promise.resolve({ compacted: false, bytesFreed: 0 });
     }
-    // Not awaited by callers beyond this point: LMDB is the cache, the log already has it.
-    // lmdb commits transactions in the order they were started.
-    void this.db
-      .transaction(() => {
-        for (const w of writes) {
-          if (w.value === null) this.db.remove(w.key);
-          else this.db.put(w.key, { p: partition, v: w.value });
-        }
-        this.db.put(APPLIED_PREFIX + partition, lastOffset);
-      })
-      .catch(() => undefined);
+    const compaction = this.runCompaction(view).finally(() => {
+      view.compaction = null;
+    });
+    view.compaction = compaction;
+    return compaction;
   }
 
-  private async dropPartition(partition: number): Promise<void> {
-    for (const [key, entry] of this.cache) if (entry.p === partition) this.cache.delete(key);
-    await this.db.transaction(() => {
-      for (const { key, value } of this.db.getRange({})) {
-        if (typeof value === "object" && value !== null && (value as Entry).p === partition) this.db.remove(key);
+  /** Waits for writes and compactions in progress, then closes LMDB. Logs stay open (their owner closes them). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const views = [...this.views.values()];
+      await Promise.all([...views.map((view) => this.settled(view)), ...this.draining.values()]);
+      this.views.clear();
+      await this.cache.close();
+    })();
+    return this.closing;
+  }
+
+  /** Resolves once the view's compaction, applies and LMDB writes in progress are over. */
+  private async settled(view: PartitionView): Promise<void> {
+    // A compaction releases held writes, which extend the apply chain: wait until it stays put.
+    for (let tail = view.applyTail; ; tail = view.applyTail) {
+      await Promise.allSettled([view.compaction, tail]);
+      if (view.compaction === null && tail === view.applyTail) break;
+    }
+    await view.cache.idle();
+  }
+
+  private appendAndApply(view: PartitionView, batch: Buffer, changes: readonly StateChange[]): Promise<void> {
+    // Offsets are assigned now, in call order; the apply chain follows the same order.
+    const appended = view.log.append(batch);
+    appended.catch(ignore); // handled in the chain; this stops an early rejection counting as unhandled
+    // LMDB is not waited for: it is a cache of the log, and its writes of many appends then
+    // share a transaction. unload() and close() wait for them.
+    const applied = view.applyTail.then(async () => {
+      const result = await appended;
+      this.applyToMemory(view, changes);
+      void view.cache.write(changes, markOfBatch(batch, result.lastOffset));
+    });
+    view.applyTail = applied.catch(ignore);
+    return applied;
+  }
+
+  private applyToMemory(view: PartitionView, changes: readonly StateChange[]): void {
+    for (const { key, text, value } of changes) {
+      const previous = view.entries.get(key);
+      if (previous !== undefined) view.liveBytes -= previous.sizeBytes;
+      if (text === null || value === null) {
+        view.entries.delete(key);
+      } else {
+        const sizeBytes = stateRecordBytes(key, text);
+        view.entries.set(key, { value, sizeBytes });
+        view.liveBytes += sizeBytes;
       }
-      this.db.remove(APPLIED_PREFIX + partition);
-    });
+    }
   }
 
-  private chain<T>(partition: number, step: () => Promise<T>): Promise<T> {
-    const previous = this.chains.get(partition) ?? Promise.resolve();
-    const next = previous.then(step, step);
-    const settled = next.catch(() => undefined);
-    this.chains.set(partition, settled);
-    void settled.then(() => {
-      if (this.chains.get(partition) === settled) this.chains.delete(partition);
+  private async replay(view: PartitionView, fromOffset: number): Promise<number> {
+    const { log, partition } = view;
+    let replayed = 0;
+    let skipped = 0;
+    let offset = fromOffset;
+    while (offset < log.logEndOffset) {
+      const { records, nextOffset } = log.read(offset, REPLAY_READ_BYTES);
+      if (nextOffset <= offset || records.length < BATCH_HEADER_BYTES) {
+        throw new StorageError(`replay of ${log.topic}/${partition} made no progress at offset ${offset}`);
+      }
+      const changes: StateChange[] = [];
+      forEachRecord(records, offset, (record) => {
+        const key = record.key?.toString("utf8");
+        if (key === SNAPSHOT_MARKER_KEY) return;
+        const change = key === undefined || parseKey(key) === undefined ? undefined : decodeStateChange(key, record.value?.toString("utf8") ?? null);
+        if (change === undefined) skipped++;
+        else changes.push(change);
+      });
+      this.applyToMemory(view, changes);
+      await view.cache.write(changes, markOfLastBatch(records));
+      replayed += changes.length;
+      offset = nextOffset;
+    }
+    if (skipped > 0) this.logger.warn({ partition, skipped }, "group state replay skipped records that are not group state");
+    return replayed;
+  }
+
+  private async runCompaction(view: PartitionView): Promise<CompactionResult> {
+    const held: HeldWrite[] = [];
+    view.held = held;
+    let snapshot: { startOffset: Promise<number>; applied: Promise<void> } | undefined;
+    try {
+      // Everything appended before the hold is applied, so memory is the log's state up to
+      // its end, and nothing can land between that state and the snapshot restating it.
+      await view.applyTail;
+      if (!view.unloaded && !this.closing) snapshot = this.appendSnapshot(view);
+    } finally {
+      view.held = null;
+      for (const write of held) {
+        if (view.unloaded) write.reject(this.notLoaded(view.partition));
+        else this.appendAndApply(view, write.batch, write.changes).then(write.resolve, write.reject);
+      }
+    }
+    if (snapshot === undefined) return { compacted: false, bytesFreed: 0 };
+    const startOffset = await snapshot.startOffset;
+    // The LMDB mark moves past the snapshot before the segments below it go.
+    await snapshot.applied;
+    const sizeBefore = view.log.sizeBytes;
+    const bytesFreed = await view.log.advanceLogStart(startOffset);
+    this.logger.info(
+      { partition: view.partition, snapshotOffset: startOffset, keys: view.entries.size, bytesFreed, sizeBytes: sizeBefore - bytesFreed },
+      "group state log compacted",
+    );
+    return { compacted: true, bytesFreed };
+  }
+
+  /** Appends every live key, then the marker; all appends are issued synchronously. */
+  private appendSnapshot(view: PartitionView): { startOffset: Promise<number>; applied: Promise<void> } {
+    const live = Array.from(view.entries, ([key, entry]): [string, StateValue] => [key, entry.value]);
+    const batches = encodeSnapshot(live, Date.now());
+    const appends: Promise<AppendResult>[] = batches.map((batch) => view.log.append(batch));
+    for (const appended of appends) appended.catch(ignore);
+    const last = batches[batches.length - 1]!;
+    // A snapshot restates memory: applying it only moves LMDB's mark past it.
+    const applied = view.applyTail.then(async () => {
+      const results = await Promise.all(appends);
+      return { committed: view.cache.write([], markOfBatch(last, results[results.length - 1]!.lastOffset)) };
     });
-    return next;
+    view.applyTail = applied.then(ignore, ignore);
+    return { startOffset: appends[0]!.then((result) => result.baseOffset), applied: applied.then(({ committed }) => committed) };
+  }
+
+  private notLoaded(partition: number): NotCoordinatorError {
+    return new NotCoordinatorError(`group state partition ${partition} is not loaded on this broker; find the group's coordinator again`);
   }
 }

@@ -20,6 +20,7 @@ import { systemClock, type Clock } from "../../../common/src/clock.js";
 import {
   ClosedError,
   CorruptBatchError,
+  InvalidArgumentError,
   OffsetOutOfRangeError,
   StorageError,
   StorageFullError,
@@ -278,13 +279,32 @@ export class PartitionLog extends EventEmitter {
   }
 
   /**
-   * Deletes whole segments lying entirely below `offset`, so the log starts at the first
-   * segment that holds it. A compacted internal topic (`%groups`) calls this after writing a
-   * snapshot of its live state at `offset`. Same safety rules as retention: never the
-   * active segment, never a segment with a group in flight. Returns the bytes freed.
+   * Deletes the whole segments that lie entirely below `offset`, oldest first, and returns
+   * the bytes freed. For a compacted internal topic (`%groups`): it appends a snapshot of its
+   * live state starting at `offset`, then drops what the snapshot made redundant. The log
+   * then starts at the first remaining segment, which may hold records below `offset`.
+   *
+   * The log is flushed first: the data that replaces the deleted segments must be on disk
+   * before they go, or a machine crash under `interval`/`os` flush could lose both. Deletion
+   * itself follows retention's rules and code path: never the active segment, never a
+   * segment with a group in flight (deletion stops there), files removed by the segment, the
+   * directory fsynced by the next flush (a segment that reappears after a crash only adds
+   * history below the snapshot, which replay tolerates).
    */
-  advanceLogStart(offset: number): number {
+  async advanceLogStart(offset: number): Promise<number> {
+    if (this.closing) throw new ClosedError(`partition log ${this.topic}/${this.partition}`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > this.committedEndOffset) {
+      throw new InvalidArgumentError(
+        `cannot advance the start of ${this.topic}/${this.partition} to ${offset}: it must lie within the written log (0..${this.committedEndOffset})`,
+      );
+    }
+    if (this.segments.length < 2 || this.segments[1]!.baseOffset > offset) return 0;
+    // A fenced log cannot promise that the snapshot reached the disk.
+    if (this.failure) throw this.failure;
+    await this.flush();
+    if (this.failure) throw this.failure;
     if (this.closed) return 0;
+    let size = this.sizeBytes;
     let freed = 0;
     let deleted = 0;
     while (this.segments.length > 1) {
@@ -292,13 +312,17 @@ export class PartitionLog extends EventEmitter {
       const next = this.segments[1]!;
       if (!oldest.isSettled || !next.isSettled || next.baseOffset > offset) break;
       this.segments.shift();
+      size -= oldest.sizeBytes;
       freed += oldest.sizeBytes;
       oldest.deleteFiles();
       deleted++;
     }
     if (deleted > 0) {
       this.directoryDirty = true;
-      this.logger.info({ topic: this.topic, partition: this.partition, segments: deleted, logStartOffset: this.logStartOffset }, "compaction deleted segments");
+      this.logger.info(
+        { topic: this.topic, partition: this.partition, segments: deleted, logStartOffset: this.logStartOffset, sizeBytes: size },
+        "log start advanced: deleted segments below a snapshot",
+      );
     }
     return freed;
   }

@@ -1,6 +1,7 @@
 /**
- * Topic and cluster administration: topics through the name servers, partition state and
- * single messages through each partition's master.
+ * Topic, cluster and group administration: topics through the name servers, partition state
+ * and single messages through each partition's master, groups and dead letters through each
+ * group's coordinator (groups.ts, dead-letters.ts).
  *
  * Reads retry on retriable errors like every SDK call. Creating and deleting a topic do
  * not: after a timeout the first attempt may have succeeded, and a blind retry would turn
@@ -14,6 +15,17 @@ import { deadlineFromNow, type ClientContext } from "../context.js";
 import type { ConsumerMessage } from "../consumer/options.js";
 import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
 import { listOffsets, type OffsetQuery } from "../routing/list-offsets.js";
+import { deadLetters, redrive, type DeadLetter, type DeadLettersOptions, type RedriveOptions, type RedriveResult } from "./dead-letters.js";
+import {
+  describeGroup,
+  listGroups,
+  resetOffsets,
+  type CommittedPosition,
+  type GroupDescription,
+  type GroupListing,
+  type ResetOffsetsOptions,
+  type ResetOffsetsTo,
+} from "./groups.js";
 import {
   toClusterBroker,
   toSettings,
@@ -153,6 +165,39 @@ export class Admin {
   async cluster(): Promise<ClusterInfo> {
     const response = await this.retrying(() => this.context.nameServers.listBrokers(deadlineFromNow(this.context)));
     return { brokers: response.brokers.map(toClusterBroker) };
+  }
+
+  /** Every consumer and queue group of the cluster, by name. */
+  listGroups(): Promise<GroupListing[]> {
+    return listGroups(this.context);
+  }
+
+  /** Members, assignments, committed offsets and lag; for a queue group, its ack windows. Unknown group: UNKNOWN_GROUP. */
+  describeGroup(group: string): Promise<GroupDescription> {
+    return describeGroup(this.context, group);
+  }
+
+  /**
+   * Moves the group's committed offsets on `topic` (every partition, or `partitions`) to the
+   * earliest or latest offset, an offset, or the first message at or after a time; returns
+   * the offsets committed (or, with `dryRun`, that would be). Refused (GROUP_NOT_EMPTY) while
+   * the group has members.
+   */
+  resetOffsets(group: string, topic: string, to: ResetOffsetsTo, options?: ResetOffsetsOptions): Promise<CommittedPosition[]> {
+    return resetOffsets(this.context, group, topic, to, options);
+  }
+
+  /** The dead letters of a queue group not redriven yet, oldest first. */
+  deadLetters(group: string, options?: DeadLettersOptions): Promise<DeadLetter[]> {
+    return deadLetters(this.context, group, options);
+  }
+
+  /**
+   * Sends a queue group's dead letters back to their source topics (at most `max`, at most
+   * `ratePerSecond`), and commits past each chunk once it is acknowledged: at-least-once.
+   */
+  redrive(group: string, options?: RedriveOptions): Promise<RedriveResult> {
+    return redrive(this.context, group, options);
   }
 
   private async fetchOne(topic: string, partition: number, offset: number): Promise<ConsumerMessage | null> {

@@ -18,8 +18,20 @@ import type { ConsumerMessage } from "./options.js";
 export class PartitionPosition {
   /** The next offset to yield; -1 until the start offset is known. */
   position = -1;
+  /**
+   * The next offset the application has not finished with: a yielded message counts as
+   * handled once the application asks for the next one. What auto-commit commits, so a
+   * crash while handling a message never commits past it (at-least-once).
+   */
+  processed = -1;
 
   constructor(readonly partition: number) {}
+
+  /** Both positions jump to `offset` (start, seek, reset). */
+  moveTo(offset: number): void {
+    this.position = offset;
+    this.processed = offset;
+  }
 }
 
 export interface Chunk {
@@ -41,6 +53,8 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
   private waiters: { resolve: (r: IteratorResult<ConsumerMessage>) => void; reject: (e: SluiceError) => void }[] = [];
   private failure: SluiceError | undefined;
   private ended = false;
+  /** The partition of the message the application holds; handled once it asks for the next. */
+  private inHand: PartitionPosition | undefined;
 
   constructor(
     private readonly topic: string,
@@ -97,6 +111,11 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
   }
 
   next(): Promise<IteratorResult<ConsumerMessage>> {
+    const held = this.inHand;
+    if (held !== undefined) {
+      held.processed = held.position;
+      this.inHand = undefined;
+    }
     if (this.waiters.length === 0) {
       const ready = this.take();
       if (ready !== undefined) return ready;
@@ -123,7 +142,9 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
     for (;;) {
       if (this.currentIndex < this.current.length) {
         const message = this.current[this.currentIndex++]!;
-        this.currentChunk!.partition.position = message.offset + 1;
+        const partition = this.currentChunk!.partition;
+        partition.position = message.offset + 1;
+        this.inHand = partition;
         return Promise.resolve({ done: false, value: message });
       }
       if (this.currentChunk !== undefined) this.releaseCurrent();

@@ -1,12 +1,46 @@
 /** Consumer and subscription options, their defaults and validation; the message type. */
 import { InvalidArgumentError } from "../../../common/src/errors.js";
+import { GROUP_NAME_PATTERN } from "../../../common/src/protocol.js";
 import { checkInteger, checkKnownKeys } from "../options.js";
+
+/** How a consumer group spreads partitions over its members (the coordinator runs it). */
+export type GroupAssignor = "sticky" | "range" | "roundrobin";
+
+export const GROUP_ASSIGNORS: readonly GroupAssignor[] = ["sticky", "range", "roundrobin"];
 
 export interface ConsumerOptions {
   /**
-   * Where reading starts on a partition with no explicit offset, and where it resumes when
-   * its position falls outside the log (OFFSET_OUT_OF_RANGE): the earliest retained
-   * message when true, the end of the log (only new messages) when false.
+   * A consumer group: the group's members share the topic's partitions and the group keeps
+   * its committed offsets, so each group sees every message once (pub/sub across groups).
+   * Without it the consumer is an ephemeral reader of every partition, with no offsets kept.
+   */
+  group?: string;
+  /**
+   * Static membership: a member restarted with the same id within `sessionTimeoutMs` gets
+   * its partitions back and nothing else moves. Unique per member of the group.
+   */
+  groupInstanceId?: string;
+  /** How the group's partitions are spread (only the first member's choice counts). @defaultValue "sticky" */
+  assignor?: GroupAssignor;
+  /**
+   * How long the coordinator waits for a heartbeat of this member before it gives the
+   * member's partitions to the others.
+   * @defaultValue 10000
+   */
+  sessionTimeoutMs?: number;
+  /**
+   * Commit positions on a timer, when partitions are revoked and on close(). Off: commits
+   * happen only when the application calls commit().
+   * @defaultValue true
+   */
+  autoCommit?: boolean;
+  /** How often auto-commit runs, in ms. @defaultValue 1000 */
+  autoCommitIntervalMs?: number;
+  /**
+   * Where reading starts on a partition with no explicit (or, in a group, no committed)
+   * offset, and where it resumes when its position falls outside the log
+   * (OFFSET_OUT_OF_RANGE): the earliest retained message when true, the end of the log
+   * (only new messages) when false.
    * @defaultValue false
    */
   fromBeginning?: boolean;
@@ -20,9 +54,9 @@ export interface ConsumerOptions {
 }
 
 export interface SubscribeOptions {
-  /** Partitions to read. @defaultValue every partition of the topic */
+  /** Partitions to read (not with a group: the group assigns them). @defaultValue every partition of the topic */
   partitions?: number[];
-  /** Start offset per partition; the others start per `fromBeginning`. */
+  /** Start offset per partition; the others start per `fromBeginning` (not with a group). */
   offsets?: Record<number, number>;
 }
 
@@ -44,24 +78,54 @@ export const DEFAULT_MAX_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 export const MIN_MAX_BYTES_IN_FLIGHT = 64 * 1024;
 export const MAX_MAX_BYTES_IN_FLIGHT = 1024 * 1024 * 1024;
 
+export const DEFAULT_ASSIGNOR: GroupAssignor = "sticky";
+export const DEFAULT_SESSION_TIMEOUT_MS = 10_000;
+/** Below this a GC pause or a slow disk on the coordinator would evict healthy members. */
+export const MIN_SESSION_TIMEOUT_MS = 1_000;
+export const MAX_SESSION_TIMEOUT_MS = 300_000;
+export const DEFAULT_AUTO_COMMIT = true;
+export const DEFAULT_AUTO_COMMIT_INTERVAL_MS = 1_000;
+export const MIN_AUTO_COMMIT_INTERVAL_MS = 10;
+export const MAX_AUTO_COMMIT_INTERVAL_MS = 3_600_000;
+/** Static member ids are stored with the group; keep them short. */
+export const MAX_GROUP_INSTANCE_ID_LENGTH = 200;
+
+/** The group part of the options; absent for an ephemeral reader. */
+export interface ParsedGroupOptions {
+  readonly group: string;
+  readonly groupInstanceId: string | undefined;
+  readonly assignor: GroupAssignor;
+  readonly sessionTimeoutMs: number;
+  readonly autoCommit: boolean;
+  readonly autoCommitIntervalMs: number;
+}
+
 export interface ParsedConsumerOptions {
   readonly fromBeginning: boolean;
   readonly maxBytesInFlight: number;
+  /** Present only when the consumer is a group member. */
+  readonly group?: ParsedGroupOptions;
 }
 
-const KNOWN_KEYS = ["fromBeginning", "maxBytesInFlight"] as const;
+const KNOWN_KEYS = [
+  "group",
+  "groupInstanceId",
+  "assignor",
+  "sessionTimeoutMs",
+  "autoCommit",
+  "autoCommitIntervalMs",
+  "fromBeginning",
+  "maxBytesInFlight",
+] as const;
+const GROUP_ONLY_KEYS = ["groupInstanceId", "assignor", "sessionTimeoutMs", "autoCommit", "autoCommitIntervalMs"] as const;
 
 export function parseConsumerOptions(options: ConsumerOptions = {}): ParsedConsumerOptions {
   if (typeof options !== "object" || options === null) {
-    throw new InvalidArgumentError(`consumer options must be an object like { fromBeginning: true }`);
+    throw new InvalidArgumentError(`consumer options must be an object like { group: "billing", fromBeginning: true }`);
   }
   checkKnownKeys("consumer", options, KNOWN_KEYS);
-  const fromBeginning = options.fromBeginning ?? DEFAULT_FROM_BEGINNING;
-  if (typeof fromBeginning !== "boolean") {
-    throw new InvalidArgumentError(`fromBeginning must be true or false, got ${JSON.stringify(fromBeginning)}`);
-  }
-  return {
-    fromBeginning,
+  const parsed: { fromBeginning: boolean; maxBytesInFlight: number; group?: ParsedGroupOptions } = {
+    fromBeginning: checkBoolean("fromBeginning", options.fromBeginning ?? DEFAULT_FROM_BEGINNING),
     maxBytesInFlight: checkInteger(
       "maxBytesInFlight",
       options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT,
@@ -69,6 +133,63 @@ export function parseConsumerOptions(options: ConsumerOptions = {}): ParsedConsu
       MAX_MAX_BYTES_IN_FLIGHT,
     ),
   };
+  if (options.group === undefined) {
+    const misplaced = GROUP_ONLY_KEYS.filter((key) => options[key] !== undefined);
+    if (misplaced.length > 0) {
+      throw new InvalidArgumentError(`${misplaced.join(", ")} only apply to a group member: add group, e.g. { group: "billing" }`);
+    }
+    return parsed;
+  }
+  parsed.group = parseGroupOptions(options);
+  return parsed;
+}
+
+function parseGroupOptions(options: ConsumerOptions): ParsedGroupOptions {
+  const group = checkGroupName(options.group);
+  const instanceId = options.groupInstanceId;
+  if (
+    instanceId !== undefined &&
+    (typeof instanceId !== "string" || instanceId.trim() === "" || instanceId.length > MAX_GROUP_INSTANCE_ID_LENGTH)
+  ) {
+    throw new InvalidArgumentError(
+      `groupInstanceId must be a non-empty string of at most ${MAX_GROUP_INSTANCE_ID_LENGTH} characters, got ${JSON.stringify(instanceId)}`,
+    );
+  }
+  const assignor = options.assignor ?? DEFAULT_ASSIGNOR;
+  if (!GROUP_ASSIGNORS.includes(assignor)) {
+    throw new InvalidArgumentError(`assignor must be one of ${GROUP_ASSIGNORS.map((a) => `"${a}"`).join(", ")}, got ${JSON.stringify(assignor)}`);
+  }
+  return {
+    group,
+    groupInstanceId: instanceId,
+    assignor,
+    sessionTimeoutMs: checkInteger(
+      "sessionTimeoutMs",
+      options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+      MIN_SESSION_TIMEOUT_MS,
+      MAX_SESSION_TIMEOUT_MS,
+    ),
+    autoCommit: checkBoolean("autoCommit", options.autoCommit ?? DEFAULT_AUTO_COMMIT),
+    autoCommitIntervalMs: checkInteger(
+      "autoCommitIntervalMs",
+      options.autoCommitIntervalMs ?? DEFAULT_AUTO_COMMIT_INTERVAL_MS,
+      MIN_AUTO_COMMIT_INTERVAL_MS,
+      MAX_AUTO_COMMIT_INTERVAL_MS,
+    ),
+  };
+}
+
+/** Group names as the coordinator accepts them (`%DLQ%<group>` must be a valid topic name). */
+export function checkGroupName(group: unknown): string {
+  if (typeof group === "string" && GROUP_NAME_PATTERN.test(group)) return group;
+  throw new InvalidArgumentError(
+    `${group === "" ? "an empty name" : (JSON.stringify(group) ?? String(group))} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`,
+  );
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 export interface ParsedSubscribeOptions {

@@ -15,6 +15,9 @@
  *   auto.offset.reset.
  * - seek() moves a partition on its stream; data the broker sent before it saw the move is
  *   recognised by its offsets and dropped (see `seekTarget`).
+ * - Group mode (`managed`): no partition is read until the group member assigns it, with
+ *   the start offset it found; revoke() stops one and forgets what was received for it,
+ *   pause() stops one but keeps its position. The member commits `positions()`.
  */
 import { baseOffsetOf, LOG_OVERHEAD_BYTES } from "../../../common/src/batch/index.js";
 import { InvalidArgumentError, UnknownPartitionError, type SluiceError } from "../../../common/src/errors.js";
@@ -45,7 +48,12 @@ class SubscribedPartition extends PartitionPosition {
   seekTarget = -1;
   /** Its position fell outside the log; look up the reset offset before resubscribing. */
   needsReset = false;
+  /** Paused by the application: not subscribed anywhere until resumed. */
+  paused = false;
 }
+
+/** What a group member reads of the positions: see PartitionPosition. */
+export type PositionKind = "yielded" | "processed";
 
 export class Subscription implements SubscribeStreamListener {
   readonly queue: MessageQueue;
@@ -66,13 +74,93 @@ export class Subscription implements SubscribeStreamListener {
     private readonly options: ParsedConsumerOptions,
     private readonly subscribe: ParsedSubscribeOptions,
     private readonly onClosed: () => void,
+    /** Group mode: the partitions and their start offsets come from assign(). */
+    private readonly managed = false,
   ) {
     this.queue = new MessageQueue(topic, () => this.close());
     this.partitionReadBytes = Math.min(MAX_PARTITION_READ_BYTES, Math.floor(options.maxBytesInFlight / 2));
   }
 
   start(): void {
+    if (this.managed) {
+      this.started = true;
+      return;
+    }
     this.initialize().catch((err: SluiceError) => this.queue.fail(err));
+  }
+
+  /** Group mode: starts reading these partitions at these offsets; ones already read are left alone. */
+  assign(starts: ReadonlyMap<number, number>): void {
+    if (this.closed) return;
+    const added: SubscribedPartition[] = [];
+    for (const [partition, offset] of starts) {
+      if (this.partitions.has(partition)) continue;
+      const state = new SubscribedPartition(partition);
+      state.moveTo(offset);
+      state.fetchOffset = offset;
+      // Data of an earlier subscription of this partition on the same stream may still be
+      // on its way; what starts past the new offset cannot be the answer to this one.
+      state.seekTarget = offset;
+      this.partitions.set(partition, state);
+      added.push(state);
+    }
+    if (added.length > 0) this.attach(added);
+  }
+
+  /**
+   * Group mode: stops reading these partitions and drops what was received for them but
+   * not yielded yet. Read `positions()` first: they are forgotten here.
+   */
+  revoke(partitions: Iterable<number>): void {
+    const byStream = new Map<SubscribeStream, number[]>();
+    for (const partition of partitions) {
+      const state = this.partitions.get(partition);
+      if (state === undefined) continue;
+      this.partitions.delete(partition);
+      this.stopReading(state, byStream);
+    }
+    for (const [stream, list] of byStream) stream.unsubscribe(list);
+    if (!this.closed) this.endIdleStreams();
+  }
+
+  /** Stops fetching a partition and drops what was received past its position; the position stays. */
+  pause(partition: number): void {
+    const state = this.requireState(partition, "pause");
+    if (state.paused) return;
+    state.paused = true;
+    const byStream = new Map<SubscribeStream, number[]>();
+    this.stopReading(state, byStream);
+    for (const [stream, list] of byStream) stream.unsubscribe(list);
+  }
+
+  /** Fetches a paused partition again, from its position. */
+  resume(partition: number): void {
+    const state = this.requireState(partition, "resume");
+    if (!state.paused) return;
+    state.paused = false;
+    state.fetchOffset = state.position;
+    state.seekTarget = state.position;
+    if (!this.closed) this.attach([state]);
+  }
+
+  /** The partitions read now, in order. */
+  assignedPartitions(): number[] {
+    return [...this.partitions.keys()].sort((a, b) => a - b);
+  }
+
+  /** partition → position (next offset to yield) or processed position, for partitions read now. */
+  positions(kind: PositionKind): Map<number, number> {
+    const positions = new Map<number, number>();
+    for (const [partition, state] of this.partitions) {
+      const offset = kind === "yielded" ? state.position : state.processed;
+      if (offset >= 0) positions.set(partition, offset);
+    }
+    return positions;
+  }
+
+  /** The next offset the iterator yields for `partition`; -1 while its start offset is looked up. */
+  position(partition: number): number {
+    return this.requireState(partition, "position").position;
   }
 
   seek(partition: number, offset: number): void {
@@ -80,13 +168,13 @@ export class Subscription implements SubscribeStreamListener {
     if (state === undefined) {
       const requested = this.subscribe.partitions;
       if (this.started || (requested !== undefined && !requested.includes(partition))) {
-        throw new InvalidArgumentError(`cannot seek ${this.topic}/${partition}: this consumer does not read that partition`);
+        throw new InvalidArgumentError(`cannot seek ${this.topic}/${partition}: ${this.notReadReason()}`);
       }
       this.earlySeeks.set(partition, offset);
       return;
     }
     this.queue.dropPartition(state);
-    state.position = offset;
+    state.moveTo(offset);
     state.fetchOffset = offset;
     state.seekTarget = offset;
     state.needsReset = false;
@@ -146,6 +234,30 @@ export class Subscription implements SubscribeStreamListener {
     this.scheduleReattach();
   }
 
+  private requireState(partition: number, what: string): SubscribedPartition {
+    const state = this.partitions.get(partition);
+    if (state === undefined) throw new InvalidArgumentError(`cannot ${what} ${this.topic}/${partition}: ${this.notReadReason()}`);
+    return state;
+  }
+
+  private notReadReason(): string {
+    return this.managed ? "the group has not assigned that partition to this member" : "this consumer does not read that partition";
+  }
+
+  /** Unsubscribes a partition (collected per stream) and drops its received data. */
+  private stopReading(state: SubscribedPartition, byStream: Map<SubscribeStream, number[]>): void {
+    this.detached.delete(state);
+    this.queue.dropPartition(state);
+    const stream = state.stream;
+    state.stream = undefined;
+    state.fetchOffset = state.position;
+    state.needsReset = false;
+    if (stream === undefined || stream.closed) return;
+    let list = byStream.get(stream);
+    if (list === undefined) byStream.set(stream, (list = []));
+    list.push(state.partition);
+  }
+
   private partitionFailed(state: SubscribedPartition, err: SluiceError): void {
     if (err.code === "OFFSET_OUT_OF_RANGE") {
       state.needsReset = true;
@@ -174,7 +286,7 @@ export class Subscription implements SubscribeStreamListener {
       const state = new SubscribedPartition(partition);
       // A seek made while the start offsets were being looked up wins.
       const offset = this.earlySeeks.get(partition) ?? explicit.get(partition) ?? found.get(partition)!;
-      state.position = offset;
+      state.moveTo(offset);
       state.fetchOffset = offset;
       this.partitions.set(partition, state);
     }
@@ -242,7 +354,7 @@ export class Subscription implements SubscribeStreamListener {
           "offset out of range; resetting the partition's position",
         );
         this.queue.dropPartition(state);
-        state.position = offset;
+        state.moveTo(offset);
         state.fetchOffset = offset;
         state.needsReset = false;
       }

@@ -283,7 +283,10 @@ export interface SettleError {
 
 export interface QueueSettled {
   correlationId: number;
-  /** settles that were refused (unknown or expired lease) */
+  /**
+   * Settles that were refused (unknown or expired lease). An error with offset -1 means the
+   * whole request failed (the window could not be committed): none of its settles is durable.
+   */
   errors: SettleError[];
 }
 
