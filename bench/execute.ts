@@ -6,7 +6,9 @@ import { mkdirSync, readdirSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { BrokerMeter, clockTicksPerSecond, ProcessSampler, waitForWriteback } from "./proc-stats.js";
-import { benchArgs, clientTimeoutMs, prefillFor, type BenchSettings, type RunSpec } from "./plan.js";
+import { executeMembers } from "./group-execute.js";
+import { executeRebalance } from "./rebalance-execute.js";
+import { benchArgs, clientTimeoutMs, isMemberRun, partitionsOf, prefillFor, type BenchSettings, type RunSpec } from "./plan.js";
 import { runCli, type DevServer } from "./processes.js";
 import { failure, parseBenchJson, type RunOutcome } from "./results.js";
 
@@ -83,7 +85,7 @@ export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteO
 async function executeOnTopic(run: RunSpec, topic: string, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
   const { settings } = options;
   const timeoutMs = clientTimeoutMs(run, settings);
-  const address = { nameserver: dev.info.nameserver, topic, partitions: settings.partitions };
+  const address = { nameserver: dev.info.nameserver, topic, partitions: partitionsOf(run, settings) };
   const prefill = prefillFor(run);
   if (prefill) {
     const prefillArgs = benchArgs(prefill, address);
@@ -92,6 +94,10 @@ async function executeOnTopic(run: RunSpec, topic: string, dev: DevServer, optio
       const why = `filling topic ${topic} first ${describeExit(filled.code, filled.timedOut, timeoutMs)}`;
       return failure(run, new Date().toISOString(), prefillArgs, why, filled.code, filled.stderrTail);
     }
+  }
+  if (isMemberRun(run)) {
+    if (run.kind === "rebalance") return executeRebalance(run, topic, dev, options);
+    return executeMembers({ ...run, kind: run.kind }, topic, dev, options);
   }
 
   const args = benchArgs(run, address);
@@ -143,7 +149,7 @@ async function executeOnTopic(run: RunSpec, topic: string, dev: DevServer, optio
     requestedMessages: run.messages,
     rate: run.rate ?? null,
     topic,
-    partitions: settings.partitions,
+    partitions: address.partitions,
     ...result,
     ...usage,
     clientCpuMs: Math.round((clientSeen.cpuTicks * 1000) / clockTicksPerSecond()),

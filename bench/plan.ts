@@ -1,9 +1,9 @@
 /**
- * The standard benchmark set (issue #2) and the environment knobs that shrink or select it.
+ * The standard benchmark set (issues #2 and #4) and the environment knobs that shrink or select it.
  *
  *   SLUICE_BENCH_SCALE=0.1         multiply every message count (rates stay fixed)
  *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b)
- *   SLUICE_BENCH_PARTITIONS=3      partitions of each bench topic
+ *   SLUICE_BENCH_PARTITIONS=3      partitions of each bench topic (the group runs keep their own count)
  *   SLUICE_BENCH_TIMEOUT_S=N       kill a bench client after N s (default: grows with the count)
  *   SLUICE_BENCH_REPEAT=3          run each benchmark N times (fresh topic each) and report the
  *                                  median attempt — the box is shared, single runs are noisy
@@ -15,7 +15,9 @@
  */
 import type { FlushPolicy } from "./processes.js";
 
-export type BenchKind = "produce" | "consume" | "e2e";
+export type BenchKind = "produce" | "consume" | "e2e" | MemberKind;
+/** Runs of several member processes at once (group-execute.ts). */
+export type MemberKind = "group-consume" | "queue" | "rebalance";
 
 export interface RunSpec {
   /** File name of the result and the key targets refer to, e.g. "produce-100b". */
@@ -27,9 +29,27 @@ export interface RunSpec {
   flush: FlushPolicy;
   /** Messages per second, for e2e only. */
   rate?: number;
+  /** Partitions of the run's topic, whatever SLUICE_BENCH_PARTITIONS says (the group runs' targets assume their count). */
+  partitions?: number;
+  /** Member processes of a group run. */
+  members?: number;
+  /** queue: the SDK's prefetch and the acks each member keeps unanswered. */
+  prefetch?: number;
+  acksInFlight?: number;
+  /** rebalance: the members' session timeout, in ms, and how the leaving member goes (a clean close, or a crash). */
+  sessionTimeoutMs?: number;
+  leave?: "SIGTERM" | "SIGKILL";
 }
 
 export const E2E_RATE_PER_SECOND = 10_000;
+/** rebalance: the steady producer's rate, spread evenly over the partitions (1,000 msgs/s each). */
+export const REBALANCE_RATE_PER_SECOND = 6_000;
+/** rebalance: members' session timeout (the default of the SDK). */
+export const REBALANCE_SESSION_TIMEOUT_MS = 10_000;
+/** rebalance-crash: a short session timeout, so the crash is noticed within the run (the SDK allows 1 s at least). */
+export const REBALANCE_CRASH_SESSION_TIMEOUT_MS = 3_000;
+/** rebalance runs are timed, not counted: this only caps the steady producer (100 s at its rate) should the orchestrator vanish. */
+const REBALANCE_PRODUCER_CAP = 600_000;
 /** Below this a run is too short for its figures to mean anything. */
 const MIN_MESSAGES = 1_000;
 const DEFAULT_PARTITIONS = 3;
@@ -43,6 +63,19 @@ const STANDARD_SET: readonly RunSpec[] = [
   { name: "consume-100b", kind: "consume", size: 100, messages: 2_000_000, flush: "interval" },
   { name: "consume-1kib", kind: "consume", size: 1024, messages: 500_000, flush: "interval" },
   { name: "e2e-100b", kind: "e2e", size: 100, messages: 50_000, flush: "interval", rate: E2E_RATE_PER_SECOND },
+  { name: "group-consume-100b", kind: "group-consume", size: 100, messages: 3_000_000, flush: "interval", partitions: 6, members: 3 },
+  {
+    name: "queue-100b", kind: "queue", size: 100, messages: 500_000, flush: "interval", partitions: 2, members: 3,
+    prefetch: 2_000, acksInFlight: 4_000,
+  },
+  {
+    name: "rebalance", kind: "rebalance", size: 100, messages: REBALANCE_PRODUCER_CAP, flush: "interval", partitions: 6, members: 3,
+    rate: REBALANCE_RATE_PER_SECOND, sessionTimeoutMs: REBALANCE_SESSION_TIMEOUT_MS, leave: "SIGTERM",
+  },
+  {
+    name: "rebalance-crash", kind: "rebalance", size: 100, messages: REBALANCE_PRODUCER_CAP, flush: "interval", partitions: 6, members: 3,
+    rate: REBALANCE_RATE_PER_SECOND, sessionTimeoutMs: REBALANCE_CRASH_SESSION_TIMEOUT_MS, leave: "SIGKILL",
+  },
   { name: "produce-1kib-sync", kind: "produce", size: 1024, messages: 500_000, flush: "sync" },
 ];
 
@@ -97,12 +130,21 @@ export function parseBenchSettings(env: NodeJS.ProcessEnv): BenchSettings {
   };
 }
 
-/** The standard set, scaled and filtered, in the order it runs. */
+/** The standard set, scaled and filtered, in the order it runs. The rebalance run is timed, not counted: it does not scale. */
 export function benchPlan(settings: BenchSettings): RunSpec[] {
   return STANDARD_SET.filter((run) => settings.only === undefined || settings.only.includes(run.name)).map((run) => ({
     ...run,
-    messages: Math.max(MIN_MESSAGES, Math.round(run.messages * settings.scale)),
+    messages: run.kind === "rebalance" ? run.messages : Math.max(MIN_MESSAGES, Math.round(run.messages * settings.scale)),
   }));
+}
+
+export function isMemberRun(run: RunSpec): run is RunSpec & { kind: MemberKind } {
+  return run.kind === "group-consume" || run.kind === "queue" || run.kind === "rebalance";
+}
+
+/** Partitions of a run's topic: its own count, else SLUICE_BENCH_PARTITIONS. */
+export function partitionsOf(run: RunSpec, settings: BenchSettings): number {
+  return run.partitions ?? settings.partitions;
 }
 
 export function clientTimeoutMs(run: RunSpec, settings: BenchSettings): number {
@@ -126,5 +168,15 @@ export function benchArgs(run: RunSpec, options: { nameserver: string; topic: st
  * command would otherwise fill the topic itself, inside the measured window).
  */
 export function prefillFor(run: RunSpec): RunSpec | undefined {
-  return run.kind === "consume" ? { ...run, name: `${run.name}-prefill`, kind: "produce" } : undefined;
+  const reads = run.kind === "consume" || run.kind === "group-consume" || run.kind === "queue";
+  return reads ? { ...run, name: `${run.name}-prefill`, kind: "produce" } : undefined;
+}
+
+/** `sluice bench` arguments of one member process of a group run (not rebalance: see rebalance-execute.ts). */
+export function memberArgs(run: RunSpec & { kind: "group-consume" | "queue" }, options: { nameserver: string; topic: string; group: string }): string[] {
+  const args = ["--nameserver", options.nameserver, "--json", "bench", run.kind, "--topic", options.topic, "--group", options.group];
+  if (run.kind === "group-consume") args.push("--members-expected", String(run.members ?? 1));
+  if (run.prefetch !== undefined) args.push("--prefetch", String(run.prefetch));
+  if (run.acksInFlight !== undefined) args.push("--acks-in-flight", String(run.acksInFlight));
+  return args;
 }

@@ -2,6 +2,7 @@
  * What one benchmark run produced: the client's JSON (contract.md's `bench --json` shape),
  * checked on the way in, plus what the orchestrator measured about the broker around it.
  */
+import type { MemberResult } from "../cli/src/bench/member-result.js";
 import type { BenchResult } from "../cli/src/bench/stats.js";
 import type { BrokerUsage } from "./proc-stats.js";
 import type { BenchKind, RunSpec } from "./plan.js";
@@ -27,6 +28,57 @@ export function parseBenchJson(stdout: string): BenchJson {
   const out = {} as BenchJson;
   for (const key of BENCH_JSON_KEYS) out[key] = record[key] as number;
   return out;
+}
+
+const MEMBER_JSON_KEYS = ["messages", "bytes", "firstUs", "lastUs", "seconds", "msgsPerSec", "p50Ms", "p99Ms", "p999Ms", "startupMs", "failedAcks", "pid"] as const;
+
+/** Parses what one member process of a group run printed (`sluice bench group-consume | queue --json`). */
+export function parseMemberJson(stdout: string): MemberResult {
+  const text = stdout.trim();
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`bench member did not print one JSON document; stdout was: ${text.slice(0, 300) || "(empty)"}`);
+  }
+  const record = value as Record<string, unknown>;
+  const missing = MEMBER_JSON_KEYS.filter((key) => typeof record?.[key] !== "number" || !Number.isFinite(record[key]));
+  if (missing.length > 0 || typeof record.partitions !== "object" || record.partitions === null) {
+    throw new Error(`bench member JSON lacks numeric ${[...missing, "partitions"].join(", ")}: ${text.slice(0, 300)}`);
+  }
+  return value as MemberResult;
+}
+
+/** One member process of a group run, as kept in the result file. */
+export interface MemberFigures {
+  pid: number;
+  messages: number;
+  msgsPerSec: number;
+  seconds: number;
+  /** Messages per partition. */
+  partitions: Record<string, number>;
+  startupMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  failedAcks: number;
+}
+
+/** The rebalance run's figures (rebalance-execute.ts explains each). */
+export interface RebalanceFigures {
+  sessionTimeoutMs: number;
+  /** "SIGTERM": the member closes (commits, leaves); "SIGKILL": the coordinator notices after the session timeout. */
+  leave: "SIGTERM" | "SIGKILL";
+  leaverPartitions: number[];
+  /** Per partition of the leaver: ms from the leave to the new owner's assignment and first message. */
+  handovers: { partition: number; newOwnerPid: number | null; assignedMs: number | null; firstMessageMs: number | null }[];
+  /** Longest gap between messages on the partitions the other members kept, before and after the leave. */
+  othersMaxGapBeforeMs: number;
+  othersMaxGapAfterMs: number;
+  /** When that longest gap after the leave ended, in ms after the leave. */
+  othersMaxGapAfterEndMs: number;
+  /** Those partitions kept by their owner throughout (false: a partition moved that should not have). */
+  othersKeptPartitions: boolean;
+  producedMessages: number;
 }
 
 /** bench/results/<name>.json for a run that completed. */
@@ -61,6 +113,17 @@ export interface RunRecord extends BenchJson, BrokerUsage {
   /** True when broker and client ran under --cpu-prof (figures perturbed). */
   profiled: boolean;
   command: string[];
+  /**
+   * Group runs (several member processes): each member's figures. The record's own figures
+   * are the group's: messages summed, msgs/s from the first message of any member to the last
+   * of any, latencies the worst member's. clientCpuMs sums the members, clientPeakRssMb is the largest.
+   */
+  members?: MemberFigures[];
+  /** rebalance: the slowest handover, ms from the leave to the leaver's last partition being read by its new owner. */
+  handoverMs?: number;
+  /** rebalance: the longest gap on the other members' own partitions after the leave. */
+  othersMaxGapMs?: number;
+  rebalance?: RebalanceFigures;
 }
 
 /** The figures of one attempt, kept beside the median when a run is repeated. */
@@ -71,6 +134,9 @@ export interface AttemptFigures {
   brokerCpuUsPerMsg: number;
   brokerPeakRssMb: number;
   loadAverage1m: number;
+  /** rebalance runs only. */
+  handoverMs?: number;
+  othersMaxGapMs?: number;
 }
 
 /** bench/results/<name>.json for a run whose client or setup failed. */
@@ -97,8 +163,9 @@ export function failure(run: RunSpec, startedAt: string, command: string[], erro
   return { name: run.name, kind: run.kind, flush: run.flush, size: run.size, startedAt, failed: true, error, exitCode, stderrTail, command };
 }
 
-/** Throughput runs are ranked by msgs/s; latency runs by p99 (lower is better). */
+/** Throughput runs are ranked by msgs/s; latency runs by p99, rebalance by handover (lower is better). */
 function rank(record: RunRecord): number {
+  if (record.kind === "rebalance") return -(record.handoverMs ?? Number.POSITIVE_INFINITY);
   return record.kind === "e2e" ? -record.p99Ms : record.msgsPerSec;
 }
 
@@ -121,6 +188,7 @@ export function medianOutcome(attempts: readonly RunOutcome[]): RunOutcome {
     attempts: records.map((r) => ({
       msgsPerSec: r.msgsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, brokerCpuUsPerMsg: r.brokerCpuUsPerMsg,
       brokerPeakRssMb: r.brokerPeakRssMb, loadAverage1m: r.loadAverage1m,
+      ...(r.handoverMs === undefined ? {} : { handoverMs: r.handoverMs, othersMaxGapMs: r.othersMaxGapMs ?? 0 }),
     })),
   };
 }

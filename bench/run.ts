@@ -21,7 +21,7 @@ import { benchPlan, parseBenchSettings, type BenchSettings, type RunSpec } from 
 import { clockTicksPerSecond } from "./proc-stats.js";
 import { killAll, REPO_ROOT, startDev, type FlushPolicy } from "./processes.js";
 import { failure, isFailure, medianOutcome, type RunOutcome } from "./results.js";
-import { evaluateTargets, renderChecks, renderCpu, renderRuns } from "./targets.js";
+import { evaluateTargets, renderChecks, renderCpu, renderGroups, renderRuns } from "./targets.js";
 
 const PROFILE_TOP_FUNCTIONS = 20;
 /** Broker data directories in use, removed on Ctrl-C as well as at the end of their group. */
@@ -44,6 +44,12 @@ function groupByFlush(plan: RunSpec[]): { flush: FlushPolicy; runs: RunSpec[] }[
 
 function describe(outcome: RunOutcome): string {
   if (isFailure(outcome)) return `${outcome.name} FAILED: ${outcome.error.split("\n")[0]}`;
+  if (outcome.handoverMs !== undefined) {
+    return (
+      `${outcome.name}: partitions read again ${outcome.handoverMs} ms after the leave, others' longest gap ${outcome.othersMaxGapMs} ms, ` +
+      `${outcome.msgsPerSec.toLocaleString("en-US")} msgs/s consumed, peak RSS ${outcome.brokerPeakRssMb} MB`
+    );
+  }
   return (
     `${outcome.name}: ${outcome.msgsPerSec.toLocaleString("en-US")} msgs/s, ${outcome.mbPerSec} MB/s, ` +
     `p50 ${outcome.p50Ms} ms, p99 ${outcome.p99Ms} ms, broker ${outcome.brokerCpuUsPerMsg} µs CPU/msg, ` +
@@ -151,6 +157,8 @@ async function main(): Promise<number> {
   process.stdout.write(`\nSluice benchmarks (${summary.machine.cpus} cores, node ${process.version}, scale ${settings.scale})\n\n`);
   process.stdout.write(renderRuns(outcomes) + "\n");
   process.stdout.write(renderCpu(outcomes) + "\n");
+  const groups = renderGroups(outcomes);
+  if (groups) process.stdout.write(groups + "\n");
   process.stdout.write(renderChecks(checks) + "\n");
   for (const f of failed) {
     process.stdout.write(`${f.name} failed: ${f.error}\n  command: ${f.command.join(" ")}\n`);

@@ -1,10 +1,11 @@
 /**
- * The targets of issue #2, checked against the runs, and the summary tables printed at the end.
+ * The targets of issues #2 and #4, checked against the runs, and the summary tables printed at the end.
  * A missed target is reported, not fatal: benchmarks inform, they do not gate.
  */
+import { REBALANCE_CRASH_SESSION_TIMEOUT_MS, REBALANCE_SESSION_TIMEOUT_MS } from "./plan.js";
 import { isFailure, type RunOutcome, type RunRecord } from "./results.js";
 
-type Metric = "msgsPerSec" | "p50Ms" | "p99Ms" | "brokerCpuUsPerMsg" | "brokerPeakRssMb" | "messages";
+type Metric = "msgsPerSec" | "p50Ms" | "p99Ms" | "brokerCpuUsPerMsg" | "brokerPeakRssMb" | "messages" | "handoverMs" | "othersMaxGapMs";
 
 interface Target {
   /** A run name, or "*" for every completed run. */
@@ -18,6 +19,13 @@ interface Target {
 
 export const BROKER_RSS_CEILING_MB = 300;
 export const BROKER_CPU_US_PER_100B_RECORD = 1;
+/** Issue #4: a leaving member's partitions are read by the others within 1 s plus the session timeout. */
+export const HANDOVER_MS_OVER_SESSION_TIMEOUT = 1_000;
+/**
+ * Issue #4: the other members never stop while partitions move. Their partitions get a message
+ * every few ms; a gap this long is a stall, not the producer's tick or a GC pause.
+ */
+export const OTHERS_MAX_GAP_MS = 500;
 
 export const TARGETS: readonly Target[] = [
   { run: "produce-100b", metric: "msgsPerSec", label: "produce 100 B msgs/s", comparison: "atLeast", bound: 1_000_000 },
@@ -34,6 +42,20 @@ export const TARGETS: readonly Target[] = [
   },
   { run: "produce-100b", metric: "brokerCpuUsPerMsg", label: "broker CPU µs per 100 B record", comparison: "atMost", bound: BROKER_CPU_US_PER_100B_RECORD },
   { run: "consume-100b", metric: "brokerCpuUsPerMsg", label: "broker CPU µs per 100 B record", comparison: "atMost", bound: BROKER_CPU_US_PER_100B_RECORD },
+  { run: "group-consume-100b", metric: "msgsPerSec", label: "group consume 100 B msgs/s (3 members)", comparison: "atLeast", bound: 1_500_000 },
+  { run: "group-consume-100b", metric: "messages", label: "group consume messages read", comparison: "atLeast", bound: "requested" },
+  { run: "queue-100b", metric: "msgsPerSec", label: "queue acked 100 B msgs/s (3 members)", comparison: "atLeast", bound: 100_000 },
+  { run: "queue-100b", metric: "messages", label: "queue messages acked", comparison: "atLeast", bound: "requested" },
+  {
+    run: "rebalance", metric: "handoverMs", label: "SIGTERM leave: ms to partitions read again (≤ 1 s + session)",
+    comparison: "atMost", bound: HANDOVER_MS_OVER_SESSION_TIMEOUT + REBALANCE_SESSION_TIMEOUT_MS,
+  },
+  { run: "rebalance", metric: "othersMaxGapMs", label: "SIGTERM leave: others' max gap ms", comparison: "atMost", bound: OTHERS_MAX_GAP_MS },
+  {
+    run: "rebalance-crash", metric: "handoverMs", label: "SIGKILL crash: ms to partitions read again (≤ 1 s + session)",
+    comparison: "atMost", bound: HANDOVER_MS_OVER_SESSION_TIMEOUT + REBALANCE_CRASH_SESSION_TIMEOUT_MS,
+  },
+  { run: "rebalance-crash", metric: "othersMaxGapMs", label: "SIGKILL crash: others' max gap ms", comparison: "atMost", bound: OTHERS_MAX_GAP_MS },
   { run: "*", metric: "brokerPeakRssMb", label: "broker peak RSS MB", comparison: "atMost", bound: BROKER_RSS_CEILING_MB },
 ];
 
@@ -51,8 +73,8 @@ export interface CheckResult {
 function boundOf(target: Target, record: RunRecord | undefined, byName: Map<string, RunRecord>): number | null {
   if (typeof target.bound === "number") return target.bound;
   if (target.bound === "requested") return record ? record.requestedMessages : null;
-  const reference = byName.get(target.bound.fractionOf);
-  return reference ? reference[target.metric] * target.bound.fraction : null;
+  const reference = byName.get(target.bound.fractionOf)?.[target.metric];
+  return reference === undefined ? null : reference * target.bound.fraction;
 }
 
 /** Every target that applies to the runs that were planned; runs absent from `outcomes` are skipped. */
@@ -65,7 +87,7 @@ export function evaluateTargets(outcomes: readonly RunOutcome[]): CheckResult[] 
     const runs = target.run === "*" ? planned : planned.filter((name) => name === target.run);
     for (const run of runs) {
       const record = byName.get(run);
-      const value = record ? record[target.metric] : null;
+      const value = record?.[target.metric] ?? null;
       const bound = boundOf(target, record, byName);
       const met = value === null || bound === null ? null : target.comparison === "atLeast" ? value >= bound : value <= bound;
       checks.push({ run, label: target.label, value, bound, comparison: target.comparison, met });
@@ -123,4 +145,35 @@ export function renderChecks(checks: readonly CheckResult[]): string {
     c.met === null ? "n/a" : c.met ? "met" : "MISSED",
   ]);
   return table(["run", "target", "measured", "target", "result"], rows);
+}
+
+/** Group runs: each member's share, and what the rebalance runs saw around the leave. */
+export function renderGroups(outcomes: readonly RunOutcome[]): string {
+  const lines: string[] = [];
+  for (const o of outcomes) {
+    if (isFailure(o)) continue;
+    for (const [i, m] of (o.members ?? []).entries()) {
+      const spread = Object.entries(m.partitions).map(([p, n]) => `p${p}:${formatNumber(n)}`).join(" ");
+      const acks = o.kind === "queue" ? `, ack p50 ${formatNumber(m.p50Ms)} ms p99 ${formatNumber(m.p99Ms)} ms, ${m.failedAcks} acks failed` : "";
+      lines.push(
+        `${o.name} member ${i + 1} (pid ${m.pid}): ${formatNumber(m.messages)} msgs at ${formatNumber(m.msgsPerSec)} msgs/s over ${m.seconds} s ` +
+          `[${spread}], first message ${formatNumber(m.startupMs)} ms after subscribing${acks}`,
+      );
+    }
+    const r = o.rebalance;
+    if (r === undefined) continue;
+    lines.push(
+      `${o.name}: ${r.leave} to a member holding [${r.leaverPartitions.join(", ")}] (session timeout ${formatNumber(r.sessionTimeoutMs)} ms); ` +
+        `produced ${formatNumber(r.producedMessages)}, consumed ${formatNumber(o.messages)}`,
+    );
+    for (const h of r.handovers) {
+      lines.push(`  partition ${h.partition} → pid ${h.newOwnerPid ?? "none"}: assigned after ${formatNumber(h.assignedMs)} ms, first message after ${formatNumber(h.firstMessageMs)} ms`);
+    }
+    lines.push(
+      `  others' partitions: longest gap ${formatNumber(r.othersMaxGapBeforeMs)} ms before the leave, ${formatNumber(r.othersMaxGapAfterMs)} ms after ` +
+        `(ending ${formatNumber(r.othersMaxGapAfterEndMs)} ms after the leave) ` +
+        `(gaps under 20 ms are not logged: 0 means none longer); ${r.othersKeptPartitions ? "all kept" : "SOME MOVED"}`,
+    );
+  }
+  return lines.length > 0 ? lines.join("\n") + "\n" : "";
 }

@@ -1,29 +1,76 @@
-/** `sluice bench produce | consume | e2e`: load tests against the cluster at --nameserver. */
+/**
+ * `sluice bench produce | consume | e2e`: load tests against the cluster at --nameserver.
+ * `sluice bench group-consume | queue`: one member of a group benchmark; run several at once
+ * (`npm run bench` does) and add their JSON up.
+ * `sluice bench rebalance-member | steady-produce`: the processes of the rebalance benchmark,
+ * run until SIGTERM (bench/rebalance-execute.ts drives them).
+ */
 import type { Command } from "commander";
 import { InvalidArgumentError } from "../../../common/src/errors.js";
+import { benchGroupConsume, benchQueue, type GroupBenchOptions } from "../bench/group-runners.js";
+import { renderMemberResult } from "../bench/member-result.js";
+import { benchRebalanceMember, benchSteadyProduce, type RebalanceBenchOptions } from "../bench/rebalance-runners.js";
 import { benchConsume, benchEndToEnd, benchProduce, type BenchOptions } from "../bench/runners.js";
 import { renderResult } from "../bench/stats.js";
 import { action, emit, parseInteger, type GlobalOptions } from "../output.js";
 
 const KINDS = ["produce", "consume", "e2e"] as const;
+const GROUP_KINDS = ["group-consume", "queue", "rebalance-member", "steady-produce"] as const;
+
+type BenchFlags = Omit<BenchOptions, "nameservers"> &
+  Omit<GroupBenchOptions, "nameservers" | "group"> &
+  Pick<RebalanceBenchOptions, "sessionTimeoutMs"> & { group?: string };
+
+/** Runs a group benchmark process (undefined for the single-process kinds). */
+async function runGroupKind(kind: string, flags: BenchFlags, nameservers: string[]): Promise<{ value: unknown; human: () => string } | undefined> {
+  if (!GROUP_KINDS.includes(kind as (typeof GROUP_KINDS)[number])) return undefined;
+  if (kind === "steady-produce") {
+    const produced = await benchSteadyProduce({ ...flags, group: "", nameservers });
+    return { value: produced, human: () => `bench steady-produce\n  messages  ${produced.messages}\n  seconds   ${produced.seconds}\n` };
+  }
+  if (flags.group === undefined) throw new InvalidArgumentError(`bench ${kind} needs --group <name>`);
+  if (kind === "rebalance-member") {
+    const seen = await benchRebalanceMember({ ...flags, group: flags.group, nameservers });
+    return { value: seen, human: () => `bench rebalance-member (pid ${seen.pid})\n  messages  ${seen.messages}\n  episodes  ${seen.episodes.length}\n` };
+  }
+  const options: GroupBenchOptions = { ...flags, group: flags.group, nameservers };
+  const result = kind === "queue" ? await benchQueue(options) : await benchGroupConsume(options);
+  return { value: result, human: () => renderMemberResult(result) };
+}
 
 export function benchCommand(program: Command, globals: () => GlobalOptions): void {
   program
     .command("bench <kind>")
-    .description("load test: produce, consume or e2e (end-to-end latency at a fixed rate)")
+    .description(
+      "load test: produce, consume or e2e (end-to-end latency at a fixed rate); " +
+        "group-consume or queue: one member of a group benchmark (start several, fill the topic first); " +
+        "rebalance-member, steady-produce: processes of the rebalance benchmark, run until SIGTERM",
+    )
     .option("--topic <name>", "topic to use (created when missing)", "bench")
     .option("--messages <n>", "messages to send or read", parseInteger("messages", 1), 1_000_000)
     .option("--size <bytes>", "value size in bytes", parseInteger("size", 1, 16 * 1024 * 1024), 100)
-    .option("--rate <n>", "messages per second (e2e)", parseInteger("rate", 1), 10_000)
+    .option("--rate <n>", "messages per second (e2e, steady-produce)", parseInteger("rate", 1), 10_000)
     .option("--producers <n>", "concurrent producers (produce)", parseInteger("producers", 1, 64), 1)
     .option("--partitions <n>", "partitions when the topic is created", parseInteger("partitions", 1, 1000), 3)
+    .option("--group <name>", "consumer or queue group (group-consume, queue, rebalance-member)")
+    .option("--members-expected <n>", "group-consume: start once holding partitions / n", parseInteger("members-expected", 1, 1000), 1)
+    .option("--prefetch <n>", "queue: jobs the broker may push ahead", parseInteger("prefetch", 1, 10_000), 2000)
+    .option("--acks-in-flight <n>", "queue: unanswered acks at most", parseInteger("acks-in-flight", 1, 1_000_000), 4000)
+    .option("--start-timeout-ms <ms>", "group-consume, queue: longest wait for the group to start", parseInteger("start-timeout-ms", 1), 60_000)
+    .option("--session-timeout-ms <ms>", "rebalance-member: the member's session timeout", parseInteger("session-timeout-ms", 1000), 10_000)
     .action(
-      action(async (kind: string, flags: Omit<BenchOptions, "nameservers">) => {
+      action(async (kind: string, flags: BenchFlags) => {
         const g = globals();
-        if (!KINDS.includes(kind as (typeof KINDS)[number])) {
-          throw new InvalidArgumentError(`bench kind "${kind}" is unknown: use produce, consume or e2e`);
+        const nameservers = g.nameserver.split(",").map((s) => s.trim());
+        const member = await runGroupKind(kind, flags, nameservers);
+        if (member !== undefined) {
+          emit(g.json, member.value, member.human);
+          return;
         }
-        const options: BenchOptions = { ...flags, nameservers: g.nameserver.split(",").map((s) => s.trim()) };
+        if (!KINDS.includes(kind as (typeof KINDS)[number])) {
+          throw new InvalidArgumentError(`bench kind "${kind}" is unknown: use ${[...KINDS, ...GROUP_KINDS].join(", ")}`);
+        }
+        const options: BenchOptions = { ...flags, nameservers };
         const result =
           kind === "produce" ? await benchProduce(options) : kind === "consume" ? await benchConsume(options) : await benchEndToEnd(options);
         emit(g.json, result, () => renderResult(kind, result));
