@@ -7,19 +7,14 @@
  * use, and a queue group's dead-letter topic `%DLQ%<group>` is created beside the
  * coordinator (same broker group) so dead letters are appended locally.
  */
-import { InvalidArgumentError, NoBrokersAvailableError, TopicAlreadyExistsError } from "../../common/src/errors.js";
+import { NoBrokersAvailableError, TopicAlreadyExistsError } from "../../common/src/errors.js";
+import { checkGroupName } from "../../common/src/group-name.js";
 import type { Logger } from "../../common/src/logger.js";
-import { GROUP_NAME_PATTERN, GROUP_STATE_TOPIC, dlqTopicOf, groupStatePartition } from "../../common/src/protocol.js";
+import { GROUP_STATE_TOPIC, dlqTopicOf, groupStatePartition } from "../../common/src/protocol.js";
 import type { FindCoordinatorResponse, PartitionRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { ClusterState } from "./cluster-state.js";
 import type { TopicAdmin } from "./topic-admin.js";
 
-export function validateGroupName(group: string): void {
-  if (GROUP_NAME_PATTERN.test(group)) return;
-  throw new InvalidArgumentError(
-    `${group === "" ? "an empty name" : JSON.stringify(group)} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`,
-  );
-}
 
 export class CoordinatorFinder {
   constructor(
@@ -30,7 +25,7 @@ export class CoordinatorFinder {
   ) {}
 
   async find(group: string, queue: boolean): Promise<FindCoordinatorResponse> {
-    validateGroupName(group);
+    checkGroupName(group);
     const partitionCount = await this.ensureTopic(GROUP_STATE_TOPIC, this.groupStatePartitions, []);
     const partition = groupStatePartition(group, partitionCount);
     const route = await this.partitionRoute(GROUP_STATE_TOPIC, partition);

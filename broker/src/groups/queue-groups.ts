@@ -14,7 +14,8 @@
  */
 import type { Logger } from "../../../common/src/logger.js";
 import { GroupNotEmptyError, InvalidArgumentError, ShuttingDownError, UnknownTopicError } from "../../../common/src/errors.js";
-import { GROUP_NAME_PATTERN, isInternalTopic } from "../../../common/src/protocol.js";
+import { checkGroupName } from "../../../common/src/group-name.js";
+import { isInternalTopic } from "../../../common/src/protocol.js";
 import type { QueueOpen, QueuePartitionState, QueueSettle, SettleError } from "../../../proto/gen/sluice/v1/groups.js";
 import type { TopicManager } from "../topics.js";
 import type { GroupCoordinator } from "./coordinator.js";
@@ -48,9 +49,7 @@ export interface QueueSettings {
 
 export function parseQueueOpen(open: QueueOpen | undefined, clientId: string): QueueSettings {
   if (open === undefined) throw new InvalidArgumentError("the first message of a Queue stream must carry `open` (group, topic, member id)");
-  if (!GROUP_NAME_PATTERN.test(open.group)) {
-    throw new InvalidArgumentError(`${JSON.stringify(open.group)} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`);
-  }
+  checkGroupName(open.group);
   if (open.memberId === "" || open.memberId.length > 200) throw new InvalidArgumentError("a queue consumer needs a member id of 1 to 200 characters");
   if (isInternalTopic(open.topic)) throw new InvalidArgumentError(`"${open.topic}" is an internal topic and cannot be consumed as a queue`);
   const invisibleMs = open.invisibleMs === 0 ? DEFAULT_INVISIBLE_MS : open.invisibleMs;

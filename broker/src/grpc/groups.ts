@@ -5,7 +5,7 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
 import { toWireError, unary } from "../../../common/src/grpc/errors.js";
-import { GROUP_NAME_PATTERN } from "../../../common/src/protocol.js";
+import { checkGroupName } from "../../../common/src/group-name.js";
 import type { GroupsServer, QueueRequest, QueueResponse } from "../../../proto/gen/sluice/v1/groups.js";
 import type { GroupCoordinator } from "../groups/coordinator.js";
 import type { GroupOffsets } from "../groups/offsets.js";
@@ -20,11 +20,7 @@ export interface GroupServices {
 }
 
 function checkGroup(group: string): void {
-  if (!GROUP_NAME_PATTERN.test(group)) {
-    throw new InvalidArgumentError(
-      `${group === "" ? "an empty name" : JSON.stringify(group)} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`,
-    );
-  }
+  checkGroupName(group);
 }
 
 export function createGroupsService(context: BrokerContext, services: GroupServices): GroupsServer {

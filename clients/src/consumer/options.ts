@@ -1,6 +1,5 @@
 /** Consumer and subscription options, their defaults and validation; the message type. */
 import { InvalidArgumentError } from "../../../common/src/errors.js";
-import { GROUP_NAME_PATTERN } from "../../../common/src/protocol.js";
 import { checkInteger, checkKnownKeys } from "../options.js";
 
 /** How a consumer group spreads partitions over its members (the coordinator runs it). */
@@ -179,13 +178,8 @@ function parseGroupOptions(options: ConsumerOptions): ParsedGroupOptions {
   };
 }
 
-/** Group names as the coordinator accepts them (`%DLQ%<group>` must be a valid topic name). */
-export function checkGroupName(group: unknown): string {
-  if (typeof group === "string" && GROUP_NAME_PATTERN.test(group)) return group;
-  throw new InvalidArgumentError(
-    `${group === "" ? "an empty name" : (JSON.stringify(group) ?? String(group))} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`,
-  );
-}
+import { checkGroupName } from "../../../common/src/group-name.js";
+export { checkGroupName };
 
 function checkBoolean(name: string, value: unknown): boolean {
   if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(value)}`);

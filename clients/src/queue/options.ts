@@ -1,6 +1,6 @@
 /** Queue consumer options, their defaults and validation, checked once in `sluice.queue()`. */
 import { InvalidArgumentError } from "../../../common/src/errors.js";
-import { GROUP_NAME_PATTERN, isInternalTopic } from "../../../common/src/protocol.js";
+import { isInternalTopic } from "../../../common/src/protocol.js";
 import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
 
 export interface QueueOptions {
@@ -68,13 +68,8 @@ export interface ParsedQueueOptions {
 
 const KNOWN_KEYS = ["group", "topic", "invisibleMs", "maxDeliveries", "keyOrdering", "fromBeginning", "prefetch"] as const;
 
-/** Group names as the name servers accept them (`%DLQ%<group>` must be a valid topic name). */
-export function checkGroupName(group: unknown): string {
-  if (typeof group === "string" && GROUP_NAME_PATTERN.test(group)) return group;
-  throw new InvalidArgumentError(
-    `${group === "" ? "an empty name" : JSON.stringify(group) ?? String(group)} is not a valid group name: use 1 to 200 characters from a-z, A-Z, 0-9, ".", "_" and "-"`,
-  );
-}
+import { checkGroupName } from "../../../common/src/group-name.js";
+export { checkGroupName };
 
 function checkBoolean(name: string, value: unknown): boolean {
   if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(value)}`);
