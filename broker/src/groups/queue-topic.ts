@@ -3,6 +3,7 @@
  * pump that leases offsets to sessions with credit, the dead-letter mover and the grouped
  * commit of windows. See queue-groups.ts for the semantics.
  */
+import { baseOffsetOf, lastOffsetDeltaOf } from "../../../common/src/batch/layout.js";
 import { forEachRecord } from "../../../common/src/batch/reader.js";
 import { encodeBatch } from "../../../common/src/batch/builder.js";
 import { UnknownLeaseError, toSluiceError } from "../../../common/src/errors.js";
@@ -32,6 +33,11 @@ const KEY_CACHE_PRUNE_AT = 50_000;
 
 /** Where a session's deliveries and settle answers go (a gRPC stream or a WebSocket). */
 export interface QueueSink {
+  /**
+   * The consumer keeps the last stored batch it received for each partition, so a delivery
+   * whose leases fall in that batch need not carry it again (see QueueDelivery in groups.proto).
+   */
+  readonly keepsLastBatch: boolean;
   /** Sends leased offsets with the stored batches holding them; false when the transport is full. */
   deliver(partition: number, records: Buffer, leases: Lease[]): boolean;
   /** Answers a settle request once it is durable. */
@@ -59,6 +65,14 @@ interface SessionState {
   sink: QueueSink;
   /** Partition index this session's next lease round starts at. */
   cursor: number;
+  /** Offsets of the last stored batch sent per partition (sinks that keep it only). */
+  lastBatch: Map<number, BatchRange>;
+}
+
+/** First and last offset of one stored batch. */
+interface BatchRange {
+  first: number;
+  last: number;
 }
 
 interface PartitionQueue {
@@ -154,7 +168,7 @@ export class QueueTopic {
   }
 
   attach(settings: { memberId: string; clientId: string; invisibleMs: number }, sink: QueueSink): QueueSession {
-    const state: SessionState = { ...settings, credit: 0, blocked: false, closed: false, sink, cursor: this.sessions.length };
+    const state: SessionState = { ...settings, credit: 0, blocked: false, closed: false, sink, cursor: this.sessions.length, lastBatch: new Map() };
     this.sessions.push(state);
     return {
       memberId: settings.memberId,
@@ -302,7 +316,10 @@ export class QueueTopic {
         if (session.closed) break;
         let records: Buffer;
         try {
-          records = readCovering(pq.log, leases);
+          const remembered = session.sink.keepsLastBatch ? session.lastBatch.get(pq.partition) : undefined;
+          const read = readCovering(pq.log, leases, remembered);
+          records = read.records;
+          if (read.lastBatch !== undefined && session.sink.keepsLastBatch) session.lastBatch.set(pq.partition, read.lastBatch);
         } catch (err) {
           this.options.logger.warn({ group: this.options.group, partition: pq.partition, err }, "queue read failed; leases will expire and be redelivered");
           continue;
@@ -459,17 +476,30 @@ export class QueueTopic {
   }
 }
 
-/** The stored batches holding every leased offset (they may hold other records too). */
-function readCovering(log: PartitionLog, leases: readonly Lease[]): Buffer {
+/**
+ * The stored batches holding the leased offsets (they may hold other records too), except the
+ * batch the consumer already holds (`remembered`), and the range of the last batch read.
+ * A producer's batch holds thousands of records while a delivery leases a credit's worth, so
+ * without `remembered` the same batch would cross the wire once per delivery.
+ */
+function readCovering(log: PartitionLog, leases: readonly Lease[], remembered: BatchRange | undefined): { records: Buffer; lastBatch: BatchRange | undefined } {
   const offsets = leases.map((l) => l.offset).sort((a, b) => a - b);
   const chunks: Buffer[] = [];
   let coveredUntil = -1;
+  let lastBatch: BatchRange | undefined;
   for (const offset of offsets) {
     if (offset < coveredUntil) continue;
+    if (remembered !== undefined && offset >= remembered.first && offset <= remembered.last) continue;
     // One batch per read: the leases decide how far to go, not a byte budget.
     const result = log.read(offset, 1);
+    if (result.records.length === 0) continue;
     chunks.push(result.records);
+    const first = baseOffsetOf(result.records);
+    lastBatch = { first, last: first + lastOffsetDeltaOf(result.records) };
     coveredUntil = result.nextOffset;
   }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  const records = chunks.length === 1 ? chunks[0]! : chunks.length === 0 ? EMPTY : Buffer.concat(chunks);
+  return { records, lastBatch };
 }
+
+const EMPTY = Buffer.alloc(0);

@@ -139,6 +139,7 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
       early.push(request);
       opening = queues
         .open(settings, {
+          keepsLastBatch: true,
           deliver: (partition, records, leases) => call.write({ topic, deliveries: [{ partition, records, leases }] }),
           settled: (correlationId, errors) => {
             call.write({ topic, deliveries: [], settled: { correlationId, errors } });

@@ -81,6 +81,8 @@ class WebSocketQueueConsumer implements ConsumeMode {
   private waitingForRoom = false;
 
   readonly sink: QueueSink = {
+    // The socket gets decoded messages, so every delivery carries its batches.
+    keepsLastBatch: false,
     deliver: (partition, records, leases) => this.deliver(partition, records, leases),
     settled: (correlationId, errors) => this.answer(correlationId, errors),
   };

@@ -190,6 +190,8 @@ export class QueueConsumer implements AsyncIterableIterator<Job>, JobSettler, Qu
     if (this.closing !== undefined) return;
     const stream = new QueueStream(connection, this);
     this.stream = stream;
+    // The broker's memory of the batch it sent last is per stream: so is ours.
+    this.records.clear();
     this.batcher.dropCredit();
     stream.start(this.context.header, this.open, this.options.prefetch);
     this.batcher.resume();

@@ -267,7 +267,9 @@ export interface QueueLease {
 
 /**
  * Stored batches holding the leased offsets (they may hold other records too: the client
- * keeps only the leased offsets).
+ * keeps only the leased offsets). The broker never resends, on one stream, the batch it sent
+ * last for a partition: leases inside that batch refer to the copy the client already has, so
+ * a client keeps the last stored batch it received per partition until a later one arrives.
  */
 export interface QueueDelivery {
   partition: number;
