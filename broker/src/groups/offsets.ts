@@ -250,7 +250,8 @@ function toCommitted(topic: string, partition: number, record: OffsetRecord | un
   };
 }
 
-function groupByTopic(tps: readonly TopicPartition[]): Array<{ topic: string; partitions: number[] }> {
+/** Partitions grouped by topic, as the protocol's TopicPartitions lists carry them. */
+export function groupByTopic(tps: readonly TopicPartition[]): Array<{ topic: string; partitions: number[] }> {
   const byTopic = new Map<string, number[]>();
   for (const tp of tps) {
     const list = byTopic.get(tp.topic);

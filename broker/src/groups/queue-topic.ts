@@ -108,6 +108,8 @@ export class QueueTopic {
   private nextSessionIndex = 0;
   private pendingSettles: Array<{ session: SessionState; correlationId: number; errors: SettleError[] }> = [];
   private committing = false;
+  /** The commit in progress, for close() to wait on. */
+  private running: Promise<void> | undefined;
   private commitTimer: NodeJS.Timeout | undefined;
   private lastCommitMs = 0;
   private closed = false;
@@ -220,7 +222,7 @@ export class QueueTopic {
     for (const pq of this.partitions) pq.log.off("append", pq.onAppend);
     clearTimeout(this.dueTimer);
     clearTimeout(this.commitTimer);
-    while (this.committing) await new Promise((resolve) => setTimeout(resolve, 1));
+    await this.running?.catch(() => undefined);
     await this.commit().catch(() => undefined);
   }
 
@@ -444,8 +446,13 @@ export class QueueTopic {
   }
 
   /** One write for every changed window; then the settles it covers are answered. */
-  private async commit(): Promise<void> {
-    if (this.committing) return;
+  private commit(): Promise<void> {
+    if (this.committing) return this.running ?? Promise.resolve();
+    this.running = this.commitOnce();
+    return this.running;
+  }
+
+  private async commitOnce(): Promise<void> {
     this.committing = true;
     this.lastCommitMs = Date.now();
     const answering = this.pendingSettles;

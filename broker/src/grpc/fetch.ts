@@ -19,6 +19,7 @@ import type {
 } from "../../../proto/gen/sluice/v1/broker.js";
 import type { PartitionLog } from "../storage/partition-log.js";
 import { checkHeader, type BrokerContext } from "./context.js";
+import { trackStream } from "./stream-lifecycle.js";
 
 /** Longest a long-poll may wait; a client wanting longer asks again. */
 export const MAX_FETCH_WAIT_MS = 30_000;
@@ -115,11 +116,12 @@ export function handleSubscribe(context: BrokerContext) {
     let credit = 0;
     let pumpScheduled = false;
     let waitingForDrain = false;
-    let closed = false;
-    metrics.activeStreams.inc({ kind: "subscribe" });
+    const stream = trackStream(context, call, "subscribe", () => {
+      for (const partition of [...subscriptions.keys()]) unsubscribe(partition);
+    });
 
     const schedulePump = (): void => {
-      if (pumpScheduled || closed) return;
+      if (pumpScheduled || stream.closed) return;
       pumpScheduled = true;
       process.nextTick(pump);
     };
@@ -137,7 +139,7 @@ export function handleSubscribe(context: BrokerContext) {
     let startAfter = -1;
     function pump(): void {
       pumpScheduled = false;
-      if (closed || waitingForDrain) return;
+      if (stream.closed || waitingForDrain) return;
       while (credit > 0 && subscriptions.size > 0) {
         const partitions: PartitionData[] = [];
         let sent = 0;
@@ -211,24 +213,5 @@ export function handleSubscribe(context: BrokerContext) {
       schedulePump();
     });
 
-    const endAtShutdown = (): void => {
-      close();
-      call.end();
-    };
-    context.streamClosers.add(endAtShutdown);
-    const close = (): void => {
-      if (closed) return;
-      closed = true;
-      context.streamClosers.delete(endAtShutdown);
-      for (const partition of [...subscriptions.keys()]) unsubscribe(partition);
-      metrics.activeStreams.dec({ kind: "subscribe" });
-    };
-    call.on("end", () => {
-      close();
-      call.end();
-    });
-    call.on("cancelled", close);
-    call.on("close", close);
-    call.on("error", close);
   };
 }

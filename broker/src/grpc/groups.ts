@@ -8,10 +8,11 @@ import { toWireError, unary } from "../../../common/src/grpc/errors.js";
 import { checkGroupName } from "../../../common/src/group-name.js";
 import type { GroupsServer, QueueRequest, QueueResponse } from "../../../proto/gen/sluice/v1/groups.js";
 import type { GroupCoordinator } from "../groups/coordinator.js";
-import type { GroupOffsets } from "../groups/offsets.js";
+import { groupByTopic, type GroupOffsets } from "../groups/offsets.js";
 import { parseQueueOpen, type QueueGroups } from "../groups/queue-groups.js";
 import type { QueueSession } from "../groups/queue-topic.js";
 import { checkHeader, type BrokerContext } from "./context.js";
+import { trackStream } from "./stream-lifecycle.js";
 
 export interface GroupServices {
   coordinator: GroupCoordinator;
@@ -50,17 +51,11 @@ export function createGroupsService(context: BrokerContext, services: GroupServi
           }),
         ]),
       });
-      const byTopic = new Map<string, number[]>();
-      for (const tp of output.assignment) {
-        const list = byTopic.get(tp.topic);
-        if (list === undefined) byTopic.set(tp.topic, [tp.partition]);
-        else list.push(tp.partition);
-      }
       return {
         memberId: output.memberId,
         memberEpoch: output.memberEpoch,
         heartbeatIntervalMs: output.heartbeatIntervalMs,
-        assignment: [...byTopic].map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) })),
+        assignment: groupByTopic(output.assignment),
       };
     }),
 
@@ -101,17 +96,15 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
   let session: QueueSession | undefined;
   let opening: Promise<void> | undefined;
   let topic = "";
-  let closed = false;
   /** Requests that arrived while the session was opening, replayed in order. */
   const early: QueueRequest[] = [];
-  context.metrics.activeStreams.inc({ kind: "queue" });
+  const stream = trackStream(context, call, "queue", () => session?.close());
 
   const fail = (err: unknown): void => {
-    if (closed) return;
+    if (stream.closed) return;
     context.logger.debug({ code: toSluiceError(err).code, err }, "queue stream refused");
     call.write({ topic, deliveries: [], error: toWireError(err) });
-    close();
-    call.end();
+    stream.finish();
   };
 
   const apply = (request: QueueRequest): void => {
@@ -123,7 +116,7 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
   };
 
   call.on("data", (request: QueueRequest) => {
-    if (closed) return;
+    if (stream.closed) return;
     if (session !== undefined) {
       apply(request);
       return;
@@ -147,7 +140,7 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
         })
         .then(
           (opened) => {
-            if (closed) {
+            if (stream.closed) {
               opened.close();
               return;
             }
@@ -162,23 +155,4 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
     }
   });
 
-  const endAtShutdown = (): void => {
-    close();
-    call.end();
-  };
-  context.streamClosers.add(endAtShutdown);
-  const close = (): void => {
-    if (closed) return;
-    closed = true;
-    context.streamClosers.delete(endAtShutdown);
-    session?.close();
-    context.metrics.activeStreams.dec({ kind: "queue" });
-  };
-  call.on("end", () => {
-    close();
-    call.end();
-  });
-  call.on("cancelled", close);
-  call.on("close", close);
-  call.on("error", close);
 }
