@@ -86,6 +86,11 @@ export function checkTopicName(topic: unknown): string {
   );
 }
 
+export function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** Rejects option names this version does not know, so a typo does not pass silently. */
 export function checkKnownKeys(what: string, options: object, known: readonly string[]): void {
   for (const key of Object.keys(options)) {

@@ -77,7 +77,10 @@ export class RetryPolicy {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The delay before retry number `retry` (0-based), honouring the error's retry-after hint. */
+  /**
+   * The delay before retry number `retry` (0-based), honouring the error's retry-after hint.
+   * Any count works: past ~2^30 the power is Infinity and the cap applies.
+   */
   delayMs(retry: number, err?: SluiceError): number {
     const base = Math.min(this.options.maxRetryMs, this.options.initialRetryMs * RETRY_MULTIPLIER ** retry);
     const jittered = Math.round(base * (1 - RETRY_JITTER + 2 * RETRY_JITTER * this.random()));

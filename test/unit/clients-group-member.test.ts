@@ -318,7 +318,7 @@ describe("group member loop", () => {
     }
   });
 
-  it("leave commits what was yielded, then sends epoch -1 (a static member -2)", async () => {
+  it("leave commits what the application finished (not the message it is still on), then sends epoch -1 (a static member -2)", async () => {
     for (const [instanceId, epoch] of [[undefined, LEAVE_EPOCH], ["host-1", STATIC_LEAVE_EPOCH]] as const) {
       const coordinator = new FakeCoordinator(() => ({ assignment: [0] }));
       const { member, partitions } = startMember(coordinator, { groupInstanceId: instanceId });
@@ -328,7 +328,7 @@ describe("group member loop", () => {
       const last = coordinator.calls.at(-1)!;
       assert.equal(last.kind, "heartbeat");
       assert.equal((last as { request: HeartbeatFields }).request.memberEpoch, epoch);
-      assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 1010]]]);
+      assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 1005]]]);
     }
   });
 

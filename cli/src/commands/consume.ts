@@ -254,9 +254,11 @@ async function consumeGroup(sluice: Sluice, topic: string, group: string, run: R
           .finally(() => (checking = false));
       }, UNTIL_END_CHECK_MS);
     }
+    let stopped = false;
     for (;;) {
       if (maxReached(flags, printer)) break;
       const result = await Promise.race([iterator.next(), control.stopped]);
+      if (result === STOPPED) stopped = true;
       if (result === STOPPED || result.done) break;
       const message = result.value;
       if (ends !== undefined && message.offset >= (ends.get(message.partition) ?? 0)) {
@@ -272,6 +274,10 @@ async function consumeGroup(sluice: Sluice, topic: string, group: string, run: R
     // when the run failed: nothing was printed).
     if (json && runFailure(run) === undefined) {
       printer.writeDocument();
+      await commitPrinted(consumer, printedNext);
+    } else if (!json && !stopped) {
+      // Leaving commits only what was followed by another read: the last printed message
+      // (--max-messages, --until-end) is committed here. After a stop, close() has done it.
       await commitPrinted(consumer, printedNext);
     }
   } finally {
@@ -338,8 +344,14 @@ async function consumeQueue(sluice: Sluice, topic: string, run: RunState): Promi
   try {
     for (;;) {
       if (maxReached(flags, printer)) break;
-      const result = await Promise.race([queue.next(), control.stopped]);
-      if (result === STOPPED || result.done) break;
+      const next = queue.next();
+      const result = await Promise.race([next, control.stopped]);
+      if (result === STOPPED) {
+        // A job the stop overtook is handed back now, not when its lease runs out.
+        void next.then((late) => (late.done ? undefined : late.value.nack()), () => undefined).catch(() => undefined);
+        break;
+      }
+      if (result.done) break;
       const job = result.value;
       await printer.print(job, job.deliveryCount);
       if (json) printedJobs.push(job);

@@ -18,7 +18,7 @@ import { GroupCoordinator } from "../groups/coordinator.js";
 import { checkInteger, checkKnownKeys } from "../options.js";
 import { Producer } from "../producer/producer.js";
 import type { ProducerMessage } from "../producer/types.js";
-import { checkGroupName } from "../queue/options.js";
+import { checkGroupName } from "../../../common/src/group-name.js";
 import { listOffsets } from "../routing/list-offsets.js";
 
 /** A dead-letter topic has exactly one partition. */

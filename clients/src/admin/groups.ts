@@ -16,7 +16,7 @@ import {
 import { deadlineFromNow, type ClientContext } from "../context.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
-import { checkGroupName } from "../queue/options.js";
+import { checkGroupName } from "../../../common/src/group-name.js";
 import { listOffsets } from "../routing/list-offsets.js";
 
 /** One group as `sluice group list` shows it. */
@@ -149,7 +149,7 @@ export async function describeGroup(context: ClientContext, group: string): Prom
   return description;
 }
 
-export function toGroupDescription(response: DescribeGroupResponse): GroupDescription {
+function toGroupDescription(response: DescribeGroupResponse): GroupDescription {
   const partitions = response.partitions.map(toLag);
   // A queue group's position on a partition is its ack window's start (everything below is
   // acked or dead-lettered): shown as its committed offset, so lag reads the same for both kinds.

@@ -150,8 +150,9 @@ export class Consumer {
   }
 
   /**
-   * Stops reading; a pending iteration ends as done. A group member then commits the
-   * positions of what was yielded (with auto-commit) and leaves its group; the promise
+   * Stops reading; a pending iteration ends as done. A group member then commits what the
+   * application finished with (with auto-commit; the message the loop is still on is not
+   * included: call `commit()` first to include it) and leaves its group; the promise
    * resolves once it has.
    */
   close(): Promise<void> {
@@ -197,7 +198,7 @@ export class Consumer {
         return route.partitionCount;
       },
       onFatal: (err: SluiceError) => subscription.queue.fail(err),
-      retryDelayMs: (retry) => context.retry.delayMs(Math.min(retry, 30)),
+      retryDelayMs: (retry) => context.retry.delayMs(retry),
       logger: context.logger,
     });
   }

@@ -128,6 +128,11 @@ export class GroupMember {
     return this.committer.commit(pick(this.deps.partitions.positions("yielded"), this.owned));
   }
 
+  /** Commits the positions after the messages the application finished with. */
+  private commitProcessed(): Promise<void> {
+    return this.committer.commit(pick(this.deps.partitions.positions("processed"), this.owned));
+  }
+
   /** Commits explicit offsets (`consumer.commit(offsets)`), sent even when unchanged. */
   commitOffsets(offsets: ReadonlyMap<number, number>): Promise<void> {
     return this.committer.commit(offsets, true);
@@ -145,8 +150,10 @@ export class GroupMember {
   }
 
   /**
-   * Leaves the group: waits for the heartbeat and reconciliation in progress, commits the
-   * yielded positions (with auto-commit), then tells the coordinator. Errors are logged:
+   * Leaves the group: waits for the heartbeat and reconciliation in progress, commits what
+   * the application finished (with auto-commit: a message counts once the loop asked for the
+   * next one, so a loop left by an exception never commits past the message that failed),
+   * then tells the coordinator. Errors are logged:
    * the coordinator expires a member that could not say goodbye.
    */
   async leave(): Promise<void> {
@@ -155,7 +162,7 @@ export class GroupMember {
     await this.reconciling?.catch(() => undefined);
     if (this.memberId === "") return;
     if (this.options.autoCommit && this.owned.size > 0) {
-      await this.commitYielded().catch((err: unknown) =>
+      await this.commitProcessed().catch((err: unknown) =>
         this.deps.logger.warn({ group: this.options.group, err: toSluiceError(err).message }, "commit on leave failed"),
       );
     }
@@ -354,7 +361,7 @@ export class GroupMember {
   /** Commits what the application has finished with, on the auto-commit timer. */
   private autoCommit(): void {
     if (this.stopped || this.memberId === "" || this.owned.size === 0) return;
-    this.committer.commit(pick(this.deps.partitions.positions("processed"), this.owned)).catch((thrown: unknown) => {
+    this.commitProcessed().catch((thrown: unknown) => {
       const err = toSluiceError(thrown);
       this.deps.logger.info({ group: this.options.group, code: err.code, err: err.message }, "auto-commit failed");
       // A refused commit usually means a rebalance moved partitions: learn it now.

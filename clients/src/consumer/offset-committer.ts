@@ -29,11 +29,6 @@ export class OffsetCommitter {
     private readonly identity: () => MemberIdentity,
   ) {}
 
-  /** The offset last known to be committed for `partition`, NO_OFFSET when none. */
-  committedOffset(partition: number): number {
-    return this.committed.get(partition) ?? NO_OFFSET;
-  }
-
   /** Forgets partitions the member no longer owns: a later owner's commits are not ours to know. */
   forget(partitions: Iterable<number>): void {
     for (const partition of partitions) this.committed.delete(partition);

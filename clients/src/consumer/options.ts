@@ -1,6 +1,7 @@
 /** Consumer and subscription options, their defaults and validation; the message type. */
 import { InvalidArgumentError } from "../../../common/src/errors.js";
-import { checkInteger, checkKnownKeys } from "../options.js";
+import { checkBoolean, checkInteger, checkKnownKeys } from "../options.js";
+import { checkGroupName } from "../../../common/src/group-name.js";
 
 /** How a consumer group spreads partitions over its members (the coordinator runs it). */
 export type GroupAssignor = "sticky" | "range" | "roundrobin";
@@ -178,13 +179,6 @@ function parseGroupOptions(options: ConsumerOptions): ParsedGroupOptions {
   };
 }
 
-import { checkGroupName } from "../../../common/src/group-name.js";
-export { checkGroupName };
-
-function checkBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(value)}`);
-  return value;
-}
 
 export interface ParsedSubscribeOptions {
   readonly partitions: number[] | undefined;

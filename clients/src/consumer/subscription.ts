@@ -326,7 +326,7 @@ export class Subscription implements SubscribeStreamListener {
   private scheduleReattach(): void {
     if (this.reattachTimer !== undefined || this.closed) return;
     // Consumers never give up on retriable errors: the delay grows to maxRetryMs and stays.
-    const retry = Math.min(this.reattachAttempt++, 30);
+    const retry = this.reattachAttempt++;
     this.reattachTimer = setTimeout(() => {
       this.reattachTimer = undefined;
       this.reattach().catch((err: SluiceError) => {

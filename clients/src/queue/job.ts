@@ -3,7 +3,7 @@
  * three ways to settle its lease. Settles are batched on the wire (settle-batcher.ts); each
  * promise resolves once the broker has made the settle durable.
  */
-import { InvalidArgumentError } from "../../../common/src/errors.js";
+import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
 import type { DecodedRecord } from "../../../common/src/batch/index.js";
 import type { QueueLease } from "../../../proto/gen/sluice/v1/groups.js";
 import { checkInteger } from "../options.js";
@@ -58,12 +58,13 @@ export class Job implements SettleOwner {
   /**
    * Done with it: the message will not be delivered again. Resolves once durable; rejects
    * with UNKNOWN_LEASE when the lease had already expired (the message went, or goes, to
-   * another delivery), or with a retriable error when the connection was lost first.
+   * another delivery), or with a retriable error when the connection was lost first (the
+   * job may then be acked again: the consumer reopens with the same member id).
    */
   ack(): Promise<void> {
     const refused = this.finish("ack");
     if (refused !== undefined) return refused;
-    return this.settler.settle(this, "ack", 0, "", 0);
+    return this.reopenOnRetriable(this.settler.settle(this, "ack", 0, "", 0));
   }
 
   /**
@@ -79,7 +80,7 @@ export class Job implements SettleOwner {
     }
     const refused = this.finish("nack");
     if (refused !== undefined) return refused;
-    return this.settler.settle(this, "nack", parsed.delayMs, parsed.error, 0);
+    return this.reopenOnRetriable(this.settler.settle(this, "nack", parsed.delayMs, parsed.error, 0));
   }
 
   /** Still working on it: the lease now ends `ms` from now (not from its old deadline). */
@@ -93,6 +94,14 @@ export class Job implements SettleOwner {
       return Promise.reject(new InvalidArgumentError(`cannot extend ${this.describe()}: it was already ${this.finished}ed`));
     }
     return this.settler.settle(this, "extend", 0, "", ms);
+  }
+
+  /** A settle lost with the connection did not happen: the job can be settled again. */
+  private reopenOnRetriable(settled: Promise<void>): Promise<void> {
+    return settled.catch((err: unknown) => {
+      if (toSluiceError(err).retriable) this.finished = undefined;
+      throw err;
+    });
   }
 
   private finish(kind: "ack" | "nack"): Promise<void> | undefined {

@@ -12,16 +12,17 @@ import { BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, baseOffsetOf, batchSizeAt, forE
 import { CorruptBatchError } from "../../../common/src/errors.js";
 import type { QueueLease } from "../../../proto/gen/sluice/v1/groups.js";
 
-interface DecodedBatch {
+interface StoredBatch {
   readonly baseOffset: number;
   readonly lastOffset: number;
-  /** Records in offset order (offsets dense from the base offset unless the log was compacted). */
-  readonly records: DecodedRecord[];
+  readonly bytes: Buffer;
+  /** Decoded on the first lease that needs it, once. Offset order (dense unless compacted). */
+  records?: DecodedRecord[];
 }
 
 export class LeasedRecords {
   /** The last stored batch received per partition. */
-  private readonly last = new Map<number, DecodedBatch>();
+  private readonly last = new Map<number, StoredBatch>();
 
   /**
    * Calls `found` for each lease (sorted by offset) whose record is in the partition's last
@@ -29,21 +30,16 @@ export class LeasedRecords {
    * for a malformed batch.
    */
   match(partition: number, data: Buffer, leases: readonly QueueLease[], found: (record: DecodedRecord, lease: QueueLease) => void): number {
-    const batches: DecodedBatch[] = [];
-    let newest: DecodedBatch | undefined;
+    const batches: StoredBatch[] = [];
+    let newest: StoredBatch | undefined;
     for (let at = 0; data.length - at >= LOG_OVERHEAD_BYTES; ) {
       const size = batchSizeAt(data, at);
       if (size < BATCH_HEADER_BYTES) {
         throw new CorruptBatchError(`corrupt record batch at byte ${at} of a queue delivery: length field ${size - LOG_OVERHEAD_BYTES} is too small`);
       }
       if (size > data.length - at) break; // trailing partial batch
-      const records: DecodedRecord[] = [];
-      // forEachRecord checks the CRC and the layout before decoding.
-      forEachRecord(data.subarray(at, at + size), 0, (record) => {
-        records.push(record);
-      });
       const baseOffset = baseOffsetOf(data, at);
-      newest = { baseOffset, lastOffset: baseOffset + lastOffsetDeltaOf(data, at), records };
+      newest = { baseOffset, lastOffset: baseOffset + lastOffsetDeltaOf(data, at), bytes: data.subarray(at, at + size) };
       batches.push(newest);
       at += size;
     }
@@ -53,7 +49,7 @@ export class LeasedRecords {
     let count = 0;
     for (const lease of leases) {
       const batch = batches.find((b) => lease.offset >= b.baseOffset && lease.offset <= b.lastOffset);
-      const record = batch === undefined ? undefined : recordAt(batch.records, lease.offset - batch.baseOffset, lease.offset);
+      const record = batch === undefined ? undefined : recordAt(decoded(batch), lease.offset - batch.baseOffset, lease.offset);
       if (record !== undefined) {
         found(record, lease);
         count++;
@@ -67,6 +63,18 @@ export class LeasedRecords {
   clear(): void {
     this.last.clear();
   }
+}
+
+function decoded(batch: StoredBatch): DecodedRecord[] {
+  if (batch.records === undefined) {
+    const records: DecodedRecord[] = [];
+    // forEachRecord checks the CRC and the layout before decoding.
+    forEachRecord(batch.bytes, 0, (record) => {
+      records.push(record);
+    });
+    batch.records = records;
+  }
+  return batch.records;
 }
 
 /** The record with `offset`: at `index` when offsets are dense, else found by binary search. */

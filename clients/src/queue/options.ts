@@ -1,7 +1,8 @@
 /** Queue consumer options, their defaults and validation, checked once in `sluice.queue()`. */
 import { InvalidArgumentError } from "../../../common/src/errors.js";
 import { isInternalTopic } from "../../../common/src/protocol.js";
-import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
+import { checkBoolean, checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
+import { checkGroupName } from "../../../common/src/group-name.js";
 
 export interface QueueOptions {
   /** The queue group: consumers of one group share the topic's messages, each message going to one of them. */
@@ -68,13 +69,6 @@ export interface ParsedQueueOptions {
 
 const KNOWN_KEYS = ["group", "topic", "invisibleMs", "maxDeliveries", "keyOrdering", "fromBeginning", "prefetch"] as const;
 
-import { checkGroupName } from "../../../common/src/group-name.js";
-export { checkGroupName };
-
-function checkBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== "boolean") throw new InvalidArgumentError(`${name} must be true or false, got ${JSON.stringify(value)}`);
-  return value;
-}
 
 export function parseQueueOptions(options: QueueOptions): ParsedQueueOptions {
   if (typeof options !== "object" || options === null) {

@@ -35,8 +35,6 @@ import { SettleBatcher, type SettleKind } from "./settle-batcher.js";
 export const CLOSE_SETTLE_WAIT_MS = 5_000;
 /** Credit is given back in steps of this fraction of `prefetch`, so at least ¾ stays granted. */
 const CREDIT_RETURN_FRACTION = 4;
-/** Longest backoff exponent: the delay grows to the retry policy's maxRetryMs and stays there. */
-const MAX_REOPEN_EXPONENT = 30;
 /** The error text of jobs handed back, unprocessed, by a closing consumer. */
 const RELEASED_ON_CLOSE = "released unprocessed by a closing queue consumer";
 
@@ -209,7 +207,7 @@ export class QueueConsumer implements AsyncIterableIterator<Job>, JobSettler, Qu
     }
     this.coordinator.forget();
     if (err.code === "UNKNOWN_TOPIC") this.context.routes.forget(this.topic);
-    const delayMs = this.context.retry.delayMs(Math.min(this.reopenAttempt++, MAX_REOPEN_EXPONENT), err);
+    const delayMs = this.context.retry.delayMs(this.reopenAttempt++, err);
     this.reopenTimer = setTimeout(() => {
       this.reopenTimer = undefined;
       if (this.closing === undefined) this.connect();

@@ -26,8 +26,6 @@ export interface QueueStreamListener {
 
 export class QueueStream {
   closed = false;
-  /** True once the broker answered anything: the open was accepted. */
-  answered = false;
   private call: ClientDuplexStream<QueueRequest, QueueResponse> | undefined;
 
   constructor(
@@ -45,7 +43,6 @@ export class QueueStream {
     this.call = call;
     call.on("data", (response: QueueResponse) => {
       if (this.call !== call) return;
-      this.answered = true;
       this.listener.streamResponse(this, response);
       // A stream-level error ends the stream: after the answers that came with it.
       if (response.error !== undefined && this.call === call) this.abort(fromWireError(response.error));
