@@ -116,7 +116,10 @@ describe("graceful stop", () => {
     const senders = Array.from({ length: 8 }, async (_, s) => {
       for (let i = 0; !stop; i++) {
         try {
-          await producer.send("draining", Array.from({ length: 20 }, (_, j) => ({ value: `${s}-${i}-${j}` })));
+          // One key per send: its 20 messages go to one partition in one batch, so a send is
+          // acknowledged or refused as a whole (a send split over two partitions can be half
+          // acknowledged and still reject, which this count could not tell).
+          await producer.send("draining", Array.from({ length: 20 }, (_, j) => ({ key: `${s}-${i}`, value: `${s}-${i}-${j}` })));
           acknowledged += 20;
         } catch {
           return; // refused or unreachable: not appended
