@@ -50,6 +50,63 @@ describe("queue groups", () => {
     await cluster?.process.stop();
   });
 
+  it("key ordering: a key is leased to one consumer at a time, in order, and a failing key does not hold up the others", async () => {
+    await sluice.admin().createTopic("keyed", { partitions: 1 });
+    const producer = sluice.producer({ lingerMs: 1 });
+    const keys = ["a", "b", "c", "d"];
+    const perKey = 25;
+    // Keys interleaved inside each batch, so the broker must split batches by key.
+    for (let round = 0; round < perKey; round += 5) {
+      await producer.send("keyed", Array.from({ length: 5 * keys.length }, (_, i) => ({ key: keys[i % keys.length]!, value: `${keys[i % keys.length]}-${round + Math.floor(i / keys.length)}` })));
+    }
+    const clients = [0, 1].map((i) => new Sluice({ nameservers: [cluster.nameserver], clientId: `keyed-${i}` }));
+    const queues = clients.map((c) => c.queue({ group: "keyed-workers", topic: "keyed", keyOrdering: true, fromBeginning: true, prefetch: 20, invisibleMs: 5000 }));
+    const inFlight = new Map<string, number>();
+    const acked = new Map<string, number[]>();
+    let failedOnce = false;
+    let overlap = "";
+    /** Keys acked, in order, with "nack" where key a failed. */
+    const timeline: string[] = [];
+    try {
+      await Promise.all(
+        queues.map(async (queue) => {
+          for (;;) {
+            const job = await nextJob(queue, 3000);
+            if (job === undefined) return;
+            const key = job.key!.toString();
+            if ((inFlight.get(key) ?? 0) > 0) overlap ||= `key ${key} leased twice at once (offset ${job.offset})`;
+            inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+            await new Promise((resolve) => setTimeout(resolve, 2));
+            inFlight.set(key, inFlight.get(key)! - 1);
+            if (key === "a" && !failedOnce) {
+              // Key a fails once, with a delay: b, c and d keep flowing meanwhile.
+              failedOnce = true;
+              timeline.push("nack");
+              await job.nack({ delayMs: 500 });
+              continue;
+            }
+            await job.ack();
+            timeline.push(key);
+            const list = acked.get(key) ?? [];
+            list.push(Number(job.value!.toString().split("-")[1]));
+            acked.set(key, list);
+          }
+        }),
+      );
+    } finally {
+      await Promise.all(queues.map((q) => q.close()));
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    assert.equal(overlap, "");
+    const failedAt = timeline.indexOf("nack");
+    const aRetried = timeline.indexOf("a", failedAt);
+    const othersMeanwhile = timeline.slice(failedAt + 1, aRetried).length;
+    assert.ok(othersMeanwhile > 0, `other keys were acked while key a waited (${othersMeanwhile})`);
+    for (const key of keys) {
+      assert.deepEqual(acked.get(key), Array.from({ length: perKey }, (_, i) => i), `key ${key}: every message once, in order`);
+    }
+  });
+
   it("5 consumers on a 2-partition topic: every message acked exactly once, the work spread over at least 3 of them", async () => {
     const total = 3000;
     await sluice.admin().createTopic("work", { partitions: 2 });
