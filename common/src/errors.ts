@@ -40,6 +40,10 @@ export const ERROR_CODES = {
   UNKNOWN_GROUP: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
   GROUP_NOT_EMPTY: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
   UNKNOWN_LEASE: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
+  NOT_ENOUGH_REPLICAS: { grpc: GrpcStatus.UNAVAILABLE, http: 503, retriable: true },
+  STALE_EPOCH: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: true },
+  OUT_OF_ORDER_SEQUENCE: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
+  PRODUCER_FENCED: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
   INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500, retriable: false },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
@@ -262,6 +266,38 @@ export class UnknownLeaseError extends SluiceError {
   }
 }
 
+/**
+ * An `acks: "all"` produce the write gate refused, or whose replication requirement could
+ * not be met after the append (the message names the slaves and their lag). Retriable: an
+ * idempotent producer's retry is deduplicated if the batch was in fact appended.
+ */
+export class NotEnoughReplicasError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("NOT_ENOUGH_REPLICAS", message, options);
+  }
+}
+
+/** A request carrying an older epoch than the broker group's current one (a deposed master, a stale route). */
+export class StaleEpochError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("STALE_EPOCH", message, options);
+  }
+}
+
+/** An idempotent producer's batch whose sequence number leaves a gap (a batch before it was lost). */
+export class OutOfOrderSequenceError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("OUT_OF_ORDER_SEQUENCE", message, options);
+  }
+}
+
+/** A batch from an older epoch of a producer id than the partition has seen (a zombie producer). */
+export class ProducerFencedError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("PRODUCER_FENCED", message, options);
+  }
+}
+
 const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: SluiceErrorOptions) => SluiceError>> = {
   INVALID_ARGUMENT: InvalidArgumentError,
   INVALID_CONFIG: InvalidConfigError,
@@ -277,6 +313,10 @@ const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: S
   FENCED_MEMBER: FencedMemberError,
   GROUP_NOT_EMPTY: GroupNotEmptyError,
   UNKNOWN_LEASE: UnknownLeaseError,
+  NOT_ENOUGH_REPLICAS: NotEnoughReplicasError,
+  STALE_EPOCH: StaleEpochError,
+  OUT_OF_ORDER_SEQUENCE: OutOfOrderSequenceError,
+  PRODUCER_FENCED: ProducerFencedError,
 };
 
 /**
