@@ -18,8 +18,17 @@ export const DEFAULT_MAX_FETCH_BYTES = 4 * 1024 * 1024;
 /** Bytes of produce data one stream may have waiting for the log before it is paused. */
 export const DEFAULT_MAX_PENDING_PRODUCE_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+/** Replication defaults (R10–R12): a slave more than this far behind leaves the in-sync set. */
+export const DEFAULT_MAX_SLAVE_LAG_MS = 10_000;
+/** The broker's etcd lease: failover starts this long after a master stops renewing it. */
+export const DEFAULT_LEASE_TTL_MS = 2000;
+/** A master stops appending and acknowledging this long before its lease could expire. */
+export const DEFAULT_FENCE_MARGIN_MS = 500;
 export { DEFAULT_INITIAL_REBALANCE_DELAY_MS } from "./groups/membership.js";
 import { DEFAULT_INITIAL_REBALANCE_DELAY_MS } from "./groups/membership.js";
+
+/** When `acks: "all"` is met: at once (`async`), when every in-sync slave has it (`sync`), or k slaves (`quorum:k`). */
+export type ReplicationMode = { kind: "async" } | { kind: "sync" } | { kind: "quorum"; k: number };
 
 export interface BrokerOptions {
   /** Broker group name (`--name`): a master and its slaves share it. */
@@ -53,6 +62,18 @@ export interface BrokerOptions {
   shutdownTimeoutMs: number;
   /** Wait after the first member joins an empty group before the first assignment, so members started together share it. */
   groupInitialRebalanceDelayMs: number;
+  /** `--replication async|sync|quorum:K`: the master's setting is the group's. */
+  replication: ReplicationMode;
+  /** Write gate: `acks: "all"` is refused while fewer slaves are in sync. Default 1 in `sync` mode, else 0. */
+  minInSyncSlaves: number;
+  /** A slave behind for longer than this leaves the in-sync set (and the write gate counts it out). */
+  maxSlaveLagMs: number;
+  /** Bytes/s for a slave catching up from outside the in-sync set (0 = unthrottled); in-sync traffic is never throttled. */
+  replicationThrottleBytesPerSecond: number;
+  /** TTL of the broker's etcd lease (whole seconds on the wire; at least 2 s). */
+  leaseTtlMs: number;
+  /** The master fences itself this long before its lease could expire. */
+  fenceMarginMs: number;
 }
 
 export type BrokerOptionsInput = Partial<BrokerOptions> & Pick<BrokerOptions, "group" | "dataDir">;
@@ -82,6 +103,12 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     maxPendingProduceBytes: input.maxPendingProduceBytes ?? DEFAULT_MAX_PENDING_PRODUCE_BYTES,
     shutdownTimeoutMs: input.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
     groupInitialRebalanceDelayMs: input.groupInitialRebalanceDelayMs ?? DEFAULT_INITIAL_REBALANCE_DELAY_MS,
+    replication: input.replication ?? { kind: "async" },
+    minInSyncSlaves: input.minInSyncSlaves ?? (input.replication?.kind === "sync" ? 1 : 0),
+    maxSlaveLagMs: input.maxSlaveLagMs ?? DEFAULT_MAX_SLAVE_LAG_MS,
+    replicationThrottleBytesPerSecond: input.replicationThrottleBytesPerSecond ?? 0,
+    leaseTtlMs: input.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    fenceMarginMs: input.fenceMarginMs ?? DEFAULT_FENCE_MARGIN_MS,
   };
   if (!GROUP_NAME.test(options.group)) {
     throw new InvalidConfigError(`broker name "${options.group}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
@@ -106,7 +133,28 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
   requireInteger("max-pending-produce-bytes", options.maxPendingProduceBytes, 1024, 2 ** 40);
   requireInteger("shutdown-timeout-ms", options.shutdownTimeoutMs, 0, 600_000);
   requireInteger("group-initial-rebalance-delay-ms", options.groupInitialRebalanceDelayMs, 0, 60_000);
+  checkReplicationMode(options.replication);
+  requireInteger("min-in-sync-slaves", options.minInSyncSlaves, 0, 64);
+  requireInteger("max-slave-lag-ms", options.maxSlaveLagMs, 10, 3_600_000);
+  requireInteger("replication-throttle-bytes", options.replicationThrottleBytesPerSecond, 0, Number.MAX_SAFE_INTEGER);
+  requireInteger("lease-ttl-ms", options.leaseTtlMs, 2000, 600_000);
+  requireInteger("fence-margin-ms", options.fenceMarginMs, 50, options.leaseTtlMs - 100);
   return options;
+}
+
+/** Parses `--replication`: `async`, `sync` or `quorum:K` (K ≥ 1 slaves). */
+export function parseReplicationMode(text: string): ReplicationMode {
+  const value = text.trim();
+  if (value === "async" || value === "sync") return { kind: value };
+  const match = /^quorum:(\d{1,2})$/.exec(value);
+  if (match) return checkReplicationMode({ kind: "quorum", k: Number(match[1]) });
+  throw new InvalidConfigError(`--replication "${text}" is unknown: use async, sync or quorum:K (K slaves must have a batch before it is acknowledged)`);
+}
+
+function checkReplicationMode(mode: ReplicationMode): ReplicationMode {
+  if (mode.kind === "async" || mode.kind === "sync") return mode;
+  if (mode.kind === "quorum" && Number.isInteger(mode.k) && mode.k >= 1 && mode.k <= 64) return mode;
+  throw new InvalidConfigError(`replication mode ${JSON.stringify(mode)} is invalid: use async, sync or quorum:K with K from 1 to 64`);
 }
 
 function requireInteger(name: string, value: number, min: number, max: number): void {

@@ -15,6 +15,14 @@ import { createHttpServer, createMetricsRegistry, listenHttp } from "../../commo
 import { createLogger, type Logger } from "../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
 import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
+import { ReplicationService, type ReplicaRequest, type ReplicaResponse } from "../../proto/gen/sluice/v1/replication.js";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { NotLeaderError } from "../../common/src/errors.js";
+import { toWireError } from "../../common/src/grpc/errors.js";
+import { GroupRole } from "./group-role.js";
+import { appendAsMaster } from "./master-append.js";
+import { createRoleManager } from "./roles/create-role-manager.js";
+import type { RoleManager } from "./roles/role-manager.js";
 import { GroupsService } from "../../proto/gen/sluice/v1/groups.js";
 import { GroupCoordinator } from "./groups/coordinator.js";
 import { GroupOffsets } from "./groups/offsets.js";
@@ -40,6 +48,7 @@ import { parseBrokerOptions, type BrokerOptions, type BrokerOptionsInput } from 
 import { BrokerLease } from "./registration/etcd-lease.js";
 import { Registrar } from "./registration/registrar.js";
 import { TopicManager } from "./topics.js";
+import type { PartitionLog } from "./storage/partition-log.js";
 
 export interface BrokerStartOptions extends BrokerOptionsInput {
   clock?: Clock;
@@ -64,6 +73,8 @@ export class Broker {
     private readonly lease: BrokerLease | undefined,
     private readonly groups: GroupServices & { store: GroupStateStore },
     private readonly webSocketConsume: WebSocketConsume,
+    private readonly groupRole: GroupRole,
+    private readonly roles: RoleManager,
   ) {}
 
   static async start(input: BrokerStartOptions): Promise<Broker> {
@@ -104,18 +115,36 @@ export class Broker {
     });
     widenInitialWindow(grpc, logger);
     let grpcAddress = "";
+    let roles: RoleManager | undefined;
     const streamClosers = new Set<() => void>();
+    // Created once the lease and the bound address exist (below); handlers reach it lazily.
+    let groupRole: GroupRole | undefined;
+    const guard = {
+      epoch: () => groupRole?.epoch() ?? -1,
+      checkMaster: () => {
+        if (groupRole === undefined) throw new NotLeaderError("the broker is still starting");
+        groupRole.checkMaster();
+      },
+      checkWriteGate: (topic: string, partition: number) => groupRole!.checkWriteGate(topic, partition),
+      waitReplicated: (topic: string, partition: number, lastOffset: number) =>
+        groupRole === undefined ? Promise.reject(new NotLeaderError("the broker is still starting")) : groupRole.waitReplicated(topic, partition, lastOffset),
+    };
     const context: BrokerContext = {
       options,
       topics: openedTopics,
       metrics,
       logger,
-      role: () => (options.brokerId === 0 ? "master" : "slave"),
+      role: () => groupRole?.role ?? "slave",
+      masterAddress: () => groupRole?.masterAddress(),
+      replication: guard,
       shuttingDown: () => state.shuttingDown,
       announce: () => registrar?.heartbeatNow(),
       streamClosers,
     };
-    const store = GroupStateStore.open(options.dataDir, { logger });
+    // Group state and dead letters are written like produce with acks "all": fenced, stamped
+    // with the epoch and acknowledged only once replicated as the group's mode requires.
+    const appendReplicated = (log: PartitionLog, batch: Buffer) => appendAsMaster(guard, log, batch, true);
+    const store = GroupStateStore.open(options.dataDir, { logger, append: appendReplicated });
     const coordinator = new GroupCoordinator({
       topics: openedTopics,
       store,
@@ -123,6 +152,7 @@ export class Broker {
       logger,
       role: context.role,
       initialRebalanceDelayMs: options.groupInitialRebalanceDelayMs,
+      append: appendReplicated,
     });
     const queues = new QueueGroups(coordinator, openedTopics, logger);
     const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues), queues, store };
@@ -137,6 +167,39 @@ export class Broker {
       createPartitions: unary(handleCreatePartitions(context)),
       deleteTopic: unary(handleDeleteTopic(context)),
       describePartitions: unary(handleDescribePartitions(context)),
+    });
+    grpc.addService(ReplicationService, {
+      replicate: (call: ServerDuplexStream<ReplicaRequest, ReplicaResponse>) => {
+        const sessions = groupRole?.sessions();
+        if (sessions !== undefined) {
+          sessions.handle(call);
+          return;
+        }
+        const error = new NotLeaderError(`broker ${options.group}/${options.brokerId} is not the master${groupRole?.masterAddress() ? `; the master is at ${groupRole.masterAddress()}` : ""}`);
+        call.write({ epoch: groupRole?.epoch() ?? 0, error: toWireError(error) });
+        call.end();
+      },
+      replicaState: unary(async () => ({
+        group: options.group,
+        brokerId: options.brokerId,
+        role: context.role(),
+        epoch: Math.max(0, groupRole?.epoch() ?? 0),
+        partitions: openedTopics.logs.all().map((log) => {
+          const entries = log.leaderEpochs.entries();
+          const latest = entries[entries.length - 1];
+          return {
+            topic: log.topic,
+            partition: log.partition,
+            logEndOffset: log.logEndOffset,
+            epochs: latest === undefined ? [] : [{ epoch: latest.epoch, startOffset: latest.startOffset }],
+          };
+        }),
+      })),
+      promote: unary(async (request: { epoch: number }) => {
+        if (roles === undefined) throw new NotLeaderError("the broker is still starting");
+        await roles.promote(request.epoch);
+        return { epoch: request.epoch };
+      }),
     });
     try {
       const port = await new Promise<number>((resolve, reject) => {
@@ -159,7 +222,8 @@ export class Broker {
     if (options.etcd.length > 0) {
       lease = new BrokerLease({
         endpoints: options.etcd,
-        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        ttlMs: options.leaseTtlMs,
+        clock,
         logger,
         onNewLease: () => registrar?.registerAgain(),
       });
@@ -183,22 +247,58 @@ export class Broker {
       address: grpcAddress,
       httpAddress,
       version: SERVER_VERSION,
-      role: context.role(),
-      epoch: 1,
+      role: "slave",
+      epoch: 0,
       weight: 1,
     };
+    // Roles come from the registry (etcd) or role.json and the name servers (no etcd).
+    roles = createRoleManager({ options, lease: heldLease, address: grpcAddress, httpAddress, clock, logger });
+    const startedRoles = roles;
+    groupRole = new GroupRole({
+      options,
+      topics: openedTopics,
+      roles: startedRoles,
+      clock,
+      logger,
+      onSwitched: async (change, previous) => {
+        registrar?.setBroker({ ...info, role: change.role, epoch: change.epoch });
+        void registrar?.heartbeatNow();
+        if (previous.role === "master" && change.role !== "master") {
+          // State served as master is no longer ours: the new master replays it from the log.
+          coordinator.unloadAll();
+          await queues.demote();
+          for (const close of [...streamClosers]) close();
+        }
+      },
+    });
+    // The first role is in force before registering, so name servers never see a master
+    // register as a slave first (a topic created right after start would find no master).
+    try {
+      await startedRoles.start();
+      await groupRole.start();
+    } catch (err) {
+      await startedRoles.stop().catch(() => undefined);
+      await heldLease?.close();
+      grpc.forceShutdown();
+      await closeGroups(groups);
+      await openedTopics.close();
+      await http.close();
+      throw err;
+    }
     registrar = new Registrar({
       nameservers: options.nameservers,
-      broker: info,
+      broker: { ...info, role: groupRole.current.role, epoch: groupRole.current.epoch },
       hostedPartitions: () => hostedPartitions(openedTopics),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       etcdLeaseId: () => heldLease?.leaseId ?? "",
+      replicaStatus: () => groupRole?.replicaStatus() ?? [],
+      onGroupMaster: (master) => startedRoles.observeGroupMaster(master),
       clock,
       logger,
     });
     registrar.start();
     logger.info({ grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush }, "broker started");
-    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease, groups, webSocketConsume);
+    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease, groups, webSocketConsume, groupRole, startedRoles);
   }
 
   /** Resolves once registered with at least one name server. */
@@ -214,6 +314,23 @@ export class Broker {
   private async shutdown(): Promise<void> {
     this.state.shuttingDown = true;
     this.logger.info("broker stopping");
+    if (this.groupRole.role === "master") {
+      // Produce is refused from here (SHUTTING_DOWN, retried by clients). Open produce streams
+      // finish once their last acks are out; queue windows are committed while this broker
+      // can still write; then an in-sync slave that holds everything takes over, so no
+      // acknowledged message depends on this process any more.
+      for (const close of [...this.streamClosers]) close();
+      this.webSocketConsume.close();
+      await closeGroups(this.groups);
+      try {
+        const to = await this.groupRole.handOff(this.options.shutdownTimeoutMs);
+        if (to !== undefined) this.logger.info({ to }, "mastership handed to an in-sync slave");
+        else this.logger.warn("no in-sync slave could take mastership; the group waits for failover");
+      } catch (err) {
+        this.logger.warn({ err }, "handing mastership over failed; the group waits for failover");
+      }
+    }
+    await this.roles.stop().catch((err: unknown) => this.logger.warn({ err }, "stopping the role manager failed"));
     await this.registrar.stop();
     // Revoking drops the record from etcd now; name servers unregistered it already anyway.
     await this.lease?.close();
@@ -234,6 +351,7 @@ export class Broker {
     // Sockets still open after streamClosers asked them to go would keep http.close() waiting.
     this.webSocketConsume.close();
     await closeGroups(this.groups);
+    await this.groupRole.close();
     await this.topics.close();
     await this.http.close();
     this.logger.info("broker stopped");

@@ -20,6 +20,8 @@ import { TopicStore, type TopicRecord, type TopicSettings } from "./metadata/top
 import type { BrokerOptions } from "./options.js";
 
 export class TopicManager {
+  private readonly changeListeners = new Set<(change: TopicChange) => void>();
+
   private constructor(
     private readonly store: TopicStore,
     readonly logs: LogManager,
@@ -112,6 +114,7 @@ export class TopicManager {
       if (!this.logs.get(topic, partition)) created.push(partition);
       await this.logs.create(topic, partition, partitionConfig(settings, this.options));
     }
+    this.notify({ kind: "created", record });
     return created;
   }
 
@@ -119,6 +122,32 @@ export class TopicManager {
     if (!this.store.get(topic)) throw new UnknownTopicError(topic, " on this broker");
     await this.store.delete(topic);
     await this.logs.deleteTopic(topic);
+    this.notify({ kind: "deleted", topic });
+  }
+
+  /**
+   * A slave mirrors its master's topics: the master's record (partitions, settings, creation
+   * time) is taken as it is, and partitions this broker lacks are created empty (replication
+   * then fills them). Never refuses an existing topic, unlike `createPartitions`.
+   */
+  async mirrorTopic(record: TopicRecord): Promise<void> {
+    const existing = this.store.get(record.topic);
+    const partitions = [...new Set([...(existing?.partitions ?? []), ...record.partitions])].sort((a, b) => a - b);
+    const merged: TopicRecord = { ...record, partitions, createdAtMs: existing?.createdAtMs ?? record.createdAtMs };
+    if (existing === undefined || JSON.stringify(existing) !== JSON.stringify(merged)) await this.store.put(merged);
+    for (const partition of partitions) {
+      if (!this.logs.get(record.topic, partition)) await this.logs.create(record.topic, partition, partitionConfig(merged.settings, this.options));
+    }
+  }
+
+  /** Tells `listener` about every topic created or deleted here; returns the unsubscribe. */
+  onChange(listener: (change: TopicChange) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private notify(change: TopicChange): void {
+    for (const listener of this.changeListeners) listener(change);
   }
 
   async close(): Promise<void> {
@@ -126,6 +155,8 @@ export class TopicManager {
     await this.store.close();
   }
 }
+
+export type TopicChange = { kind: "created"; record: TopicRecord } | { kind: "deleted"; topic: string };
 
 /**
  * `%groups` keeps everything until compaction snapshots it (retention would delete committed

@@ -7,7 +7,7 @@
  * const sluice = new Sluice({ nameservers: ["127.0.0.1:9876"], clientId: "orders-api" });
  * await sluice.admin().createTopic("orders", { partitions: 3 });
  *
- * const producer = sluice.producer({ lingerMs: 5, acks: "leader" });
+ * const producer = sluice.producer({ lingerMs: 5, acks: "all", idempotent: true });
  * const written = await producer.send("orders", [{ key: "o-1", value: Buffer.from("{...}"), headers: { t: "x" } }]);
  * // written: [{ topic: "orders", partition: 2, offset: 41 }], in input order
  *
@@ -95,6 +95,10 @@ export {
   FencedMemberError,
   UnknownGroupError,
   GroupNotEmptyError,
+  NotEnoughReplicasError,
+  StaleEpochError,
+  OutOfOrderSequenceError,
+  ProducerFencedError,
   ERROR_CODES,
 } from "../../common/src/errors.js";
 export type { ErrorCode } from "../../common/src/errors.js";

@@ -10,7 +10,7 @@
  * and never less than the server's `retryAfterMs` hint (throttling, leadership moving).
  * The jitter keeps a crowd of clients that failed together from retrying in lockstep.
  */
-import { InvalidArgumentError, SluiceError, toSluiceError } from "../../common/src/errors.js";
+import { InvalidArgumentError, SluiceError, toSluiceError, type ErrorCode } from "../../common/src/errors.js";
 
 export interface RetryOptions {
   /** Retries after the first attempt; 0 disables retrying. @defaultValue 5 */
@@ -28,6 +28,24 @@ export const DEFAULT_MAX_RETRY_MS = 2_000;
 export const RETRY_MULTIPLIER = 2;
 /** Fraction of a delay drawn at random on either side. */
 export const RETRY_JITTER = 0.2;
+
+/**
+ * Errors that mean a partition's master is changing hands (failover, a restart, a graceful
+ * handover) or cannot be reached for now. A failover takes seconds (the master's lease
+ * expires, the controller promotes a slave, routes are pushed), longer than `retries`
+ * backoffs may last, so a send retries these until its deadline however many attempts that
+ * takes (Kafka's producer does the same: its retries are unbounded, its delivery timeout is
+ * not). Other retriable errors (throttling, a full disk) keep the `retries` cap.
+ */
+export const MASTER_CHANGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "NOT_LEADER",
+  "NOT_ENOUGH_REPLICAS",
+  "STALE_EPOCH",
+  "BROKER_UNAVAILABLE",
+  "NO_BROKERS_AVAILABLE",
+  "SHUTTING_DOWN",
+  "REQUEST_TIMED_OUT",
+]);
 
 export interface ParsedRetryOptions {
   readonly retries: number;
@@ -90,10 +108,12 @@ export class RetryPolicy {
   /**
    * How long to wait before retrying after `err` failed attempt `retry + 1`, or -1 to give
    * up: the error is not retriable, the retries are used up, or the wait would end past
-   * the deadline.
+   * the deadline. With `untilDeadline` (errors in MASTER_CHANGE_CODES) only the deadline ends the
+   * retrying, unless `retries` is 0, which always means "never retry".
    */
-  nextDelayMs(err: SluiceError, retry: number, deadlineMs: number): number {
-    if (!err.retriable || retry >= this.options.retries) return -1;
+  nextDelayMs(err: SluiceError, retry: number, deadlineMs: number, untilDeadline = false): number {
+    const retries = this.options.retries;
+    if (!err.retriable || retries === 0 || (!untilDeadline && retry >= retries)) return -1;
     const delay = this.delayMs(retry, err);
     return this.now() + delay < deadlineMs ? delay : -1;
   }

@@ -57,6 +57,11 @@ export interface NameServerOptions {
   groupStatePartitions?: number;
   /** Where brokers and topics are kept. @defaultValue a new in-memory store */
   store?: RegistryStore;
+  /**
+   * Over etcd: campaign to be the failover controller, which promotes a slave when a group's
+   * master loses its lease (one name server leads at a time). Ignored without etcd. @defaultValue true
+   */
+  failoverController?: boolean;
   clock?: Clock;
   logger?: Logger;
 }
@@ -74,6 +79,7 @@ export interface ResolvedNameServerOptions {
   store: RegistryStore;
   /** True when the store is the in-memory one, rebuilt from broker reports. */
   storeIsMemory: boolean;
+  failoverController: boolean;
   clock: Clock;
   logger: Logger;
 }
@@ -116,6 +122,7 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
     brokerRequestTimeoutMs,
     store,
     storeIsMemory: store instanceof MemoryRegistryStore,
+    failoverController: options.failoverController ?? true,
     clock: options.clock ?? systemClock,
     logger: options.logger ?? createLogger("nameserver"),
   };

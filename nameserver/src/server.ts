@@ -23,7 +23,19 @@ import type { RegistryStore } from "./registry/store.js";
 import { RouteWatch } from "./route-watch.js";
 import { createNameServerService } from "./service.js";
 import { CoordinatorFinder } from "./coordinators.js";
+import { Controller } from "./controller/controller.js";
+import { GroupRecords } from "./controller/group-records.js";
+import { BrokerPromoter } from "./controller/promote-broker.js";
+import { ReplicationClients } from "./controller/replica-calls.js";
+import { ReplicaReports } from "./controller/replica-reports.js";
 import { TopicAdmin } from "./topic-admin.js";
+
+/** What the name server runs for replication: broker clients, and over etcd the group records and controller. */
+interface ReplicationControl {
+  clients: ReplicationClients;
+  records: GroupRecords | undefined;
+  controller: Controller | undefined;
+}
 
 export class NameServer {
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -44,7 +56,13 @@ export class NameServer {
     readonly httpAddress: string | null,
     /** The store the state uses: the options' store, or the etcd view over it. */
     private readonly store: RegistryStore,
+    private readonly replication: ReplicationControl,
   ) {}
+
+  /** True while this name server is the elected failover controller (etcd mode). */
+  get isController(): boolean {
+    return this.replication.controller?.isLeader ?? false;
+  }
 
   static async start(input: NameServerOptions = {}): Promise<NameServer> {
     const options = parseNameServerOptions(input);
@@ -79,6 +97,20 @@ export class NameServer {
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
     });
     const topics = new TopicAdmin(state, brokerAdmin, logger);
+    const replicaReports = new ReplicaReports();
+    const replication: ReplicationControl = {
+      clients: new ReplicationClients(NAMESERVER_CLIENT_ID),
+      records: options.store instanceof EtcdRegistryStore ? new GroupRecords({ endpoints: options.store.endpoints, keyPrefix: options.store.keyPrefix }) : undefined,
+      controller: undefined,
+    };
+    const promoter = new BrokerPromoter({
+      records: replication.records,
+      state,
+      reports: replicaReports,
+      brokers: replication.clients,
+      clock: options.clock,
+      logger,
+    });
     grpcServer.addService(
       NameServerService,
       createNameServerService({
@@ -89,6 +121,9 @@ export class NameServer {
         routeWatch,
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         expiryMs: options.expiryMs,
+        replicaReports,
+        promoter,
+        clock: options.clock,
       }),
     );
 
@@ -107,7 +142,11 @@ export class NameServer {
         });
         httpAddress = await listenHttp(httpServer, options.host, options.httpPort);
       }
-      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store);
+      if (replication.records !== undefined && options.failoverController) {
+        replication.controller = new Controller({ records: replication.records, brokers: replication.clients, candidateId: grpcAddress, clock: options.clock, logger });
+        replication.controller.start();
+      }
+      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store, replication);
       server.startSweeping();
       logger.info(
         { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, detector: options.detector, store: options.storeIsMemory ? "memory" : view !== undefined ? "etcd" : "external" },
@@ -119,6 +158,7 @@ export class NameServer {
       grpcServer.forceShutdown();
       await httpServer?.close();
       brokerAdmin.close();
+      await closeReplication(replication);
       await view?.close();
       throw err;
     }
@@ -133,6 +173,8 @@ export class NameServer {
   private async shutdown(): Promise<void> {
     clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    // Resign first, so another name server's controller takes over without waiting for a lease.
+    await closeReplication(this.replication);
     // Route watches are endless streams: end them first, or the graceful shutdown waits them out.
     this.routeWatch.close();
     await Promise.all([shutdownGrpc(this.grpcServer, GRACEFUL_SHUTDOWN_MS), this.httpServer?.close()]);
@@ -160,6 +202,12 @@ export class NameServer {
       this.sweeping = false;
     }
   }
+}
+
+async function closeReplication(replication: ReplicationControl): Promise<void> {
+  await replication.controller?.stop();
+  replication.clients.close();
+  replication.records?.close();
 }
 
 function bindGrpc(server: Server, host: string, port: number): Promise<number> {

@@ -3,9 +3,12 @@
  * cluster state or the topic admin; `unary()` turns thrown SluiceErrors into a gRPC status
  * with the stable code in the trailers.
  */
+import type { Clock } from "../../common/src/clock.js";
 import { unary } from "../../common/src/grpc/errors.js";
-import type { BrokerStatus, NameServerServer, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
+import type { BrokerStatus, GroupMaster, NameServerServer, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { ClusterState } from "./cluster-state.js";
+import type { BrokerPromoter } from "./controller/promote-broker.js";
+import type { ReplicaReports } from "./controller/replica-reports.js";
 import type { NameServerMetrics } from "./metrics.js";
 import { createWatchRoutesHandler, type RouteWatch } from "./route-watch.js";
 import type { TopicAdmin } from "./topic-admin.js";
@@ -20,21 +23,34 @@ export interface NameServerServiceDeps {
   routeWatch: RouteWatch;
   heartbeatIntervalMs: number;
   expiryMs: number;
+  /** Masters' reports of their slaves (in sync, lag), for ListBrokers and hand promotion. */
+  replicaReports: ReplicaReports;
+  /** PromoteBroker: etcd record or the broker's Promote. */
+  promoter: BrokerPromoter;
+  clock: Clock;
 }
 
 export function createNameServerService(deps: NameServerServiceDeps): NameServerServer {
-  const { state, topics, metrics } = deps;
+  const { state, topics, metrics, replicaReports } = deps;
   return {
     registerBroker: unary(async (request) => {
-      await state.register(request.broker, request.partitions, request.etcdLeaseId ?? "");
+      const record = await state.register(request.broker, request.partitions, request.etcdLeaseId ?? "");
+      replicaReports.record(request.broker, request.replicas, deps.clock.now());
       metrics.registrations.inc();
-      return { heartbeatIntervalMs: deps.heartbeatIntervalMs, expiryMs: deps.expiryMs };
+      return { heartbeatIntervalMs: deps.heartbeatIntervalMs, expiryMs: deps.expiryMs, master: await groupMaster(state, record.group) };
     }),
 
     heartbeat: unary(async (request) => {
       metrics.heartbeatsReceived.inc();
-      return { known: await state.heartbeat(request.broker, request.partitions, request.etcdLeaseId ?? "") };
+      const known = await state.heartbeat(request.broker, request.partitions, request.etcdLeaseId ?? "");
+      if (!known || request.broker === undefined) return { known };
+      replicaReports.record(request.broker, request.replicas, deps.clock.now());
+      return { known, master: await groupMaster(state, request.broker.group) };
     }),
+
+    promoteBroker: unary(async (request) => ({
+      master: await deps.promoter.promote({ cluster: request.cluster, group: request.group, brokerId: request.brokerId, force: request.force }),
+    })),
 
     unregisterBroker: unary(async (request) => {
       await state.unregister(request.cluster, request.group, request.brokerId);
@@ -80,8 +96,18 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
         registeredAtMs: record.registeredAtMs,
         suspicion,
         partitionCount,
+        replication: record.role === "slave" ? replicaReports.statusOf(record.cluster, record.group, record.brokerId) : undefined,
       }));
       return { brokers };
     }),
   };
+}
+
+/**
+ * The group's master as routes see it (the live broker claiming mastership at the highest
+ * epoch): how a broker without etcd learns whom to follow, or that it was replaced.
+ */
+async function groupMaster(state: ClusterState, group: string): Promise<GroupMaster | undefined> {
+  const master = (await state.groupViews()).get(group)?.master;
+  return master === undefined ? undefined : { brokerId: master.brokerId, epoch: master.epoch, address: master.address };
 }

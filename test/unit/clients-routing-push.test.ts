@@ -57,11 +57,11 @@ class BrokerStandIn {
   }
 
   register(partitions: HostedPartition[]): Promise<unknown> {
-    return this.call((done) => this.client.registerBroker({ header, broker: BROKER, partitions }, done));
+    return this.call((done) => this.client.registerBroker({ header, broker: BROKER, partitions, replicas: [] }, done));
   }
 
   heartbeat(partitions: HostedPartition[]): Promise<unknown> {
-    return this.call((done) => this.client.heartbeat({ header, broker: BROKER, partitions, produceBytesPerSecond: 0 }, done));
+    return this.call((done) => this.client.heartbeat({ header, broker: BROKER, partitions, produceBytesPerSecond: 0, replicas: [] }, done));
   }
 
   unregister(): Promise<unknown> {

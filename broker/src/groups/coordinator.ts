@@ -13,6 +13,7 @@ import { NotCoordinatorError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { GROUP_STATE_TOPIC, groupStatePartition } from "../../../common/src/protocol.js";
 import type { TopicManager } from "../topics.js";
+import type { AppendResult, PartitionLog } from "../storage/partition-log.js";
 import { GroupMembership, type GroupSnapshot, type HeartbeatInput, type HeartbeatOutput } from "./membership.js";
 import { groupKey } from "./state-keys.js";
 import type { GroupStateStore, StateWrite } from "./state-store.js";
@@ -30,6 +31,8 @@ export interface CoordinatorOptions {
   /** Only a master coordinates. */
   role: () => "master" | "slave";
   initialRebalanceDelayMs: number;
+  /** The master's write path (fence, epoch, replication wait) for logs other than `%groups`. @defaultValue `log.append(batch)` */
+  append?: (log: PartitionLog, batch: Buffer) => Promise<AppendResult>;
 }
 
 export class GroupCoordinator {
@@ -49,6 +52,22 @@ export class GroupCoordinator {
     this.timer.unref();
     this.compactionTimer = setInterval(() => void this.compactAll(), COMPACTION_CHECK_MS);
     this.compactionTimer.unref();
+  }
+
+  /** Appends to a log this master owns (dead letters) the way every master write goes. */
+  appendToLog(log: PartitionLog, batch: Buffer): Promise<AppendResult> {
+    return this.options.append ? this.options.append(log, batch) : log.append(batch);
+  }
+
+  /**
+   * This broker stopped being master: forget every loaded group so nothing is served from
+   * state a new master may have moved past. Reloaded from the log if mastership returns.
+   */
+  unloadAll(): void {
+    for (const partition of this.loaded) this.options.store.unload(partition);
+    this.loaded.clear();
+    this.groups.clear();
+    this.persisted.clear();
   }
 
   get store(): GroupStateStore {

@@ -193,7 +193,8 @@ export class GroupOffsets {
   private lag(topic: string, partition: number, committedOffset: number): PartitionLag {
     const log = this.topics.logs.get(topic, partition);
     if (log === undefined) return { topic, partition, committedOffset, endOffset: -1, lag: -1, lagMs: -1 };
-    const endOffset = log.logEndOffset;
+    // Lag is measured to the high watermark: what the group could read now.
+    const endOffset = log.highWatermark;
     // Nothing committed yet: where the group starts depends on its reset policy, so lag is unknown.
     if (committedOffset < 0) return { topic, partition, committedOffset, endOffset, lag: -1, lagMs: -1 };
     const from = Math.max(committedOffset, log.logStartOffset);
@@ -222,14 +223,14 @@ export class GroupOffsets {
       case ResetTarget.RESET_TARGET_EARLIEST:
         return log.logStartOffset;
       case ResetTarget.RESET_TARGET_LATEST:
-        return log.logEndOffset;
+        return log.highWatermark;
       case ResetTarget.RESET_TARGET_OFFSET:
         if (!Number.isSafeInteger(request.offset) || request.offset < 0) {
           throw new InvalidArgumentError(`offset ${request.offset} is invalid: offsets are integers >= 0`);
         }
-        return Math.min(Math.max(request.offset, log.logStartOffset), log.logEndOffset);
+        return Math.min(Math.max(request.offset, log.logStartOffset), log.highWatermark);
       case ResetTarget.RESET_TARGET_TIMESTAMP:
-        return log.offsetForTimestamp(request.timestampMs)?.offset ?? log.logEndOffset;
+        return Math.min(log.offsetForTimestamp(request.timestampMs)?.offset ?? log.highWatermark, log.highWatermark);
       default:
         throw new InvalidArgumentError(`unknown reset target ${String(request.target)}`);
     }

@@ -168,6 +168,17 @@ export class QueueGroups implements QueueGroupView {
     return [...names];
   }
 
+  /**
+   * This broker stopped being master: windows are no longer ours to commit (the new master
+   * replays them from the replicated log). The broker ends the queue streams, and consumers
+   * find the new coordinator.
+   */
+  async demote(): Promise<void> {
+    const queues = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.allSettled(queues.map((q) => q.close()));
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));

@@ -132,7 +132,7 @@ export class QueueTopic {
       } else {
         // A new queue group starts at the end unless asked for everything; recorded at once
         // so "the end" means the end when the group was created, not when it next commits.
-        window = new QueueWindow(options.fromBeginning ? log.logStartOffset : log.logEndOffset);
+        window = new QueueWindow(options.fromBeginning ? log.logStartOffset : log.highWatermark);
         fresh.push({ key, value: window.snapshot() });
       }
       const pq: PartitionQueue = {
@@ -199,7 +199,7 @@ export class QueueTopic {
         topic: this.options.topic,
         partition: pq.partition,
         startOffset: pq.window.startOffset,
-        endOffset: pq.log.logEndOffset,
+        endOffset: pq.log.highWatermark,
         inFlight: stats.leased,
         delayed: stats.delayed,
         deadPending: stats.dead,
@@ -343,7 +343,8 @@ export class QueueTopic {
         const leases = pq.window.lease(
           session.memberId,
           Math.min(session.credit, LEASES_PER_ROUND),
-          pq.log.logEndOffset,
+          // Only what the replication requirement has covered is leased out.
+          pq.log.highWatermark,
           nowMs,
           session.invisibleMs,
           this.keyOrdering ? this.keyOf(pq) : undefined,
@@ -419,7 +420,7 @@ export class QueueTopic {
             [DLQ_HEADERS.error]: dead.lastError.slice(0, 1000),
             [DLQ_HEADERS.deadAtMs]: String(this.options.coordinator.now()),
           };
-          await dlq.append(encodeBatch([{ key: original.key, value: original.value, headers, timestamp: original.timestamp }]));
+          await this.options.coordinator.appendToLog(dlq, encodeBatch([{ key: original.key, value: original.value, headers, timestamp: original.timestamp }]));
           pq.deadLettered++;
         }
         pq.window.settleDead(dead.offset);

@@ -40,7 +40,7 @@ export function markOfLastBatch(records: Buffer): AppliedMark {
 /** Does the log still hold a batch ending at the mark's offset, with the mark's CRC? */
 export function markMatchesLog(mark: AppliedMark, log: PartitionLog): boolean {
   if (mark.offset < log.logStartOffset || mark.offset >= log.logEndOffset) return false;
-  const { records } = log.read(mark.offset, 1);
+  const { records } = log.read(mark.offset, 1, "logEnd");
   if (records.length < BATCH_HEADER_BYTES) return false;
   const { offset, batchCrc } = markOfLastBatch(records.subarray(0, batchSizeAt(records)));
   return offset === mark.offset && batchCrc === mark.batchCrc;

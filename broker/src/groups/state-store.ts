@@ -45,6 +45,12 @@ export type { StateWrite };
 export interface GroupStateStoreOptions {
   /** @defaultValue silentLogger */
   logger?: Logger;
+  /**
+   * How a batch reaches the log. The broker passes its master path (fence, epoch stamp, wait
+   * for the replication requirement), so group state acknowledged to a client survives
+   * failover like any acknowledged message. @defaultValue `log.append(batch)`
+   */
+  append?: (log: PartitionLog, batch: Buffer) => Promise<AppendResult>;
 }
 
 export interface CompactionOptions {
@@ -104,11 +110,12 @@ export class GroupStateStore {
   private constructor(
     private readonly cache: StateCache,
     private readonly logger: Logger,
+    private readonly appendTo: (log: PartitionLog, batch: Buffer) => Promise<AppendResult>,
   ) {}
 
   /** Opens the LMDB environment at `<dataDir>/groups`. */
   static open(dataDir: string, options: GroupStateStoreOptions = {}): GroupStateStore {
-    return new GroupStateStore(StateCache.open(dataDir), options.logger ?? silentLogger);
+    return new GroupStateStore(StateCache.open(dataDir), options.logger ?? silentLogger, options.append ?? ((log, batch) => log.append(batch)));
   }
 
   /**
@@ -250,7 +257,7 @@ export class GroupStateStore {
 
   private appendAndApply(view: PartitionView, batch: Buffer, changes: readonly StateChange[]): Promise<void> {
     // Offsets are assigned now, in call order; the apply chain follows the same order.
-    const appended = view.log.append(batch);
+    const appended = this.appendTo(view.log, batch);
     appended.catch(ignore); // handled in the chain; this stops an early rejection counting as unhandled
     // LMDB is not waited for: it is a cache of the log, and its writes of many appends then
     // share a transaction. unload() and close() wait for them.
@@ -283,7 +290,8 @@ export class GroupStateStore {
     let skipped = 0;
     let offset = fromOffset;
     while (offset < log.logEndOffset) {
-      const { records, nextOffset } = log.read(offset, REPLAY_READ_BYTES);
+      // Group state is the master's own log: replayed to its end, not to the consumers' watermark.
+      const { records, nextOffset } = log.read(offset, REPLAY_READ_BYTES, "logEnd");
       if (nextOffset <= offset || records.length < BATCH_HEADER_BYTES) {
         throw new StorageError(`replay of ${log.topic}/${partition} made no progress at offset ${offset}`);
       }
@@ -337,7 +345,7 @@ export class GroupStateStore {
   private appendSnapshot(view: PartitionView): { startOffset: Promise<number>; applied: Promise<void> } {
     const live = Array.from(view.entries, ([key, entry]): [string, StateValue] => [key, entry.value]);
     const batches = encodeSnapshot(live, Date.now());
-    const appends: Promise<AppendResult>[] = batches.map((batch) => view.log.append(batch));
+    const appends: Promise<AppendResult>[] = batches.map((batch) => this.appendTo(view.log, batch));
     for (const appended of appends) appended.catch(ignore);
     const last = batches[batches.length - 1]!;
     // A snapshot restates memory: applying it only moves LMDB's mark past it.

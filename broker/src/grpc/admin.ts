@@ -60,7 +60,8 @@ export function handleListOffsets(context: BrokerContext) {
               : { partition: wanted.partition, offset: -1, timestampMs: -1 };
           }
           case OffsetSpec.OFFSET_SPEC_LATEST:
-            return { partition: wanted.partition, offset: log.logEndOffset, timestampMs: -1 };
+            // Kafka's answer too: the end of what consumers may read, not of what is written.
+            return { partition: wanted.partition, offset: log.highWatermark, timestampMs: -1 };
           default:
             throw new InvalidArgumentError(`offset spec ${wanted.spec} is unknown: use latest, earliest or timestamp`);
         }
@@ -115,7 +116,7 @@ export function handleDescribePartitions(context: BrokerContext) {
           partition,
           logStartOffset: log.logStartOffset,
           logEndOffset: log.logEndOffset,
-          highWatermark: log.logEndOffset,
+          highWatermark: log.highWatermark,
           sizeBytes: log.sizeBytes,
           segments: log.segmentCount,
           config: {

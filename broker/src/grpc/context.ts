@@ -3,6 +3,7 @@ import { NotLeaderError, ShuttingDownError, UnsupportedVersionError } from "../.
 import type { Logger } from "../../../common/src/logger.js";
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
+import type { ReplicationGuard } from "../master-append.js";
 import type { BrokerMetrics } from "../metrics.js";
 import type { BrokerOptions } from "../options.js";
 import type { TopicManager } from "../topics.js";
@@ -14,6 +15,10 @@ export interface BrokerContext {
   readonly logger: Logger;
   /** "master" accepts produce; a slave refuses it with a redirect. */
   role(): "master" | "slave";
+  /** The group's master as this slave knows it ("host:port"), for the redirect; undefined when unknown. */
+  masterAddress(): string | undefined;
+  /** Fence, epoch stamp, write gate and replication wait of the master's write path. */
+  readonly replication: ReplicationGuard;
   shuttingDown(): boolean;
   /** Tells the name servers about a topic change now rather than at the next heartbeat. */
   announce(): void;
@@ -37,8 +42,10 @@ export function checkHeader(header: RequestHeader | undefined): void {
 export function checkWritable(context: BrokerContext): void {
   if (context.shuttingDown()) throw new ShuttingDownError();
   if (context.role() !== "master") {
+    const master = context.masterAddress();
     throw new NotLeaderError(
-      `broker ${context.options.group}/${context.options.brokerId} is a slave and does not accept produce; send to the group's master (refresh routes)`,
+      `broker ${context.options.group}/${context.options.brokerId} is a slave and does not accept produce; send to the group's master${master ? ` at ${master}` : ""} (refresh routes)`,
     );
   }
+  context.replication.checkMaster();
 }

@@ -33,7 +33,8 @@ function readPartition(context: BrokerContext, topic: string, wanted: FetchParti
     return {
       partition: wanted.partition,
       records: result.records,
-      highWatermark: result.logEndOffset,
+      // Consumers read up to the high watermark only: what failover could take away stays unseen.
+      highWatermark: log.highWatermark,
       logStartOffset: result.logStartOffset,
       nextOffset: result.nextOffset,
     };
@@ -150,7 +151,7 @@ export function handleSubscribe(context: BrokerContext) {
           const sub = subscriptions.get(partition) as Subscription;
           if (credit - sent <= 0) break;
           startAfter = partition;
-          if (sub.nextOffset >= sub.log.logEndOffset) continue;
+          if (sub.nextOffset >= sub.log.highWatermark) continue;
           const data = readPartition(context, topic, { partition, offset: sub.nextOffset, maxBytes: 0 }, Math.min(sub.maxBytes, credit - sent));
           if (data.error) {
             unsubscribe(partition);

@@ -2,7 +2,10 @@
  * The Produce stream: record batches in, acknowledgements out, matched by correlation id.
  *
  * Per batch the broker checks the CRC and header (never the records), assigns offsets and
- * appends the bytes as they came. Acks for one partition leave in append order because the
+ * appends the bytes as they came, through the master's write path (master-append.ts): fence,
+ * epoch stamp, and for `acks: "all"` the write gate before and the replication wait after.
+ * An idempotent producer's retry of a batch the log already holds is answered with the
+ * original offsets and appended nothing. Acks for one partition leave in append order because the
  * log resolves appends in order. A stream whose appends fall behind by more than
  * `maxPendingProduceBytes` is paused, so HTTP/2 flow control pushes back on the producer
  * instead of the broker buffering without bound.
@@ -13,6 +16,8 @@ import { toWireError } from "../../../common/src/grpc/errors.js";
 import { InvalidTopicNameError, toSluiceError } from "../../../common/src/errors.js";
 import { isInternalTopic } from "../../../common/src/protocol.js";
 import { Acks, type ProduceRequest, type ProduceResponse } from "../../../proto/gen/sluice/v1/broker.js";
+import { appendAsMaster } from "../master-append.js";
+import type { AppendResult } from "../storage/partition-log.js";
 import { checkHeader, checkWritable, type BrokerContext } from "./context.js";
 
 export function handleProduce(context: BrokerContext) {
@@ -74,6 +79,8 @@ export function handleProduce(context: BrokerContext) {
         const log = context.topics.log(request.topic, request.partition);
         const maxBytes = context.topics.topic(request.topic)?.settings.maxMessageBytes ?? options.maxMessageBytes;
         const recordCount = validateBatch(request.batch, maxBytes);
+        const acksAll = request.acks === Acks.ACKS_ALL;
+        if (acksAll) context.replication.checkWriteGate(request.topic, request.partition);
         const size = request.batch.length;
         pendingBytes += size;
         pendingAppends++;
@@ -81,7 +88,16 @@ export function handleProduce(context: BrokerContext) {
           paused = true;
           call.pause();
         }
-        log.append(request.batch).then(
+        const duplicate = log.checkProducer(request.batch);
+        const appended: Promise<AppendResult> =
+          duplicate === null
+            ? appendAsMaster(context.replication, log, request.batch, acksAll)
+            : // Already in the log: answered as the first time once it is as replicated as asked.
+              (acksAll ? context.replication.waitReplicated(request.topic, request.partition, duplicate.lastOffset) : Promise.resolve()).then(() => {
+                context.replication.checkMaster();
+                return duplicate;
+              });
+        appended.then(
           (result) => {
             metrics.produceRequests.inc({ result: "ok" });
             metrics.producedMessages.inc(recordCount);

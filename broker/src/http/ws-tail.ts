@@ -50,7 +50,7 @@ export function openTailMode(
   const positions = partitions.map((partition): TailPosition => {
     const log = context.topics.log(frame.topic, partition);
     const from = frame.from;
-    const nextOffset = from === "earliest" ? log.logStartOffset : from instanceof Map ? (from.get(partition) ?? log.logEndOffset) : log.logEndOffset;
+    const nextOffset = from === "earliest" ? log.logStartOffset : from instanceof Map ? (from.get(partition) ?? log.highWatermark) : log.highWatermark;
     if (nextOffset < log.logStartOffset || nextOffset > log.logEndOffset) {
       throw new OffsetOutOfRangeError(frame.topic, partition, nextOffset, log.logStartOffset, log.logEndOffset);
     }
@@ -146,7 +146,7 @@ class TailReader implements ConsumeMode {
       );
       position.nextOffset = log.logStartOffset;
     }
-    if (position.nextOffset >= log.logEndOffset) return 0;
+    if (position.nextOffset >= log.highWatermark) return 0;
     const result = log.read(position.nextOffset, TAIL_READ_BYTES);
     let sent = 0;
     let stopped = false;

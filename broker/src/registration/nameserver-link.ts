@@ -14,7 +14,13 @@ import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
-import { NameServerClient, type BrokerInfo, type HostedPartition } from "../../../proto/gen/sluice/v1/nameserver.js";
+import {
+  NameServerClient,
+  type BrokerInfo,
+  type GroupMaster,
+  type HostedPartition,
+  type ReplicaStatus,
+} from "../../../proto/gen/sluice/v1/nameserver.js";
 
 /** First wait after a failed registration; doubles per failure up to the maximum. */
 export const INITIAL_REGISTER_RETRY_MS = 100;
@@ -33,6 +39,8 @@ export interface BrokerReport {
   produceBytesPerSecond: number;
   /** The broker's etcd lease (decimal id), or "" when it runs without --etcd. */
   etcdLeaseId: string;
+  /** A master's view of its slaves; empty from a slave. */
+  replicas: ReplicaStatus[];
 }
 
 export interface NameServerLinkOptions {
@@ -45,6 +53,8 @@ export interface NameServerLinkOptions {
   logger: Logger;
   /** Called each time the link becomes registered (first time and after re-registering). */
   onRegistered: () => void;
+  /** Called with the group's master whenever a register or heartbeat answer names one. */
+  onGroupMaster: (master: GroupMaster) => void;
 }
 
 export class NameServerLink {
@@ -142,10 +152,16 @@ export class NameServerLink {
       const report = this.options.report();
       this.registrationInFlight = true;
       try {
-        const response = await this.call<{ heartbeatIntervalMs: number; expiryMs: number }>(
+        const response = await this.call<{ heartbeatIntervalMs: number; expiryMs: number; master?: GroupMaster }>(
           (metadata, callOptions, done) =>
             this.client.registerBroker(
-              { header: this.options.header, broker: report.broker, partitions: report.partitions, etcdLeaseId: report.etcdLeaseId },
+              {
+                header: this.options.header,
+                broker: report.broker,
+                partitions: report.partitions,
+                etcdLeaseId: report.etcdLeaseId,
+                replicas: report.replicas,
+              },
               metadata,
               callOptions,
               done,
@@ -159,6 +175,7 @@ export class NameServerLink {
         this.failing = false;
         this.logger.info({ attempts: attempt, expiryMs: this.expiryMs }, "registered with name server");
         this.options.onRegistered();
+        if (response.master !== undefined) this.options.onGroupMaster(response.master);
         this.scheduleHeartbeat(this.options.heartbeatIntervalMs);
         return;
       } catch (err) {
@@ -198,7 +215,7 @@ export class NameServerLink {
   private async sendHeartbeat(): Promise<void> {
     const report = this.options.report();
     try {
-      const response = await this.call<{ known: boolean }>(
+      const response = await this.call<{ known: boolean; master?: GroupMaster }>(
         (metadata, callOptions, done) =>
           this.client.heartbeat(
             {
@@ -207,6 +224,7 @@ export class NameServerLink {
               partitions: report.partitions,
               produceBytesPerSecond: report.produceBytesPerSecond,
               etcdLeaseId: report.etcdLeaseId,
+              replicas: report.replicas,
             },
             metadata,
             callOptions,
@@ -223,6 +241,7 @@ export class NameServerLink {
       this.lastHeartbeatOkMs = this.options.clock.now();
       if (this.failing) this.logger.info("heartbeats reach name server again");
       this.failing = false;
+      if (response.master !== undefined) this.options.onGroupMaster(response.master);
     } catch (err) {
       if (this.linkState !== "registered") return;
       if (!this.failing) this.logger.warn({ err: (err as Error).message }, "heartbeat to name server failed");

@@ -9,7 +9,7 @@ import { ClosedError, InvalidConfigError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { silentLogger } from "../../../common/src/logger.js";
 import { PROTOCOL_VERSION } from "../../../common/src/protocol.js";
-import type { BrokerInfo, HostedPartition } from "../../../proto/gen/sluice/v1/nameserver.js";
+import type { BrokerInfo, GroupMaster, HostedPartition, ReplicaStatus } from "../../../proto/gen/sluice/v1/nameserver.js";
 import { NameServerLink, type BrokerReport } from "./nameserver-link.js";
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
@@ -28,6 +28,17 @@ export interface RegistrarOptions {
   heartbeatIntervalMs?: number;
   /** The broker's etcd lease id, read for each register and heartbeat. @defaultValue () => "" */
   etcdLeaseId?: () => string;
+  /**
+   * A master's view of its slaves (in sync, lag), read for each register and heartbeat and
+   * shown by `sluice cluster`. @defaultValue () => []
+   */
+  replicaStatus?: () => ReplicaStatus[];
+  /**
+   * Told the group's master whenever a name server's answer names one (the role manager's
+   * `observeGroupMaster`). Name servers may disagree for a moment: the listener keeps the
+   * newest epoch. @defaultValue ignore
+   */
+  onGroupMaster?: (master: GroupMaster) => void;
   /** @defaultValue "broker-<group>-<id>" */
   clientId?: string;
   clock?: Clock;
@@ -62,11 +73,14 @@ export class Registrar {
     };
     const loadOf = options.produceBytesPerSecond ?? (() => 0);
     const leaseOf = options.etcdLeaseId ?? (() => "");
+    const replicasOf = options.replicaStatus ?? (() => []);
+    const onGroupMaster = options.onGroupMaster ?? (() => undefined);
     const report = (): BrokerReport => ({
       broker: this.broker,
       partitions: options.hostedPartitions(),
       produceBytesPerSecond: loadOf(),
       etcdLeaseId: leaseOf(),
+      replicas: replicasOf(),
     });
     this.links = [...new Set(options.nameservers)].map(
       (address) =>
@@ -80,6 +94,13 @@ export class Registrar {
           onRegistered: () => {
             this.everRegistered = true;
             this.resolveRegistered();
+          },
+          onGroupMaster: (master) => {
+            try {
+              onGroupMaster(master);
+            } catch (err) {
+              logger.error({ err }, "the group master listener failed");
+            }
           },
         }),
     );

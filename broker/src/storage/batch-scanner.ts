@@ -22,6 +22,8 @@ import { readFully } from "./storage-io.js";
 
 /** Large enough that a scan costs few syscalls, small enough to allocate per scan. */
 const SCAN_CHUNK_BYTES = 1024 * 1024;
+/** Header walks skip the records: a smaller chunk wastes less on large batches. */
+const HEADER_WALK_CHUNK_BYTES = 64 * 1024;
 const MAX_RELATIVE_OFFSET = 0x7fffffff;
 
 export interface ScannedBatch {
@@ -111,6 +113,23 @@ export function highestClaimedOffset(fd: number, from: number, fileSize: number)
   return highest;
 }
 
+/**
+ * Calls `visit` with the 61-byte header of every batch in [from, end) of a file already known
+ * to hold whole batches (a loaded segment), for rebuilding state kept beside the log (leader
+ * epochs, producer state). `header` is a reused buffer: read what you need before returning.
+ */
+export function walkBatchHeaders(fd: number, from: number, end: number, visit: (header: Buffer, at: number, position: number) => void): void {
+  const reader = new ChunkReader(fd, end, HEADER_WALK_CHUNK_BYTES);
+  for (let position = from; position < end; ) {
+    if (end - position < BATCH_HEADER_BYTES) throw new Error(`only ${end - position} bytes at position ${position}, less than a batch header`);
+    const at = reader.ensure(position, BATCH_HEADER_BYTES);
+    const size = batchSizeAt(reader.buffer, at);
+    if (size < BATCH_HEADER_BYTES) throw new Error(`length field ${size} at position ${position} is smaller than a batch header`);
+    visit(reader.buffer, at, position);
+    position += size;
+  }
+}
+
 /** Header checks that need no more than the 61 header bytes. */
 function headerProblem(buf: Buffer, at: number): string | null {
   const magic = buf.readInt8(at + MAGIC_AT);
@@ -123,19 +142,22 @@ function headerProblem(buf: Buffer, at: number): string | null {
 
 /** Sequential reads through one reusable chunk buffer. */
 class ChunkReader {
-  readonly buffer = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
+  readonly buffer: Buffer;
   private start = 0;
   private length = 0;
 
   constructor(
     private readonly fd: number,
     private readonly fileSize: number,
-  ) {}
+    private readonly chunkBytes = SCAN_CHUNK_BYTES,
+  ) {
+    this.buffer = Buffer.allocUnsafe(chunkBytes);
+  }
 
   /** Makes [position, position + length) resident (length ≤ chunk) and returns where it is. */
   ensure(position: number, length: number): number {
     if (position < this.start || position + length > this.start + this.length) {
-      const want = Math.min(SCAN_CHUNK_BYTES, this.fileSize - position);
+      const want = Math.min(this.chunkBytes, this.fileSize - position);
       this.length = readFully(this.fd, this.buffer, 0, want, position);
       this.start = position;
       if (this.length < length) throw new Error(`file shrank while scanning: wanted ${length} bytes at ${position}`);

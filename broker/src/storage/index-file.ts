@@ -107,6 +107,11 @@ export abstract class IndexFile {
     fs.fdatasyncSync(this.fd);
   }
 
+  /** fdatasync now, blocking: for the rare operations (truncation) that must finish in order. */
+  syncNow(): void {
+    if (!this.closed) fs.fdatasyncSync(this.fd);
+  }
+
   sync(io: StorageIo): Promise<void> {
     return this.closed ? Promise.resolve() : io.fdatasync(this.fd);
   }

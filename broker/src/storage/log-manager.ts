@@ -88,6 +88,7 @@ export class LogManager {
         dir, topic, partition, config: options.configFor(topic, partition),
         clock: manager.clock, logger: manager.logger, io: manager.io,
         recover, recoveryPoint: recoveryPoints.get(partitionKey(topic, partition)) ?? 0,
+        afterRewrite: manager.checkpointAfterRewrite,
       });
       manager.logs.set(partitionKey(topic, partition), log);
     }
@@ -125,7 +126,9 @@ export class LogManager {
     const creation = (async () => {
       const dir = path.join(this.logsDir, partitionDirName(topic, partition));
       const existed = fs.existsSync(dir);
-      const log = await PartitionLog.open({ dir, topic, partition, config, clock: this.clock, logger: this.logger, io: this.io, recover: false });
+      const log = await PartitionLog.open({
+        dir, topic, partition, config, clock: this.clock, logger: this.logger, io: this.io, recover: false, afterRewrite: this.checkpointAfterRewrite,
+      });
       if (!existed) fsyncDirectory(this.logsDir);
       this.logs.set(key, log);
       return log;
@@ -193,6 +196,20 @@ export class LogManager {
       this.logger.error({ err }, "could not write the recovery-point checkpoint");
     }
   }
+
+  /**
+   * A truncation or reset lowered a partition's recovery point: write the checkpoint now, so
+   * that a crash before the next periodic flush does not start recovery from the old, higher
+   * point and trust unflushed data written since. Never throws (the truncation succeeded).
+   */
+  private readonly checkpointAfterRewrite = async (): Promise<void> => {
+    try {
+      while (this.flushing) await this.flushing; // the periodic checkpoint writes the same temporary file
+      if (!this.closed) this.writeCheckpoint();
+    } catch (err) {
+      this.logger.error({ err }, "could not write the recovery-point checkpoint after a truncation");
+    }
+  };
 
   private recoveryPoints(): RecoveryPoint[] {
     return this.all().map((log) => ({ topic: log.topic, partition: log.partition, offset: log.flushedOffset }));

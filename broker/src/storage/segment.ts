@@ -12,6 +12,7 @@
  */
 import fs from "node:fs";
 import { baseOffsetOf, batchSizeAt, lastOffsetDeltaOf } from "../../../common/src/batch/layout.js";
+import { walkBatchHeaders } from "./batch-scanner.js";
 import { OffsetIndex } from "./offset-index.js";
 import { segmentFileName, segmentFilePath, removeSegmentFiles } from "./segment-files.js";
 import { readFully, writeFully, type StorageIo } from "./storage-io.js";
@@ -70,9 +71,10 @@ export class Segment {
   private closed = false;
   private readonly hopHeader = Buffer.allocUnsafe(HOP_HEADER_BYTES);
   /**
-   * Where recent reads stopped (next offset → file position). A consumer reads on from where
-   * its last read ended, so this turns its next lookup into one header read instead of an
-   * index lookup plus a walk over every small batch since the index entry.
+   * Where recent reads and group commits stopped (next offset → file position). A consumer
+   * reads on from where its last read ended, and a high watermark lands where some replica's
+   * log ended, so this turns such a lookup into one header read instead of an index lookup
+   * plus a walk over every small batch since the index entry.
    */
   private readonly readEnds = new Map<number, number>();
 
@@ -200,18 +202,24 @@ export class Segment {
 
   /** Makes everything written visible to readers. */
   commit(): void {
+    if (this.committedBytes === this.writtenBytes) return;
     this.committedBytes = this.writtenBytes;
     this.committedNextOffset = this.writtenNextOffset;
+    // A replica's log end after this group is where high watermarks will land: finding that
+    // position later (a bounded read) then costs one lookup, not a walk.
+    this.rememberReadEnd(this.committedNextOffset, this.committedBytes);
   }
 
   /**
    * Position and size of the committed batch containing `offset`: the index gives the floor
    * entry, then 12-byte headers are walked until the next batch starts past `offset`.
    */
-  locate(offset: number): { position: number; size: number } {
+  locate(offset: number, walkFrom = 0): { position: number; size: number } {
     const known = this.readEnds.get(offset);
     if (known !== undefined && known < this.committedBytes) return { position: known, size: this.readHop(known).size };
-    let position = this.offsetIndex.floor(offset - this.baseOffset).position;
+    // `walkFrom` (a batch start at or below `offset`, e.g. where the previous high watermark
+    // was found) saves walking from the index entry when it is closer.
+    let position = Math.max(this.offsetIndex.floor(offset - this.baseOffset).position, walkFrom);
     let size = this.readHop(position).size;
     for (;;) {
       const next = position + size;
@@ -226,10 +234,11 @@ export class Segment {
 
   /**
    * Whole batches from `position` with one read: up to `maxBytes`, but always the first batch
-   * (`firstBatchBytes`) even when it alone is larger.
+   * (`firstBatchBytes`) even when it alone is larger, and never past `endPosition` (a batch
+   * boundary: where the high watermark lies, for consumers).
    */
-  read(position: number, firstBatchBytes: number, maxBytes: number): { records: Buffer; nextOffset: number } {
-    const want = Math.min(this.committedBytes - position, Math.max(maxBytes, firstBatchBytes));
+  read(position: number, firstBatchBytes: number, maxBytes: number, endPosition = this.committedBytes): { records: Buffer; nextOffset: number } {
+    const want = Math.min(endPosition - position, Math.max(maxBytes, firstBatchBytes));
     const buffer = Buffer.allocUnsafe(want);
     const got = readFully(this.logFd, buffer, 0, want, position);
     let end = 0;
@@ -241,9 +250,64 @@ export class Segment {
       end += size;
     }
     const nextOffset = baseOffsetOf(buffer, lastBatchAt) + lastOffsetDeltaOf(buffer, lastBatchAt) + 1;
-    if (this.readEnds.size >= MAX_READ_ENDS) this.readEnds.delete(this.readEnds.keys().next().value as number);
-    this.readEnds.set(nextOffset, position + end);
+    this.rememberReadEnd(nextOffset, position + end);
     return { records: buffer.subarray(0, end), nextOffset };
+  }
+
+  private rememberReadEnd(nextOffset: number, position: number): void {
+    if (this.readEnds.size >= MAX_READ_ENDS) this.readEnds.delete(this.readEnds.keys().next().value as number);
+    this.readEnds.set(nextOffset, position);
+  }
+
+  /**
+   * Where the committed batch starting exactly at `offset` lies, or null when `offset` falls
+   * inside a batch. `offset` must lie in [baseOffset, nextOffset].
+   */
+  batchStartPosition(offset: number): number | null {
+    if (offset === this.baseOffset) return 0;
+    if (offset === this.committedNextOffset) return this.committedBytes;
+    const { position } = this.locate(offset);
+    return this.readHop(position).baseOffset === offset ? position : null;
+  }
+
+  /**
+   * Cuts the segment at `position`, the start of the batch at `offset` (see
+   * batchStartPosition): the log file first, then both indexes, each fsynced. A crash in
+   * between leaves index entries past the log's end, which the next open detects and rebuilds.
+   */
+  truncateTo(offset: number, position: number, io: StorageIo): void {
+    const relativeOffset = offset - this.baseOffset;
+    io.ftruncate(this.logFd, position);
+    fs.fdatasyncSync(this.logFd);
+    let offsetEntries = this.offsetIndex.count;
+    while (offsetEntries > 0 && this.offsetIndex.relativeOffsetAt(offsetEntries - 1) >= relativeOffset) offsetEntries--;
+    this.offsetIndex.truncateTo(offsetEntries, io);
+    let timeEntries = this.timeIndex.count;
+    while (timeEntries > 0 && this.timeIndex.relativeOffsetAt(timeEntries - 1) >= relativeOffset) timeEntries--;
+    this.timeIndex.truncateTo(timeEntries, io);
+    this.offsetIndex.syncNow();
+    this.timeIndex.syncNow();
+    this.writtenBytes = this.committedBytes = position;
+    this.writtenNextOffset = this.committedNextOffset = offset;
+    this.bytesSinceIndexEntry = position - (offsetEntries === 0 ? 0 : this.offsetIndex.positionAt(offsetEntries - 1));
+    this.syncedGeneration = this.writeGeneration;
+    this.readEnds.clear();
+  }
+
+  /** Visits the header of every committed batch, oldest first (see walkBatchHeaders). */
+  forEachBatchHeader(visit: (header: Buffer, at: number, position: number) => void): void {
+    walkBatchHeaders(this.logFd, 0, this.committedBytes, visit);
+  }
+
+  /**
+   * When the batch at `offset` was appended, from the time index: an entry is written whenever
+   * the append time grows, so the last entry at or below a batch holds its time. -1 when the
+   * times were estimated after a crash (they are then client timestamps).
+   */
+  appendTimeOf(offset: number): number {
+    if (this.appendTimesEstimated) return -1;
+    const i = this.timeIndex.lastAtOrBelowOffset(offset - this.baseOffset);
+    return i < 0 ? -1 : this.timeIndex.timeAt(i);
   }
 
   /** First committed offset appended at or after `timestampMs`, per the time index. */

@@ -73,6 +73,23 @@ export class TimeIndex extends IndexFile {
     return found;
   }
 
+  /** Index of the last entry whose relative offset is ≤ `relativeOffset`, or -1. */
+  lastAtOrBelowOffset(relativeOffset: number): number {
+    let low = 0;
+    let high = this.count - 1;
+    let found = -1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      if (this.relativeOffsetAt(mid) <= relativeOffset) {
+        found = mid;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
+      }
+    }
+    return found;
+  }
+
   /** The entries as plain pairs, for recovery to keep the trustworthy ones while rebuilding. */
   snapshot(): { appendTimeMs: number; relativeOffset: number }[] {
     const out: { appendTimeMs: number; relativeOffset: number }[] = [];

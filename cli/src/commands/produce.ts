@@ -1,7 +1,8 @@
 /**
  * `sluice produce TOPIC`: one message per stdin line. Lines are sent in chunks without
  * waiting for each chunk's acknowledgement (the producer batches and pipelines), and the
- * command prints how many were acknowledged; it fails unless every line was.
+ * command prints how many were acknowledged; it fails unless every line was. `--idempotent`
+ * makes retries (a failover, a broken connection) never write a line twice.
  */
 import type { Command } from "commander";
 import { createInterface } from "node:readline";
@@ -21,13 +22,19 @@ export function produceCommand(program: Command, globals: () => GlobalOptions): 
     .description("send one message per line of standard input")
     .option("--key <key>", "key for every message (keyed messages share a partition)")
     .option("--partition <n>", "send every message to this partition")
-    .option("--acks <acks>", "none | leader | all", "leader")
+    .option("--acks <acks>", "none | leader | all (default: leader; all with --idempotent)")
+    .option("--idempotent", "retries never write a message twice and keep each partition's order (needs --acks all)")
     .option("--linger-ms <ms>", "how long the producer waits to fill a batch", "5")
     .action(
-      action(async (topic: string, flags: { key?: string; partition?: string; acks: string; lingerMs: string }) => {
+      action(async (topic: string, flags: { key?: string; partition?: string; acks?: string; idempotent?: boolean; lingerMs: string }) => {
         const g = globals();
-        if (!ACKS.includes(flags.acks as AcksFlag)) {
-          throw new InvalidArgumentError(`--acks must be none, leader or all, got "${flags.acks}"`);
+        const idempotent = flags.idempotent === true;
+        const acks = flags.acks ?? (idempotent ? "all" : "leader");
+        if (!ACKS.includes(acks as AcksFlag)) {
+          throw new InvalidArgumentError(`--acks must be none, leader or all, got "${acks}"`);
+        }
+        if (idempotent && acks !== "all") {
+          throw new InvalidArgumentError(`--idempotent needs --acks all, got --acks ${acks}`);
         }
         const partition = flags.partition === undefined ? undefined : Number(flags.partition);
         if (partition !== undefined && (!Number.isInteger(partition) || partition < 0)) {
@@ -38,7 +45,7 @@ export function produceCommand(program: Command, globals: () => GlobalOptions): 
           throw new InvalidArgumentError(`--linger-ms must be a non-negative number, got "${flags.lingerMs}"`);
         }
         const sluice = connect(g);
-        const producer = sluice.producer({ acks: flags.acks as AcksFlag, lingerMs });
+        const producer = sluice.producer({ acks: acks as AcksFlag, idempotent, lingerMs });
         let sent = 0;
         let acknowledged = 0;
         let firstError: unknown;

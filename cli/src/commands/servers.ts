@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import { resolve } from "node:path";
 import { Broker } from "../../../broker/src/server.js";
-import { DEFAULT_BROKER_HTTP_PORT, DEFAULT_BROKER_PORT } from "../../../broker/src/options.js";
+import { DEFAULT_BROKER_HTTP_PORT, DEFAULT_BROKER_PORT, parseReplicationMode } from "../../../broker/src/options.js";
 import type { BrokerOptionsInput } from "../../../broker/src/options.js";
 import type { NameServerOptions } from "../../../nameserver/src/options.js";
 import { NameServer } from "../../../nameserver/src/server.js";
@@ -11,6 +11,7 @@ import { InvalidConfigError } from "../../../common/src/errors.js";
 import { createLogger } from "../../../common/src/logger.js";
 import { loadConfigFile, mergeOptions } from "../config.js";
 import { action, parseInteger, type GlobalOptions } from "../output.js";
+import { promoteCommand } from "./promote.js";
 
 const DEFAULT_NAMESERVER_PORT = 9876;
 const DEFAULT_NAMESERVER_HTTP_PORT = 9877;
@@ -20,6 +21,7 @@ const FLUSH = ["sync", "interval", "os"] as const;
 const BROKER_KEYS = [
   "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
   "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster", "etcd",
+  "replication", "minInSyncSlaves", "maxSlaveLagMs", "replicationThrottleBytes", "leaseTtlMs", "fenceMarginMs",
 ] as const;
 const NAMESERVER_KEYS = [
   "host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs", "expiryHeartbeats", "detector", "phiThreshold",
@@ -75,6 +77,35 @@ function storageOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput>
   set("retentionBytes", num(o.retentionBytes, "retentionBytes"));
   set("maxMessageBytes", num(o.maxMessageBytes, "maxMessageBytes"));
   return out;
+}
+
+/** Replication and failover settings of `sluice broker` (flags or config file). */
+function replicationOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
+  const out: Partial<BrokerOptionsInput> = {};
+  const set = <K extends keyof BrokerOptionsInput>(key: K, value: BrokerOptionsInput[K] | undefined): void => {
+    if (value !== undefined) out[key] = value;
+  };
+  const mode = str(o.replication);
+  set("replication", mode === undefined ? undefined : parseReplicationMode(mode));
+  set("minInSyncSlaves", num(o.minInSyncSlaves, "minInSyncSlaves"));
+  set("maxSlaveLagMs", num(o.maxSlaveLagMs, "maxSlaveLagMs"));
+  set("replicationThrottleBytesPerSecond", num(o.replicationThrottleBytes, "replicationThrottleBytes"));
+  set("leaseTtlMs", num(o.leaseTtlMs, "leaseTtlMs"));
+  set("fenceMarginMs", num(o.fenceMarginMs, "fenceMarginMs"));
+  return out;
+}
+
+function addReplicationFlags(command: Command): Command {
+  return command
+    .addOption(
+      new Option("--replication <mode>", "when acks=all is met: async (at once), sync (every in-sync slave has it), quorum:K (K slaves have it)")
+        .env("SLUICE_REPLICATION"),
+    )
+    .option("--min-in-sync-slaves <n>", "refuse acks=all produce while fewer slaves are in sync (default 1 with sync, else 0)", parseInteger("min-in-sync-slaves", 0, 64))
+    .option("--max-slave-lag-ms <ms>", "a slave behind for longer leaves the in-sync set (default 10000)", parseInteger("max-slave-lag-ms", 10))
+    .option("--replication-throttle-bytes <bytes>", "bytes/s for a slave catching up outside the in-sync set (0 = unthrottled)", parseInteger("replication-throttle-bytes", 0))
+    .option("--lease-ttl-ms <ms>", "with --etcd: TTL of the broker's etcd lease; failover starts this long after a master dies (default 2000)", parseInteger("lease-ttl-ms", 2000))
+    .option("--fence-margin-ms <ms>", "with --etcd: a master stops acking this long before its lease could expire (default 500)", parseInteger("fence-margin-ms", 50));
 }
 
 function addStorageFlags(command: Command): Command {
@@ -224,11 +255,11 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
     .option("--heartbeat-interval-ms <ms>", "heartbeat interval to the name servers", parseInteger("heartbeat-interval-ms", 10))
     .option("--cluster <name>", "cluster name")
     .addOption(
-      new Option("--etcd <urls>", "hold an etcd lease (client URLs, comma-separated) that name servers over etcd register this broker under")
+      new Option("--etcd <urls>", "take the role from etcd (client URLs, comma-separated): automatic failover, the master fenced by its etcd lease")
         .env("SLUICE_ETCD"),
     )
     .option("--config <file>", "YAML config file (flags override it)");
-  addStorageFlags(broker).action(
+  addReplicationFlags(addStorageFlags(broker)).action(
     action(async (flags: Record<string, unknown>) => {
       const o = mergeOptions(flags, sourceOf(broker), loadConfigFile(str(flags.config), BROKER_KEYS));
       const group = str(o.name);
@@ -250,6 +281,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         ...(cluster === undefined ? {} : { cluster }),
         ...(etcd === undefined ? {} : { etcd }),
         ...storageOptions(o),
+        ...replicationOptions(o),
       });
       stopOnSignal(() => server.stop());
       const info = { broker: server.grpcAddress, http: server.httpAddress, group, id: brokerId, dataDir: server.options.dataDir, pid: process.pid };
@@ -261,4 +293,5 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
       await new Promise(() => {});
     }),
   );
+  promoteCommand(broker, globals);
 }

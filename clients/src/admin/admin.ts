@@ -9,12 +9,13 @@
  * applies to them, since an unreachable name server never received the request.
  */
 import { forEachRecord, type DecodedRecord } from "../../../common/src/batch/index.js";
-import { InvalidArgumentError, NoBrokersAvailableError, UnknownPartitionError } from "../../../common/src/errors.js";
+import { InvalidArgumentError, NoBrokersAvailableError, UnknownPartitionError, toSluiceError } from "../../../common/src/errors.js";
 import { fromWireError } from "../../../common/src/grpc/errors.js";
 import { deadlineFromNow, type ClientContext } from "../context.js";
 import type { ConsumerMessage } from "../consumer/options.js";
 import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
 import { listOffsets, type OffsetQuery } from "../routing/list-offsets.js";
+import { chooseReadReplica } from "../routing/read-replicas.js";
 import { deadLetters, redrive, type DeadLetter, type DeadLettersOptions, type RedriveOptions, type RedriveResult } from "./dead-letters.js";
 import {
   describeGroup,
@@ -206,13 +207,17 @@ export class Admin {
       async (attempt) => {
         const route = attempt === 0 ? await this.context.routes.get(topic) : await this.context.routes.refresh(topic);
         if (partition >= route.partitionCount) throw new UnknownPartitionError(topic, partition, route.partitionCount);
-        const address = route.leaders[partition];
-        if (address === undefined) throw new NoBrokersAvailableError(`partition ${topic}/${partition} has no live master`);
+        // A slave serves the read while the master is missing or unreachable.
+        const replica = chooseReadReplica(route, partition, this.context.routes.reachability);
+        if (replica === undefined) throw new NoBrokersAvailableError(`partition ${topic}/${partition} has no live master nor slave`);
         // maxBytes 1: the broker always returns at least the whole batch holding `offset`.
-        const response = await this.context.brokers.get(address).fetch(
-          { header: this.context.header, topic, partitions: [{ partition, offset, maxBytes: 1 }], maxWaitMs: 0, minBytes: 0, maxBytes: 1 },
-          deadlineMs,
-        );
+        const response = await this.context.brokers
+          .get(replica.address)
+          .fetch({ header: this.context.header, topic, partitions: [{ partition, offset, maxBytes: 1 }], maxWaitMs: 0, minBytes: 0, maxBytes: 1 }, deadlineMs)
+          .catch((err: unknown) => {
+            this.context.routes.reachability.noteFailure(replica.address, toSluiceError(err).code);
+            throw err;
+          });
         return response.partitions.find((p) => p.partition === partition);
       },
       { deadlineMs },

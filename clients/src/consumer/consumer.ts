@@ -146,7 +146,8 @@ export class Consumer {
    */
   async endOffsets(topic: string): Promise<Map<number, number>> {
     if (this.closed) throw new ClosedError("the consumer");
-    return listOffsets(this.context, checkTopicName(topic), "latest");
+    // A slave answers while a partition's master is away (its high watermark).
+    return listOffsets(this.context, checkTopicName(topic), "latest", undefined, { readFromSlaves: true });
   }
 
   /**
@@ -190,7 +191,7 @@ export class Consumer {
         const route = context.routes.peek(topic);
         // Partitions past the cached count: the topic grew since the route was read.
         if (route === undefined || partitions.some((p) => p >= route.partitionCount)) await context.routes.refresh(topic);
-        return listOffsets(context, topic, policy, partitions);
+        return listOffsets(context, topic, policy, partitions, { readFromSlaves: true });
       },
       partitionCount: async () => {
         const route =

@@ -4,12 +4,15 @@
  *
  * - Start: each partition starts at its explicit offset, else at the earliest or latest
  *   offset (`fromBeginning`), found with ListOffsets.
- * - Streams: one Subscribe stream per broker, carrying the partitions it masters.
+ * - Streams: one Subscribe stream per broker, carrying the partitions read from it: each
+ *   partition's master, or a slave while the master is missing or unreachable (see
+ *   routing/read-replicas.ts); master-check.ts moves them back once the master is reachable.
  * - A stream that fails, or a partition error such as NOT_LEADER, detaches the partitions
- *   concerned; after a backoff the route is refreshed and they are subscribed again where
- *   their masters now are, from the offset after the last data received (`fetchOffset`),
- *   so nothing is skipped and nothing is delivered twice. Consumers retry for as long as
- *   they run: only non-retriable errors end the iteration.
+ *   concerned (an unreachable broker is marked so, and reads go to another replica); after a
+ *   backoff the route is refreshed and they are subscribed again where their masters now
+ *   are, from the offset after the last data received (`fetchOffset`), so nothing is skipped
+ *   and nothing is delivered twice. Consumers retry for as long as they run: only
+ *   non-retriable errors end the iteration.
  * - OFFSET_OUT_OF_RANGE (the position was deleted by retention or truncated): the partition
  *   jumps to the earliest or latest offset, following `fromBeginning`, like Kafka's
  *   auto.offset.reset.
@@ -24,7 +27,9 @@ import { InvalidArgumentError, UnknownPartitionError, type SluiceError } from ".
 import { fromWireError } from "../../../common/src/grpc/errors.js";
 import type { FetchPartition, FetchResponse } from "../../../proto/gen/sluice/v1/broker.js";
 import { deadlineFromNow, type ClientContext } from "../context.js";
-import { listOffsets, partitionsByLeader } from "../routing/list-offsets.js";
+import { listOffsets } from "../routing/list-offsets.js";
+import { chooseReadReplica } from "../routing/read-replicas.js";
+import { MasterCheck } from "./master-check.js";
 import { MessageQueue, PartitionPosition } from "./message-queue.js";
 import type { ParsedConsumerOptions, ParsedSubscribeOptions } from "./options.js";
 import { SubscribeStream, type SubscribeStreamListener } from "./subscribe-stream.js";
@@ -35,6 +40,8 @@ import { SubscribeStream, type SubscribeStreamListener } from "./subscribe-strea
  * consumed 100-byte messages faster than 1 MiB or 4 MiB reads did.
  */
 const MAX_PARTITION_READ_BYTES = 256 * 1024;
+/** Start offsets and resets may be asked of a slave while a partition's master is away. */
+const READ_FROM_SLAVES = { readFromSlaves: true } as const;
 
 class SubscribedPartition extends PartitionPosition {
   /** Offset the next received data starts from; where a new stream resumes. */
@@ -50,6 +57,8 @@ class SubscribedPartition extends PartitionPosition {
   needsReset = false;
   /** Paused by the application: not subscribed anywhere until resumed. */
   paused = false;
+  /** Read from a slave: its master was missing or unreachable when it was attached. */
+  fromSlave = false;
 }
 
 /** What a group member reads of the positions: see PartitionPosition. */
@@ -67,6 +76,7 @@ export class Subscription implements SubscribeStreamListener {
   private reattachAttempt = 0;
   private started = false;
   private closed = false;
+  private readonly masterCheck: MasterCheck;
 
   constructor(
     private readonly context: ClientContext,
@@ -79,6 +89,10 @@ export class Subscription implements SubscribeStreamListener {
   ) {
     this.queue = new MessageQueue(topic, () => this.close());
     this.partitionReadBytes = Math.min(MAX_PARTITION_READ_BYTES, Math.floor(options.maxBytesInFlight / 2));
+    this.masterCheck = new MasterCheck(context, topic, {
+      readers: () => this.readers(),
+      move: (partitions) => this.move(partitions),
+    });
   }
 
   start(): void {
@@ -185,6 +199,7 @@ export class Subscription implements SubscribeStreamListener {
     if (this.closed) return;
     this.closed = true;
     if (this.reattachTimer !== undefined) clearTimeout(this.reattachTimer);
+    this.masterCheck.stop();
     for (const stream of this.streams.values()) stream.end();
     this.streams.clear();
     this.queue.end();
@@ -192,6 +207,7 @@ export class Subscription implements SubscribeStreamListener {
   }
 
   streamData(stream: SubscribeStream, response: FetchResponse): void {
+    this.context.routes.reachability.noteSuccess(stream.address);
     for (const data of response.partitions) {
       const records = data.records;
       const state = this.partitions.get(data.partition);
@@ -229,6 +245,7 @@ export class Subscription implements SubscribeStreamListener {
       this.queue.fail(err);
       return;
     }
+    this.context.routes.reachability.noteFailure(stream.address, err.code);
     this.context.routes.noteError(this.topic, err);
     for (const state of this.partitions.values()) if (state.stream === stream) this.detach(state);
     this.scheduleReattach();
@@ -266,6 +283,9 @@ export class Subscription implements SubscribeStreamListener {
       return;
     } else {
       this.context.routes.noteError(this.topic, err);
+      // A slave that cannot serve the partition (not caught up, left the group): try
+      // another replica for a while.
+      if (state.fromSlave && state.stream !== undefined) this.context.routes.reachability.markDown(state.stream.address);
     }
     // The broker has already dropped a partition it reported an error for.
     this.detach(state);
@@ -280,7 +300,8 @@ export class Subscription implements SubscribeStreamListener {
     }
     const explicit = new Map([...this.subscribe.offsets, ...this.earlySeeks]);
     const unknown = wanted.filter((p) => !explicit.has(p));
-    const found = unknown.length > 0 ? await listOffsets(this.context, this.topic, this.startPolicy(), unknown) : new Map<number, number>();
+    const found =
+      unknown.length > 0 ? await listOffsets(this.context, this.topic, this.startPolicy(), unknown, READ_FROM_SLAVES) : new Map<number, number>();
     if (this.closed) return;
     for (const partition of wanted) {
       const state = new SubscribedPartition(partition);
@@ -298,24 +319,69 @@ export class Subscription implements SubscribeStreamListener {
     return this.options.fromBeginning ? "earliest" : "latest";
   }
 
-  /** Subscribes partitions on the streams of their masters, per the cached route. */
+  /**
+   * Subscribes partitions on the streams of the replicas to read them from, per the cached
+   * route: the master, or a slave while the master is missing or unreachable.
+   */
   private attach(states: SubscribedPartition[]): void {
     const route = this.context.routes.peek(this.topic);
-    const attachable: SubscribedPartition[] = [];
+    const reachability = this.context.routes.reachability;
+    const byAddress = new Map<string, SubscribedPartition[]>();
     for (const state of states) {
-      if (route !== undefined && route.leaders[state.partition] !== undefined) attachable.push(state);
-      else this.detach(state);
-    }
-    if (route !== undefined && attachable.length > 0) {
-      const byNumber = new Map(attachable.map((s) => [s.partition, s]));
-      for (const [address, partitions] of partitionsByLeader(route, [...byNumber.keys()])) {
-        const stream = this.streamFor(address);
-        const states = partitions.map((p) => byNumber.get(p)!);
-        for (const state of states) state.stream = stream;
-        stream.subscribe(states.map((s) => this.fetchPartition(s)));
+      const replica = route === undefined || state.partition >= route.partitionCount ? undefined : chooseReadReplica(route, state.partition, reachability);
+      if (replica === undefined) {
+        this.detach(state);
+        continue;
       }
+      if (replica.slave && !state.fromSlave) {
+        this.context.logger.debug(
+          { topic: this.topic, partition: state.partition, slave: replica.address, master: route!.leaders[state.partition] ?? null },
+          "reading the partition from a slave: its master is missing or unreachable",
+        );
+      }
+      state.fromSlave = replica.slave;
+      let list = byAddress.get(replica.address);
+      if (list === undefined) byAddress.set(replica.address, (list = []));
+      list.push(state);
+    }
+    for (const [address, list] of byAddress) {
+      const stream = this.streamFor(address);
+      for (const state of list) state.stream = stream;
+      stream.subscribe(list.map((s) => this.fetchPartition(s)));
     }
     if (this.detached.size > 0) this.scheduleReattach();
+    this.masterCheck.start();
+  }
+
+  /** partition → address each attached partition is read from (for the master check). */
+  private *readers(): Iterable<readonly [number, string]> {
+    for (const state of this.partitions.values()) {
+      if (state.stream !== undefined && !state.stream.closed) yield [state.partition, state.stream.address];
+    }
+  }
+
+  /** Moves partitions to the replica chosen now, resuming after the last data received. */
+  private move(partitions: number[]): void {
+    if (this.closed) return;
+    const byStream = new Map<SubscribeStream, number[]>();
+    const states: SubscribedPartition[] = [];
+    for (const partition of partitions) {
+      const state = this.partitions.get(partition);
+      const stream = state?.stream;
+      if (state === undefined || stream === undefined) continue;
+      state.stream = undefined;
+      // Data an earlier subscription on the target stream sent may still arrive: what
+      // starts past fetchOffset is dropped, what starts before it is skipped by position.
+      state.seekTarget = state.fetchOffset;
+      states.push(state);
+      if (stream.closed) continue;
+      let list = byStream.get(stream);
+      if (list === undefined) byStream.set(stream, (list = []));
+      list.push(partition);
+    }
+    for (const [stream, list] of byStream) stream.unsubscribe(list);
+    this.attach(states);
+    this.endIdleStreams();
   }
 
   private detach(state: SubscribedPartition): void {
@@ -346,7 +412,7 @@ export class Subscription implements SubscribeStreamListener {
     }
     const resets = [...this.detached].filter((s) => s.needsReset);
     if (resets.length > 0) {
-      const offsets = await listOffsets(this.context, this.topic, this.startPolicy(), resets.map((s) => s.partition));
+      const offsets = await listOffsets(this.context, this.topic, this.startPolicy(), resets.map((s) => s.partition), READ_FROM_SLAVES);
       for (const state of resets) {
         const offset = offsets.get(state.partition)!;
         this.context.logger.warn(

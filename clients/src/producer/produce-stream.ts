@@ -81,9 +81,9 @@ export class ProduceStream {
     if (this.acks === Acks.ACKS_NONE) batch.acknowledge(-1);
   }
 
-  /** Send time of the oldest batch still waiting for its acknowledgement. */
-  oldestSentAtMs(): number | undefined {
-    for (const batch of this.inFlight.values()) return batch.sentAtMs;
+  /** The oldest batch still waiting for its acknowledgement. */
+  oldestInFlight(): ProducerBatch | undefined {
+    for (const batch of this.inFlight.values()) return batch;
     return undefined;
   }
 

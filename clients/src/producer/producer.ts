@@ -19,6 +19,7 @@ import { deadlineFromNow, type ClientContext } from "../context.js";
 import { checkTopicName } from "../options.js";
 import type { CachedRoute } from "../routing/route-cache.js";
 import { RecordAccumulator } from "./accumulator.js";
+import { randomProducerId } from "./idempotence.js";
 import { parseProducerOptions, type ParsedProducerOptions, type ProducerOptions } from "./options.js";
 import { createPartitioner, type TopicPartitioner } from "./partitioner.js";
 import { SendCall } from "./send-call.js";
@@ -27,6 +28,11 @@ import type { ProducerMessage, RecordMetadata } from "./types.js";
 
 export class Producer {
   readonly options: ParsedProducerOptions;
+  /**
+   * The random id an idempotent producer stamps into its batches (see the `idempotent`
+   * option); undefined otherwise. Brokers log it with refused batches.
+   */
+  readonly producerId: number | undefined;
   private readonly accumulator: RecordAccumulator;
   private readonly sender: Sender;
   private readonly partitioners = new Map<string, TopicPartitioner>();
@@ -44,10 +50,12 @@ export class Producer {
     private readonly onClosed: (producer: Producer) => void = () => undefined,
   ) {
     this.options = parseProducerOptions(options);
+    this.producerId = this.options.idempotent ? randomProducerId() : undefined;
     const requestTimeoutMs = context.options.requestTimeoutMs;
     this.sender = new Sender(context, {
       acks: this.options.acks,
       requestTimeoutMs,
+      ...(this.producerId === undefined ? {} : { producerId: this.producerId }),
       // Load balancing hears of failing partitions, so a weighted partitioner sends less there.
       onRetriableFailure: (topic, partition) => this.partitioners.get(topic)?.noteFailure(partition),
     });

@@ -59,6 +59,13 @@ export class ProducerBatch {
   attempts = 0;
   /** When the batch was last written to a stream (ms since the epoch). */
   sentAtMs = 0;
+  /**
+   * Idempotent producers: the producer fields stamped into the header when the batch was
+   * first sent (see idempotence.ts); baseSequence -1 while unstamped.
+   */
+  producerId = -1;
+  producerEpoch = -1;
+  baseSequence = -1;
 
   constructor(
     readonly topic: string,
@@ -66,7 +73,10 @@ export class ProducerBatch {
     readonly bytes: Buffer,
     readonly calls: SendCall[],
     readonly indexes: number[],
-    /** Position among the partition's batches: retries go back in this order. */
+    /**
+     * Position among the partition's batches (0, 1, 2…, in seal order): retries go back in
+     * this order. Not the idempotent record sequence, which is `baseSequence`.
+     */
     readonly sequence: number,
     /** No attempt starts after this time (ms since the epoch); the batch then fails. */
     readonly deadlineMs: number,

@@ -2,12 +2,14 @@
  * Offsets of a topic's partitions (earliest, latest, or first at a timestamp), asked of
  * each partition's master, one request per broker, with the client's retry policy and a
  * route refresh between attempts. Used by consumers (start positions, resets, end offsets)
- * and by the admin API.
+ * and by the admin API. Consumers may ask a slave when the master is missing or unreachable
+ * (`readFromSlaves`, see read-replicas.ts): a slave answers up to its high watermark.
  */
-import { NoBrokersAvailableError, UnknownPartitionError } from "../../../common/src/errors.js";
+import { NoBrokersAvailableError, UnknownPartitionError, toSluiceError } from "../../../common/src/errors.js";
 import { fromWireError } from "../../../common/src/grpc/errors.js";
 import { OffsetSpec, type ListOffsetsPartition } from "../../../proto/gen/sluice/v1/broker.js";
 import { deadlineFromNow, type ClientContext } from "../context.js";
+import { partitionsByReplica } from "./read-replicas.js";
 import type { CachedRoute } from "./route-cache.js";
 
 export type OffsetQuery = "earliest" | "latest" | { timestamp: number };
@@ -34,6 +36,11 @@ export function partitionsByLeader(route: CachedRoute, partitions: readonly numb
   return byLeader;
 }
 
+export interface ListOffsetsOptions {
+  /** Ask a slave for a partition whose master is missing or unreachable. @defaultValue false */
+  readonly readFromSlaves?: boolean;
+}
+
 /**
  * partition → offset for `partitions` (every partition when omitted). With a timestamp
  * query, a partition with no record at or after it maps to -1.
@@ -43,7 +50,9 @@ export function listOffsets(
   topic: string,
   query: OffsetQuery,
   partitions?: readonly number[],
+  options: ListOffsetsOptions = {},
 ): Promise<Map<number, number>> {
+  const reachability = context.routes.reachability;
   const { spec, timestampMs } = offsetSpecOf(query);
   const deadlineMs = deadlineFromNow(context);
   return context.retry.run(
@@ -51,9 +60,18 @@ export function listOffsets(
       const route = attempt === 0 ? await context.routes.get(topic) : await context.routes.refresh(topic);
       const wanted = partitions ?? route.partitions.map((p) => p.partition);
       const result = new Map<number, number>();
-      const requests = [...partitionsByLeader(route, wanted)].map(async ([address, list]) => {
+      const byBroker = options.readFromSlaves === true ? partitionsByReplica(route, wanted, reachability) : partitionsByLeader(route, wanted);
+      const requests = [...byBroker].map(async ([address, list]) => {
         const request: ListOffsetsPartition[] = list.map((partition) => ({ partition, spec, timestampMs }));
-        const response = await context.brokers.get(address).listOffsets({ header: context.header, topic, partitions: request }, deadlineMs);
+        let response;
+        try {
+          response = await context.brokers.get(address).listOffsets({ header: context.header, topic, partitions: request }, deadlineMs);
+        } catch (err) {
+          // The next attempt asks another replica if this one cannot be reached.
+          reachability.noteFailure(address, toSluiceError(err).code);
+          throw err;
+        }
+        reachability.noteSuccess(address);
         for (const answer of response.partitions) {
           if (answer.error !== undefined) throw fromWireError(answer.error);
           result.set(answer.partition, answer.offset);

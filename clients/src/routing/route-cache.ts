@@ -1,5 +1,6 @@
 /**
- * Topic routes (partition → broker group → master address), cached per client.
+ * Topic routes (partition → broker group → master and slave addresses), cached per client,
+ * with what the client learnt about reaching those brokers (read-replicas.ts).
  *
  * Refreshed four ways, as R3 asks: by push (a WatchRoutes stream opened on first use, see
  * route-watcher.ts, applied as soon as it arrives), on a timer for every topic in use, when a
@@ -12,6 +13,7 @@ import type { Logger } from "../../../common/src/logger.js";
 import type { TopicConfig } from "../../../proto/gen/sluice/v1/common.js";
 import type { PartitionRoute, RouteChange, TopicRoute } from "../../../proto/gen/sluice/v1/nameserver.js";
 import type { NameServerClient } from "../transport/nameserver-client.js";
+import { BrokerReachability } from "./read-replicas.js";
 import { RouteWatcher } from "./route-watcher.js";
 
 /** Errors after which the cached route of a topic is probably wrong. */
@@ -22,12 +24,17 @@ export const ROUTE_REFRESH_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "BROKER_UNAVAILABLE",
   "NO_BROKERS_AVAILABLE",
   "SHUTTING_DOWN",
+  // A failover in progress: the broker knows a newer epoch, or stopped answering.
+  "STALE_EPOCH",
+  "REQUEST_TIMED_OUT",
 ]);
 
 /** A topic's route, with the master address of each partition ready for the hot path. */
 export class CachedRoute {
   /** gRPC address of each partition's master; undefined while a group has no live master. */
   readonly leaders: (string | undefined)[];
+  /** gRPC addresses of each partition's slaves, in the name server's order (consumers may read there). */
+  readonly slaves: (readonly string[])[];
 
   constructor(
     readonly topic: string,
@@ -36,7 +43,11 @@ export class CachedRoute {
     readonly fetchedAtMs: number,
   ) {
     this.leaders = [];
-    for (const route of partitions) this.leaders[route.partition] = route.master?.address || undefined;
+    this.slaves = [];
+    for (const route of partitions) {
+      this.leaders[route.partition] = route.master?.address || undefined;
+      this.slaves[route.partition] = route.slaves.map((slave) => slave.address).filter((address) => address !== "");
+    }
   }
 
   get partitionCount(): number {
@@ -69,6 +80,8 @@ export interface RouteCacheOptions {
 }
 
 export class RouteCache {
+  /** Brokers this client recently failed to reach: reads go to another replica for a while. */
+  readonly reachability = new BrokerReachability();
   private readonly routes = new Map<string, CachedRoute>();
   private readonly lookups = new Map<string, Promise<CachedRoute>>();
   private readonly timer: NodeJS.Timeout;

@@ -52,6 +52,32 @@ export interface HostedPartition {
   config?: TopicConfig | undefined;
 }
 
+/** How the master sees one of its slaves (sent by masters only, one per slave it knows). */
+export interface ReplicaStatus {
+  brokerId: number;
+  /** a member of the group's in-sync set */
+  inSync: boolean;
+  /** its replication stream is open */
+  connected: boolean;
+  /** offsets behind the master's log end, summed over partitions */
+  lagMessages: number;
+  /** bytes behind, summed over partitions */
+  lagBytes: number;
+  /** how long ago it was last caught up (worst partition); 0 when caught up */
+  lagMs: number;
+}
+
+/**
+ * The master of a broker group as the name server sees it: the live broker claiming mastership
+ * at the highest epoch.
+ */
+export interface GroupMaster {
+  brokerId: number;
+  epoch: number;
+  /** gRPC host:port */
+  address: string;
+}
+
 export interface RegisterBrokerRequest {
   header?: RequestHeader | undefined;
   broker?: BrokerInfo | undefined;
@@ -60,12 +86,18 @@ export interface RegisterBrokerRequest {
    * The etcd lease the broker holds (decimal id; empty without --etcd): a name server over
    * etcd writes the broker's record under it, so the record vanishes when the broker dies.
    */
-  etcdLeaseId?: string | undefined;
+  etcdLeaseId?:
+    | string
+    | undefined;
+  /** as in HeartbeatRequest */
+  replicas: ReplicaStatus[];
 }
 
 export interface RegisterBrokerResponse {
   heartbeatIntervalMs: number;
   expiryMs: number;
+  /** as in HeartbeatResponse */
+  master?: GroupMaster | undefined;
 }
 
 export interface HeartbeatRequest {
@@ -75,7 +107,11 @@ export interface HeartbeatRequest {
   /** load, for placement and dashboards */
   produceBytesPerSecond: number;
   /** as in RegisterBrokerRequest */
-  etcdLeaseId?: string | undefined;
+  etcdLeaseId?:
+    | string
+    | undefined;
+  /** A master's view of its slaves, for `sluice cluster` (empty from slaves). */
+  replicas: ReplicaStatus[];
 }
 
 export interface HeartbeatResponse {
@@ -84,6 +120,11 @@ export interface HeartbeatResponse {
    * the broker registers again.
    */
   known: boolean;
+  /**
+   * The broker's group's current master (unset when the group has no live master). Without
+   * etcd this is how a slave learns whom to follow and a replaced master learns to step down.
+   */
+  master?: GroupMaster | undefined;
 }
 
 export interface UnregisterBrokerRequest {
@@ -166,6 +207,8 @@ export interface BrokerStatus {
   suspicion: number;
   /** partitions the broker reported hosting */
   partitionCount: number;
+  /** A slave: how its group's master last reported it (unset for masters and when unknown). */
+  replication?: ReplicaStatus | undefined;
 }
 
 export interface WatchRoutesRequest {
@@ -203,6 +246,21 @@ export interface FindCoordinatorResponse {
   partition: number;
   /** its broker group; `master` is the coordinator */
   route?: PartitionRoute | undefined;
+}
+
+export interface PromoteBrokerRequest {
+  header?: RequestHeader | undefined;
+  group: string;
+  brokerId: number;
+  /** Promote even a slave outside the recorded in-sync set (it may lack acknowledged messages). */
+  force: boolean;
+  /** empty: the only cluster that has this group */
+  cluster: string;
+}
+
+export interface PromoteBrokerResponse {
+  /** the new master and its epoch */
+  master?: GroupMaster | undefined;
 }
 
 function createBaseBrokerInfo(): BrokerInfo {
@@ -483,8 +541,202 @@ export const HostedPartition: MessageFns<HostedPartition> = {
   },
 };
 
+function createBaseReplicaStatus(): ReplicaStatus {
+  return { brokerId: 0, inSync: false, connected: false, lagMessages: 0, lagBytes: 0, lagMs: 0 };
+}
+
+export const ReplicaStatus: MessageFns<ReplicaStatus> = {
+  encode(message: ReplicaStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.brokerId !== 0) {
+      writer.uint32(8).uint32(message.brokerId);
+    }
+    if (message.inSync !== false) {
+      writer.uint32(16).bool(message.inSync);
+    }
+    if (message.connected !== false) {
+      writer.uint32(24).bool(message.connected);
+    }
+    if (message.lagMessages !== 0) {
+      writer.uint32(32).int64(message.lagMessages);
+    }
+    if (message.lagBytes !== 0) {
+      writer.uint32(40).int64(message.lagBytes);
+    }
+    if (message.lagMs !== 0) {
+      writer.uint32(48).int64(message.lagMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicaStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicaStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.brokerId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.inSync = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.connected = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lagMessages = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lagBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lagMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ReplicaStatus>, I>>(base?: I): ReplicaStatus {
+    return ReplicaStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplicaStatus>, I>>(object: I): ReplicaStatus {
+    const message = createBaseReplicaStatus();
+    message.brokerId = object.brokerId ?? 0;
+    message.inSync = object.inSync ?? false;
+    message.connected = object.connected ?? false;
+    message.lagMessages = object.lagMessages ?? 0;
+    message.lagBytes = object.lagBytes ?? 0;
+    message.lagMs = object.lagMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseGroupMaster(): GroupMaster {
+  return { brokerId: 0, epoch: 0, address: "" };
+}
+
+export const GroupMaster: MessageFns<GroupMaster> = {
+  encode(message: GroupMaster, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.brokerId !== 0) {
+      writer.uint32(8).uint32(message.brokerId);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(16).uint64(message.epoch);
+    }
+    if (message.address !== "") {
+      writer.uint32(26).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupMaster {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupMaster();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.brokerId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<GroupMaster>, I>>(base?: I): GroupMaster {
+    return GroupMaster.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GroupMaster>, I>>(object: I): GroupMaster {
+    const message = createBaseGroupMaster();
+    message.brokerId = object.brokerId ?? 0;
+    message.epoch = object.epoch ?? 0;
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
 function createBaseRegisterBrokerRequest(): RegisterBrokerRequest {
-  return { header: undefined, broker: undefined, partitions: [], etcdLeaseId: undefined };
+  return { header: undefined, broker: undefined, partitions: [], etcdLeaseId: undefined, replicas: [] };
 }
 
 export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
@@ -500,6 +752,9 @@ export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
     }
     if (message.etcdLeaseId !== undefined) {
       writer.uint32(34).string(message.etcdLeaseId);
+    }
+    for (const v of message.replicas) {
+      ReplicaStatus.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -549,6 +804,14 @@ export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
             message.etcdLeaseId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.replicas.push(ReplicaStatus.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -574,12 +837,13 @@ export const RegisterBrokerRequest: MessageFns<RegisterBrokerRequest> = {
       : undefined;
     message.partitions = object.partitions?.map((e) => HostedPartition.fromPartial(e)) || [];
     message.etcdLeaseId = object.etcdLeaseId ?? undefined;
+    message.replicas = object.replicas?.map((e) => ReplicaStatus.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseRegisterBrokerResponse(): RegisterBrokerResponse {
-  return { heartbeatIntervalMs: 0, expiryMs: 0 };
+  return { heartbeatIntervalMs: 0, expiryMs: 0, master: undefined };
 }
 
 export const RegisterBrokerResponse: MessageFns<RegisterBrokerResponse> = {
@@ -589,6 +853,9 @@ export const RegisterBrokerResponse: MessageFns<RegisterBrokerResponse> = {
     }
     if (message.expiryMs !== 0) {
       writer.uint32(16).uint32(message.expiryMs);
+    }
+    if (message.master !== undefined) {
+      GroupMaster.encode(message.master, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -622,6 +889,14 @@ export const RegisterBrokerResponse: MessageFns<RegisterBrokerResponse> = {
             message.expiryMs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.master = GroupMaster.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -641,12 +916,22 @@ export const RegisterBrokerResponse: MessageFns<RegisterBrokerResponse> = {
     const message = createBaseRegisterBrokerResponse();
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
     message.expiryMs = object.expiryMs ?? 0;
+    message.master = (object.master !== undefined && object.master !== null)
+      ? GroupMaster.fromPartial(object.master)
+      : undefined;
     return message;
   },
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { header: undefined, broker: undefined, partitions: [], produceBytesPerSecond: 0, etcdLeaseId: undefined };
+  return {
+    header: undefined,
+    broker: undefined,
+    partitions: [],
+    produceBytesPerSecond: 0,
+    etcdLeaseId: undefined,
+    replicas: [],
+  };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -665,6 +950,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     if (message.etcdLeaseId !== undefined) {
       writer.uint32(42).string(message.etcdLeaseId);
+    }
+    for (const v of message.replicas) {
+      ReplicaStatus.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -722,6 +1010,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.etcdLeaseId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.replicas.push(ReplicaStatus.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -748,18 +1044,22 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     message.partitions = object.partitions?.map((e) => HostedPartition.fromPartial(e)) || [];
     message.produceBytesPerSecond = object.produceBytesPerSecond ?? 0;
     message.etcdLeaseId = object.etcdLeaseId ?? undefined;
+    message.replicas = object.replicas?.map((e) => ReplicaStatus.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { known: false };
+  return { known: false, master: undefined };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.known !== false) {
       writer.uint32(8).bool(message.known);
+    }
+    if (message.master !== undefined) {
+      GroupMaster.encode(message.master, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -785,6 +1085,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.known = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.master = GroupMaster.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -803,6 +1111,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   fromPartial<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(object: I): HeartbeatResponse {
     const message = createBaseHeartbeatResponse();
     message.known = object.known ?? false;
+    message.master = (object.master !== undefined && object.master !== null)
+      ? GroupMaster.fromPartial(object.master)
+      : undefined;
     return message;
   },
 };
@@ -1699,7 +2010,15 @@ export const ListBrokersRequest: MessageFns<ListBrokersRequest> = {
 };
 
 function createBaseBrokerStatus(): BrokerStatus {
-  return { broker: undefined, state: "", heartbeatAgeMs: 0, registeredAtMs: 0, suspicion: 0, partitionCount: 0 };
+  return {
+    broker: undefined,
+    state: "",
+    heartbeatAgeMs: 0,
+    registeredAtMs: 0,
+    suspicion: 0,
+    partitionCount: 0,
+    replication: undefined,
+  };
 }
 
 export const BrokerStatus: MessageFns<BrokerStatus> = {
@@ -1721,6 +2040,9 @@ export const BrokerStatus: MessageFns<BrokerStatus> = {
     }
     if (message.partitionCount !== 0) {
       writer.uint32(48).uint32(message.partitionCount);
+    }
+    if (message.replication !== undefined) {
+      ReplicaStatus.encode(message.replication, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1786,6 +2108,14 @@ export const BrokerStatus: MessageFns<BrokerStatus> = {
             message.partitionCount = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.replication = ReplicaStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1811,6 +2141,9 @@ export const BrokerStatus: MessageFns<BrokerStatus> = {
     message.registeredAtMs = object.registeredAtMs ?? 0;
     message.suspicion = object.suspicion ?? 0;
     message.partitionCount = object.partitionCount ?? 0;
+    message.replication = (object.replication !== undefined && object.replication !== null)
+      ? ReplicaStatus.fromPartial(object.replication)
+      : undefined;
     return message;
   },
 };
@@ -2168,6 +2501,168 @@ export const FindCoordinatorResponse: MessageFns<FindCoordinatorResponse> = {
   },
 };
 
+function createBasePromoteBrokerRequest(): PromoteBrokerRequest {
+  return { header: undefined, group: "", brokerId: 0, force: false, cluster: "" };
+}
+
+export const PromoteBrokerRequest: MessageFns<PromoteBrokerRequest> = {
+  encode(message: PromoteBrokerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      RequestHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.group !== "") {
+      writer.uint32(18).string(message.group);
+    }
+    if (message.brokerId !== 0) {
+      writer.uint32(24).uint32(message.brokerId);
+    }
+    if (message.force !== false) {
+      writer.uint32(32).bool(message.force);
+    }
+    if (message.cluster !== "") {
+      writer.uint32(42).string(message.cluster);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteBrokerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteBrokerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = RequestHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.brokerId = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cluster = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PromoteBrokerRequest>, I>>(base?: I): PromoteBrokerRequest {
+    return PromoteBrokerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PromoteBrokerRequest>, I>>(object: I): PromoteBrokerRequest {
+    const message = createBasePromoteBrokerRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? RequestHeader.fromPartial(object.header)
+      : undefined;
+    message.group = object.group ?? "";
+    message.brokerId = object.brokerId ?? 0;
+    message.force = object.force ?? false;
+    message.cluster = object.cluster ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteBrokerResponse(): PromoteBrokerResponse {
+  return { master: undefined };
+}
+
+export const PromoteBrokerResponse: MessageFns<PromoteBrokerResponse> = {
+  encode(message: PromoteBrokerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.master !== undefined) {
+      GroupMaster.encode(message.master, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteBrokerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteBrokerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.master = GroupMaster.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<PromoteBrokerResponse>, I>>(base?: I): PromoteBrokerResponse {
+    return PromoteBrokerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PromoteBrokerResponse>, I>>(object: I): PromoteBrokerResponse {
+    const message = createBasePromoteBrokerResponse();
+    message.master = (object.master !== undefined && object.master !== null)
+      ? GroupMaster.fromPartial(object.master)
+      : undefined;
+    return message;
+  },
+};
+
 export type NameServerService = typeof NameServerService;
 export const NameServerService = {
   registerBroker: {
@@ -2275,6 +2770,21 @@ export const NameServerService = {
       asBuffer(FindCoordinatorResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FindCoordinatorResponse => FindCoordinatorResponse.decode(value),
   },
+  /**
+   * Hand promotion (`sluice broker promote`): makes a slave its group's master at the next epoch.
+   * Over etcd the group record is rewritten (compare-and-swap); without etcd the name server
+   * calls the broker's Replication.Promote with the group's epoch + 1.
+   */
+  promoteBroker: {
+    path: "/sluice.v1.NameServer/PromoteBroker" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteBrokerRequest): Buffer => asBuffer(PromoteBrokerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteBrokerRequest => PromoteBrokerRequest.decode(value),
+    responseSerialize: (value: PromoteBrokerResponse): Buffer =>
+      asBuffer(PromoteBrokerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PromoteBrokerResponse => PromoteBrokerResponse.decode(value),
+  },
 } as const;
 
 export interface NameServerServer extends UntypedServiceImplementation {
@@ -2296,6 +2806,12 @@ export interface NameServerServer extends UntypedServiceImplementation {
    * murmur2(group) mod P of the internal topic `%groups`, created on first use.
    */
   findCoordinator: handleUnaryCall<FindCoordinatorRequest, FindCoordinatorResponse>;
+  /**
+   * Hand promotion (`sluice broker promote`): makes a slave its group's master at the next epoch.
+   * Over etcd the group record is rewritten (compare-and-swap); without etcd the name server
+   * calls the broker's Replication.Promote with the group's epoch + 1.
+   */
+  promoteBroker: handleUnaryCall<PromoteBrokerRequest, PromoteBrokerResponse>;
 }
 
 export interface NameServerClient extends Client {
@@ -2447,6 +2963,26 @@ export interface NameServerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FindCoordinatorResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Hand promotion (`sluice broker promote`): makes a slave its group's master at the next epoch.
+   * Over etcd the group record is rewritten (compare-and-swap); without etcd the name server
+   * calls the broker's Replication.Promote with the group's epoch + 1.
+   */
+  promoteBroker(
+    request: PromoteBrokerRequest,
+    callback: (error: ServiceError | null, response: PromoteBrokerResponse) => void,
+  ): ClientUnaryCall;
+  promoteBroker(
+    request: PromoteBrokerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PromoteBrokerResponse) => void,
+  ): ClientUnaryCall;
+  promoteBroker(
+    request: PromoteBrokerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PromoteBrokerResponse) => void,
   ): ClientUnaryCall;
 }
 
