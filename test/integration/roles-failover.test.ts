@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
-import { NotLeaderError } from "../../common/src/errors.js";
+import { BrokerUnavailableError, NotLeaderError } from "../../common/src/errors.js";
 import { silentLogger } from "../../common/src/logger.js";
 import { decodeGroupRecord, groupKey, registryKeyPrefix, type GroupRecord } from "../../common/src/registry/group-record.js";
 import type { ReplicaStateResponse } from "../../proto/gen/sluice/v1/replication.js";
@@ -131,6 +131,11 @@ describe("roles and failover over etcd", { skip: etcdSkipReason }, () => {
     assert.throws(() => b0.roles.fence.check(), NotLeaderError);
     await assert.rejects(b0.roles.recordInSync([1]), NotLeaderError);
 
+    // A hand-off to a broker that is not alive is refused, and the master stays master.
+    await assert.rejects(b1.roles.handOff(5), BrokerUnavailableError);
+    assert.deepEqual(b1.roles.current(), { role: "master", epoch: 2 });
+    b1.roles.fence.check();
+
     // SIGTERM hand-off back to b1/0: epoch 3, under b1/0's new lease.
     await b1.roles.handOff(0);
     assert.deepEqual(b1.roles.current(), { role: "slave", epoch: 3, master: { brokerId: 0, address: "b1-0:1" } });
@@ -170,6 +175,28 @@ describe("roles and failover over etcd", { skip: etcdSkipReason }, () => {
     assert.equal(record.master, 2, "nobody promoted");
     assert.equal(record.epoch, 2);
     assert.ok(!brokers.asked.includes("g-3:1"), "an out-of-sync slave is not even asked");
+  });
+
+  it("a restarted master takes its place back at the next epoch, unless an in-sync slave is alive to be promoted", async () => {
+    const first = await broker("c4", "g", 0);
+    const slave = await broker("c4", "g", 1);
+    await first.roles.start();
+    await slave.roles.start();
+    // Crash: the lease ends without the role manager hearing about it (no controller runs here).
+    await first.roles.stop();
+    await raw.leaseClient.leaseRevoke({ ID: first.lease.leaseId as string });
+    const restarted = await broker("c4", "g", 0);
+    assert.deepEqual(await restarted.roles.start(), { role: "master", epoch: 2 }, "no slave was in sync: it claims");
+    assert.equal((await readRecord("c4", "g")).masterLease, restarted.lease.leaseId);
+    await waitFor("the slave follows the restarted master at epoch 2", () => slave.roles.current().epoch === 2);
+
+    await restarted.roles.recordInSync([1]);
+    await restarted.roles.stop();
+    await raw.leaseClient.leaseRevoke({ ID: restarted.lease.leaseId as string });
+    const again = await broker("c4", "g", 0);
+    assert.deepEqual(await again.roles.start(), { role: "slave", epoch: 2, master: undefined }, "in-sync g/1 is alive: the controller decides");
+    assert.equal((await readRecord("c4", "g")).epoch, 2);
+    assert.throws(() => again.roles.fence.check(), NotLeaderError);
   });
 
   it("one controller leads at a time; when it stops another takes over", async () => {

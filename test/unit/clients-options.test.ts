@@ -54,6 +54,7 @@ describe("producer options", () => {
       lingerMs: 0,
       maxBatchBytes: 1024 * 1024,
       acks: Acks.ACKS_LEADER,
+      idempotent: false,
       compression: "none",
       partitioner: "default",
     });

@@ -110,7 +110,7 @@ describe("routing and transport", () => {
     }
   });
 
-  it("a send to an unreachable broker fails once its retries are spent", async () => {
+  it("a send to an unreachable broker keeps trying until the send timeout (its group may be failing over), then fails", async () => {
     // Routes point at the fake, but the broker at that address is stopped.
     const lonely = await new FakeCluster().start();
     lonely.createTopic("unreachable", 1);
@@ -120,7 +120,8 @@ describe("routing and transport", () => {
       await lonely.stop();
       const started = Date.now();
       await assert.rejects(sluice.producer().send("unreachable", [{ value: "x" }]), (e: unknown) => e instanceof SluiceError && e.code === "BROKER_UNAVAILABLE");
-      assert.ok(Date.now() - started < 2500, "gave up after the retries, before the timeout");
+      const elapsedMs = Date.now() - started;
+      assert.ok(elapsedMs >= 2500 && elapsedMs < 6000, `gave up at the send timeout, after ${elapsedMs} ms`);
     } finally {
       await sluice.close();
     }

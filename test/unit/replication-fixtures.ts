@@ -68,6 +68,16 @@ export class LogSet {
     for (const listener of this.listeners) listener(change);
   }
 
+  /** Master side: deletes a topic's logs and tells the replication sessions. */
+  async deleteTopic(topic: string): Promise<void> {
+    for (const log of [...this.logs.values()].filter((l) => l.topic === topic)) {
+      this.logs.delete(`${log.topic}/${log.partition}`);
+      await log.delete();
+    }
+    const change = { topics: [], deleted: [topic] };
+    for (const listener of this.listeners) listener(change);
+  }
+
   /** As a master: the ReplicaSource the sessions read. */
   asSource(): ReplicaSource {
     return {
@@ -86,12 +96,7 @@ export class LogSet {
       partitions: () => this.partitions(),
       log: (topic, partition) => this.logs.get(`${topic}/${partition}`),
       applyTopics: async (topics: ReplicaTopics) => {
-        for (const topic of topics.deleted) {
-          for (const log of [...this.logs.values()].filter((l) => l.topic === topic)) {
-            this.logs.delete(`${log.topic}/${log.partition}`);
-            await log.delete();
-          }
-        }
+        for (const topic of topics.deleted) await this.deleteTopic(topic);
         for (const topic of topics.topics) for (const partition of topic.partitions) await this.open(topic.topic, partition);
       },
     };

@@ -59,6 +59,8 @@ test("an empty slave catches up byte for byte on every partition, then follows n
     await waitFor(caughtUp(cluster, "late", 0), "the late topic to reach the slave");
     assertSameSegments(cluster, "orders", 1);
     assertSameSegments(cluster, "late", 0);
+    await cluster.master.deleteTopic("empty");
+    await waitFor(() => !cluster.slave.logs.has("empty/0"), "the deleted topic to go from the slave");
     // The slave is in sync, so the master's high watermark follows its acks and reaches the slave.
     const masterLog = cluster.master.get("orders", 1);
     await waitFor(() => masterLog.highWatermark === masterLog.logEndOffset, "the master's high watermark");
@@ -185,7 +187,7 @@ test("sync mode: a produce's replication wait resolves only after the slave has 
   try {
     const fetcher = cluster.fetcher();
     fetcher.follow({ brokerId: 0, address: cluster.address }, 1);
-    await waitFor(() => cluster.tracker.isInSync(1), "the slave to join");
+    await waitFor(() => cluster.tracker.isInSync(1) && cluster.slave.logs.has("t/0"), "the slave to join");
     cluster.tracker.checkWriteGate("t", 0);
     // Hold the slave's next append so the master's wait visibly depends on it.
     slaveLog = cluster.slave.get("t", 0);
@@ -256,6 +258,57 @@ test("a slave that learns a newer epoch drops its master's stream and stops appl
     assert.equal(cluster.slave.get("t", 0).logEndOffset, slaveEnd, "nothing from epoch 2 was applied after epoch 3 was known");
     assert.equal(fetcher.state().epoch, 3);
   } finally {
+    await cluster.cleanup();
+  }
+});
+
+test("the master keeps at most maxUnackedBytesPerSession in flight, serving partitions round-robin", async () => {
+  const windowBytes = 64 * 1024;
+  const chunkBytes = 16 * 1024;
+  const cluster = await startCluster({
+    sessions: { maxUnackedBytesPerSession: windowBytes, chunkBytes },
+    prepare: async (master, slave) => {
+      for (const partition of [0, 1]) {
+        await appendBatches(await master.open("t", partition), 400, { payloadBytes: 500 });
+        await slave.open("t", partition);
+      }
+    },
+  });
+  const held: (() => void)[] = [];
+  let holding = true;
+  try {
+    // The slave receives but does not append (so never acks) until released.
+    const received: { partition: number; bytes: number }[] = [];
+    for (const partition of [0, 1]) {
+      const log = cluster.slave.get("t", partition);
+      const append = log.appendReplicated.bind(log);
+      log.appendReplicated = async (records: Buffer) => {
+        received.push({ partition, bytes: records.length });
+        if (holding) await new Promise<void>((resolve) => held.push(resolve));
+        return append(records);
+      };
+    }
+    const fetcher = cluster.fetcher();
+    fetcher.follow({ brokerId: 0, address: cluster.address }, 1);
+    await waitFor(() => received.length > 0, "the first data");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const inFlight = received.reduce((sum, r) => sum + r.bytes, 0);
+    const batchBytes = 61 + 500;
+    // A batch is sent whole, so the last chunk may overshoot the window by less than one batch.
+    assert.ok(inFlight < windowBytes + batchBytes, `${inFlight} B sent without acks, window ${windowBytes} B`);
+    assert.ok(inFlight >= windowBytes - chunkBytes, `only ${inFlight} B sent: the window should fill`);
+    assert.deepEqual(
+      received.slice(0, 4).map((r) => r.partition),
+      [0, 1, 0, 1],
+      "partitions alternate",
+    );
+    holding = false;
+    for (const release of held.splice(0)) release();
+    for (const partition of [0, 1]) await waitFor(caughtUp(cluster, "t", partition), `t/${partition}`);
+    for (const partition of [0, 1]) assertSameSegments(cluster, "t", partition);
+  } finally {
+    holding = false;
+    for (const release of held.splice(0)) release();
     await cluster.cleanup();
   }
 });

@@ -133,6 +133,10 @@ export class FetchStream {
     if (response.error) throw fromWireError(response.error);
     if (response.topics) {
       await this.settleAppends();
+      // A topic deleted and created again must not inherit the old one's watermark.
+      for (const topic of response.topics.deleted) {
+        for (const key of this.masterHighWatermarks.keys()) if (key.startsWith(`${topic}/`)) this.masterHighWatermarks.delete(key);
+      }
       await host.applyTopics(response.topics);
       for (const { log } of host.partitions()) log.setReplicated(true);
       if (!this.accepted) {

@@ -176,7 +176,7 @@ export class ReplicaSessions {
         logger: this.logger,
       },
       call,
-      hello,
+      hello.brokerId,
     );
     // Replace first, so the old stream's end does not count as this slave disconnecting.
     const previous = this.sessions.get(hello.brokerId);

@@ -5,7 +5,8 @@
  * the others.
  *
  * Flow control, from the inside out: at most `maxUnackedBytes` sent and not yet acknowledged
- * (the slave acknowledges its log end after each append), gRPC's own backpressure (a write
+ * (the slave acknowledges its log end after each append; batches go whole, so the last chunk
+ * may overshoot by less than one batch), gRPC's own backpressure (a write
  * that returns false waits for "drain"), and the shared catch-up throttle while the slave is
  * not in sync. The loop sleeps when every partition is caught up and wakes on the log's
  * "logEnd" events, on acks and on topic changes.
@@ -76,9 +77,9 @@ export class SlaveSession {
   constructor(
     private readonly context: SlaveSessionContext,
     private readonly call: ServerDuplexStream<ReplicaRequest, ReplicaResponse>,
-    hello: ReplicaHello,
+    slaveId: number,
   ) {
-    this.slaveId = hello.brokerId;
+    this.slaveId = slaveId;
   }
 
   /**
@@ -117,6 +118,8 @@ export class SlaveSession {
   }
 
   onAcks(positions: ReplicaPosition[]): void {
+    // A replaced stream's late acks must not move the slave back in the tracker.
+    if (this.closed) return;
     for (const ack of positions) {
       const cursor = this.cursors.get(partitionKey(ack.topic, ack.partition));
       if (!cursor) continue;

@@ -12,7 +12,7 @@ import { action, emit, table, type GlobalOptions } from "../output.js";
 const COLUMNS = ["GROUP", "ID", "ROLE", "STATE", "ADDRESS", "EPOCH", "REPLICATION", "PARTITIONS", "HEARTBEAT", "SUSPICION"];
 
 /** A slave's replication as its master reports it; null for masters and while unknown. */
-type ReplicatedBroker = ClusterBroker & { inSync?: boolean | null; lagMs?: number | null; lagBytes?: number | null };
+type ReplicatedBroker = ClusterBroker;
 
 function row(b: ReplicatedBroker): (string | number)[] {
   // -1 means the answering name server never heard from the broker itself.

@@ -83,6 +83,12 @@ export interface ClusterBroker {
    * φ threshold, 8 by default), missed heartbeat intervals with the fixed detector; -1 unknown.
    */
   suspicion: number;
+  /** A slave: in its master's in-sync set (null for masters and while its master has not reported it). */
+  inSync: boolean | null;
+  /** A slave: how long ago it was last caught up, as its master reports it; null when unknown. */
+  lagMs: number | null;
+  /** A slave: bytes behind its master; null when unknown. */
+  lagBytes: number | null;
 }
 
 export interface ClusterInfo {
@@ -126,5 +132,8 @@ export function toClusterBroker(status: BrokerStatus): ClusterBroker {
     heartbeatAgeMs: status.heartbeatAgeMs,
     partitions: status.partitionCount,
     suspicion: status.suspicion,
+    inSync: status.replication?.inSync ?? null,
+    lagMs: status.replication?.lagMs ?? null,
+    lagBytes: status.replication?.lagBytes ?? null,
   };
 }
