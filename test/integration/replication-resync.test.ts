@@ -9,7 +9,11 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { credentials } from "@grpc/grpc-js";
 import { Sluice } from "../../clients/src/index.js";
+import { encodeBatch } from "../../common/src/batch/builder.js";
+import { PROTOCOL_VERSION } from "../../common/src/protocol.js";
+import { Acks, BrokerClient, type ProduceResponse } from "../../proto/gen/sluice/v1/broker.js";
 import { runCli } from "../helpers/processes.js";
 import { eventually, masterOf, startBrokerGroup, waitInSync, type GroupBroker } from "../helpers/replication.js";
 
@@ -118,6 +122,50 @@ describe("replication without etcd", () => {
       assert.ok(master.epoch >= 2);
       const [after] = await sluice.producer({ acks: "leader" }).send("gated", [{ value: "after promote" }]);
       assert.equal(after?.offset, 1);
+    } finally {
+      await sluice.close();
+    }
+  });
+
+  it("a slave refuses produce naming its master, and serves reads while the master is gone", async () => {
+    const group = await startBrokerGroup({ size: 2 });
+    const sluice = new Sluice({ nameservers: [group.nameserver], clientId: "slave-reads" });
+    try {
+      await sluice.admin().createTopic("reads", { partitions: 2 });
+      await produce(group.nameserver, "reads", 500);
+      await waitInSync(group.nameserver, 1);
+      const [master, slave] = [group.brokers.get(0)!, group.brokers.get(1)!];
+
+      const client = new BrokerClient(slave.address, credentials.createInsecure());
+      const call = client.produce();
+      const response = await new Promise<ProduceResponse>((resolve, reject) => {
+        call.once("data", resolve);
+        call.once("error", reject);
+        call.write({
+          header: { clientId: "to-a-slave", protocolVersion: PROTOCOL_VERSION },
+          correlationId: 1,
+          topic: "reads",
+          partition: 0,
+          acks: Acks.ACKS_LEADER,
+          batch: encodeBatch([{ value: "to a slave" }]),
+        });
+      });
+      call.end();
+      client.close();
+      assert.equal(response.error?.code, "NOT_LEADER");
+      assert.ok(response.error?.message.includes(master.address), response.error?.message);
+
+      master.process.child.kill("SIGKILL");
+      await eventually("b1/0 gone from the routes", async () => ((await masterOf(group.nameserver)) === undefined ? true : undefined), 10_000);
+      const consumer = sluice.consumer({ fromBeginning: true });
+      let read = 0;
+      const deadline = Date.now() + 20_000;
+      for await (const m of consumer.subscribe("reads")) {
+        assert.equal(m.value?.length, 100);
+        if (++read === 500 || Date.now() > deadline) break;
+      }
+      await consumer.close();
+      assert.equal(read, 500, "every message read from the slave");
     } finally {
       await sluice.close();
     }
