@@ -1,5 +1,5 @@
 /**
- * The standard benchmark set (issues #2 and #4) and the environment knobs that shrink or select it.
+ * The standard benchmark set (issues #2, #4 and #5) and the environment knobs that shrink or select it.
  *
  *   SLUICE_BENCH_SCALE=0.1         multiply every message count (rates stay fixed)
  *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b)
@@ -15,9 +15,16 @@
  */
 import type { FlushPolicy } from "./processes.js";
 
-export type BenchKind = "produce" | "consume" | "e2e" | MemberKind;
+export type BenchKind = "produce" | "consume" | "e2e" | MemberKind | ClusterKind;
 /** Runs of several member processes at once (group-execute.ts). */
 export type MemberKind = "group-consume" | "queue" | "rebalance";
+/**
+ * Runs on a cluster of their own instead of the shared `sluice dev` (replication-execute.ts):
+ * - three-writers: three master-only broker groups, each written by its own client at once;
+ * - replicated-produce: one group of a master and two slaves over etcd, one client, acks all;
+ * - replication-lag: the same group, a steady producer, a reader on a slave.
+ */
+export type ClusterKind = "three-writers" | "replicated-produce" | "replication-lag";
 
 export interface RunSpec {
   /** File name of the result and the key targets refer to, e.g. "produce-100b". */
@@ -39,6 +46,10 @@ export interface RunSpec {
   /** rebalance: the members' session timeout, in ms, and how the leaving member goes (a clean close, or a crash). */
   sessionTimeoutMs?: number;
   leave?: "SIGTERM" | "SIGKILL";
+  /** Cluster runs: the group's `--replication` mode (none: no slaves). */
+  replication?: "sync" | "async";
+  /** Cluster runs: the producer's acks. */
+  acks?: "leader" | "all";
 }
 
 export const E2E_RATE_PER_SECOND = 10_000;
@@ -48,6 +59,8 @@ export const REBALANCE_RATE_PER_SECOND = 6_000;
 export const REBALANCE_SESSION_TIMEOUT_MS = 10_000;
 /** rebalance-crash: a short session timeout, so the crash is noticed within the run (the SDK allows 1 s at least). */
 export const REBALANCE_CRASH_SESSION_TIMEOUT_MS = 3_000;
+/** replication-lag: the steady producer's rate (1 KiB messages: 20 MB/s into each of three copies). */
+export const REPLICATION_LAG_RATE_PER_SECOND = 20_000;
 /** rebalance runs are timed, not counted: this only caps the steady producer (100 s at its rate) should the orchestrator vanish. */
 const REBALANCE_PRODUCER_CAP = 600_000;
 /** Below this a run is too short for its figures to mean anything. */
@@ -77,6 +90,14 @@ const STANDARD_SET: readonly RunSpec[] = [
     rate: REBALANCE_RATE_PER_SECOND, sessionTimeoutMs: REBALANCE_CRASH_SESSION_TIMEOUT_MS, leave: "SIGKILL",
   },
   { name: "produce-1kib-sync", kind: "produce", size: 1024, messages: 500_000, flush: "sync" },
+  // Issue #5. `messages` is per writer for three-writers: each writes what each copy of the
+  // replicated run holds, so the disk sees the same bytes in both.
+  { name: "three-writers-1kib", kind: "three-writers", size: 1024, messages: 500_000, flush: "interval", members: 3, acks: "leader" },
+  { name: "produce-1kib-sync-replicated", kind: "replicated-produce", size: 1024, messages: 500_000, flush: "interval", replication: "sync", acks: "all" },
+  {
+    name: "replication-lag-async", kind: "replication-lag", size: 1024, messages: REPLICATION_LAG_RATE_PER_SECOND * 10, flush: "interval",
+    rate: REPLICATION_LAG_RATE_PER_SECOND, replication: "async", acks: "leader",
+  },
 ];
 
 export interface BenchSettings {
@@ -140,6 +161,10 @@ export function benchPlan(settings: BenchSettings): RunSpec[] {
 
 export function isMemberRun(run: RunSpec): run is RunSpec & { kind: MemberKind } {
   return run.kind === "group-consume" || run.kind === "queue" || run.kind === "rebalance";
+}
+
+export function isClusterRun(run: RunSpec): run is RunSpec & { kind: ClusterKind } {
+  return run.kind === "three-writers" || run.kind === "replicated-produce" || run.kind === "replication-lag";
 }
 
 /** Partitions of a run's topic: its own count, else SLUICE_BENCH_PARTITIONS. */

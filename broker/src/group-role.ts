@@ -13,7 +13,7 @@
  * the master write path's guard (fence, epoch, write gate, replication wait) and the adapter
  * between TopicManager and the replication data path.
  */
-import { NotLeaderError } from "../../common/src/errors.js";
+import { NotLeaderError, UnknownTopicError } from "../../common/src/errors.js";
 import type { Clock } from "../../common/src/clock.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { ReplicaStatus } from "../../proto/gen/sluice/v1/nameserver.js";
@@ -283,7 +283,10 @@ export class GroupRole implements ReplicationGuard {
           for (const partition of topic.partitions) topics.logs.get(topic.topic, partition)?.setReplicated(true);
         }
         for (const name of change.deleted) {
-          if (topics.topic(name) !== undefined) await topics.deleteTopic(name);
+          // The name server deletes on every broker of the group too: whoever comes second finds nothing.
+          if (topics.topic(name) !== undefined) await topics.deleteTopic(name).catch((err: unknown) => {
+            if (!(err instanceof UnknownTopicError)) throw err;
+          });
         }
       },
     };

@@ -3,6 +3,8 @@
  * of idempotent `acks: "all"` producers that records exactly what was acknowledged, and a
  * reader that fetches every message of a topic back.
  */
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { Sluice } from "../../clients/src/index.js";
 import { requestHeader } from "../../clients/src/transport/grpc.js";
 import { NameServerClient } from "../../clients/src/transport/nameserver-client.js";
@@ -189,4 +191,28 @@ export function checkAcked(acked: Iterable<string>, counts: Map<string, number>)
   for (const key of acked) if (!counts.has(key)) lost.push(key);
   const duplicated = [...counts].filter(([, n]) => n > 1).map(([k]) => k);
   return { lost, duplicated };
+}
+
+/** Waits until b1's master is a broker other than `formerId`; resolves with it. */
+export function newMasterOtherThan(nameserver: string, formerId: number, timeoutMs = 15_000): Promise<{ id: number; epoch: number; address: string }> {
+  return eventually(`a master other than b1/${formerId}`, async () => {
+    const master = await masterOf(nameserver);
+    return master !== undefined && master.id !== formerId ? master : undefined;
+  }, timeoutMs);
+}
+
+export async function createTopic(nameserver: string, topic: string, partitions: number): Promise<void> {
+  const sluice = new Sluice({ nameservers: [nameserver], clientId: "replication-admin" });
+  try {
+    await sluice.admin().createTopic(topic, { partitions });
+  } finally {
+    await sluice.close();
+  }
+}
+
+/** Every .log file of a partition, concatenated in offset order: the partition's bytes as stored. */
+export function partitionBytes(dataDir: string, topic: string, partition: number): Buffer {
+  const dir = join(dataDir, "logs", `${topic}-${partition}`);
+  const files = readdirSync(dir).filter((f) => f.endsWith(".log")).sort();
+  return Buffer.concat(files.map((f) => readFileSync(join(dir, f))));
 }

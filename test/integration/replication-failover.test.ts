@@ -10,30 +10,32 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { Sluice } from "../../clients/src/index.js";
 import { etcdSkipReason, startEtcd, type EtcdProcess } from "../helpers/etcd.js";
 import { runCli } from "../helpers/processes.js";
 import {
   checkAcked,
+  createTopic,
   eventually,
   listBrokers,
   masterOf,
+  newMasterOtherThan,
   readAllKeys,
   startBrokerGroup,
   startLoad,
   waitInSync,
   type BrokerGroup,
+  type LoadResult,
 } from "../helpers/replication.js";
 
 const TOPIC = "orders";
 
-async function createTopic(nameserver: string, topic: string, partitions: number): Promise<void> {
-  const sluice = new Sluice({ nameservers: [nameserver], clientId: "replication-admin" });
-  try {
-    await sluice.admin().createTopic(topic, { partitions });
-  } finally {
-    await sluice.close();
-  }
+/** The earliest acknowledgement of a send started after `atMs` (the kill). */
+function firstAckAfter(result: LoadResult, atMs: number): Promise<{ startedMs: number; ackedMs: number }> {
+  return eventually(
+    "a send acknowledged by the new master",
+    () => [...result.acked.values()].filter((a) => a.startedMs > atMs).sort((a, b) => a.ackedMs - b.ackedMs)[0],
+    15_000,
+  );
 }
 
 describe("replication failover over etcd", { skip: etcdSkipReason }, () => {
@@ -46,8 +48,8 @@ describe("replication failover over etcd", { skip: etcdSkipReason }, () => {
     await etcd?.stop();
   });
 
-  it("sync mode: SIGKILL of the master loses no acknowledged message, duplicates none, and a slave takes over within 5 s", async (t) => {
-    const group = await startBrokerGroup({ etcd: etcd.endpoint, brokerArgs: ["--replication", "sync"] });
+  for (const mode of ["sync", "quorum:1"]) it(`${mode} mode: SIGKILL of the master loses no acknowledged message, duplicates none, and a slave takes over within 5 s`, async (t) => {
+    const group = await startBrokerGroup({ etcd: etcd.endpoint, brokerArgs: ["--replication", mode] });
     await waitInSync(group.nameserver, 2);
     await createTopic(group.nameserver, TOPIC, 3);
     const before = await masterOf(group.nameserver);
@@ -57,23 +59,16 @@ describe("replication failover over etcd", { skip: etcdSkipReason }, () => {
     await eventually("traffic", () => (load.result.acked.size >= 300 ? true : undefined));
     const killedAt = Date.now();
     group.brokers.get(0)!.process.child.kill("SIGKILL");
-    const firstAfter = await eventually(
-      "a send acknowledged by the new master",
-      () => [...load.result.acked.values()].filter((a) => a.startedMs > killedAt).sort((a, b) => a.ackedMs - b.ackedMs)[0],
-      15_000,
-    );
+    const firstAfter = await firstAckAfter(load.result, killedAt);
     const failoverMs = firstAfter.ackedMs - killedAt;
     const ackedBeforeKill = load.result.acked.size;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const result = await load.stop();
 
-    const after = await eventually("a new master", async () => {
-      const m = await masterOf(group.nameserver);
-      return m !== undefined && m.id !== 0 ? m : undefined;
-    });
+    const after = await newMasterOtherThan(group.nameserver, 0);
     const counts = await readAllKeys(group.nameserver, TOPIC);
     const { lost, duplicated } = checkAcked(result.acked.keys(), counts);
-    t.diagnostic(`failover: first acknowledged send on the new master ${failoverMs} ms after SIGKILL; ${result.acked.size} acknowledged (${ackedBeforeKill} before the kill checkpoint), ${result.errors.length} errors reached the application, new master b1/${after.id} epoch ${after.epoch}`);
+    t.diagnostic(`${mode} failover: first acknowledged send on the new master ${failoverMs} ms after SIGKILL; ${result.acked.size} acknowledged (${ackedBeforeKill} by the first acknowledgement after the kill), ${result.errors.length} errors reached the application, new master b1/${after.id} epoch ${after.epoch}`);
     assert.deepEqual(lost.slice(0, 10), [], `${lost.length} acknowledged messages lost`);
     assert.deepEqual(duplicated.slice(0, 10), [], `${duplicated.length} messages stored twice`);
     assert.ok(after.epoch > before!.epoch, `epoch ${after.epoch} after failover, ${before!.epoch} before`);
@@ -95,10 +90,7 @@ describe("replication failover over etcd", { skip: etcdSkipReason }, () => {
     const old = group.brokers.get(0)!;
     old.process.child.kill("SIGSTOP");
     const frozenAt = Date.now();
-    const promoted = await eventually("a new master", async () => {
-      const m = await masterOf(group.nameserver);
-      return m !== undefined && m.id !== 0 ? m : undefined;
-    }, 15_000);
+    const promoted = await newMasterOtherThan(group.nameserver, 0);
     // Traffic continues on the new master while the old one is frozen with requests queued.
     await eventually("sends acknowledged by the new master", () =>
       [...load.result.acked.values()].some((a) => a.startedMs > frozenAt + 3000) ? true : undefined, 15_000);
@@ -129,11 +121,7 @@ describe("replication failover over etcd", { skip: etcdSkipReason }, () => {
     await eventually("traffic", () => (load.result.acked.size >= 500 ? true : undefined));
     const killedAt = Date.now();
     group.brokers.get(0)!.process.child.kill("SIGKILL");
-    const firstAfter = await eventually(
-      "a send acknowledged by the new master",
-      () => [...load.result.acked.values()].filter((a) => a.startedMs > killedAt).sort((a, b) => a.ackedMs - b.ackedMs)[0],
-      15_000,
-    );
+    const firstAfter = await firstAckAfter(load.result, killedAt);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const result = await load.stop();
     const counts = await readAllKeys(group.nameserver, TOPIC);

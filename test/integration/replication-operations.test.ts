@@ -8,36 +8,22 @@
  *   when it returns and ends up byte-identical to the new master.
  */
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { Sluice } from "../../clients/src/index.js";
 import { etcdSkipReason, startEtcd, type EtcdProcess } from "../helpers/etcd.js";
 import { runCli } from "../helpers/processes.js";
 import {
   checkAcked,
+  createTopic,
   eventually,
   masterOf,
+  newMasterOtherThan,
+  partitionBytes,
   readAllKeys,
   startBrokerGroup,
   startLoad,
   waitInSync,
 } from "../helpers/replication.js";
-
-async function createTopic(nameserver: string, topic: string, partitions: number): Promise<void> {
-  const sluice = new Sluice({ nameservers: [nameserver], clientId: "operations-admin" });
-  try {
-    await sluice.admin().createTopic(topic, { partitions });
-  } finally {
-    await sluice.close();
-  }
-}
-
-function partitionBytes(dataDir: string, topic: string, partition: number): Buffer {
-  const dir = join(dataDir, "logs", `${topic}-${partition}`);
-  const files = readdirSync(dir).filter((f) => f.endsWith(".log")).sort();
-  return Buffer.concat(files.map((f) => readFileSync(join(dir, f))));
-}
 
 describe("replication under operations (etcd)", { skip: etcdSkipReason }, () => {
   let etcd: EtcdProcess;
@@ -61,10 +47,7 @@ describe("replication under operations (etcd)", { skip: etcdSkipReason }, () => 
       const code = await broker.process.stop("SIGTERM");
       assert.equal(code, 0, `b1/${id} exited cleanly`);
       if (wasMaster) {
-        await eventually("a new master", async () => {
-          const m = await masterOf(group.nameserver);
-          return m !== undefined && m.id !== id ? m : undefined;
-        });
+        await newMasterOtherThan(group.nameserver, id);
       }
       await group.start(id);
       await waitInSync(group.nameserver, 2, 30_000);
@@ -112,10 +95,7 @@ describe("replication under operations (etcd)", { skip: etcdSkipReason }, () => 
       await queue.close();
 
       group.brokers.get(0)!.process.child.kill("SIGKILL");
-      const promoted = await eventually("a new master", async () => {
-        const m = await masterOf(group.nameserver);
-        return m !== undefined && m.id !== 0 ? m : undefined;
-      }, 15_000);
+      const promoted = await newMasterOtherThan(group.nameserver, 0);
 
       const described = await eventually("the group described by the new coordinator", async () => {
         const r = await runCli(["--json", "group", "describe", "auditors"], { nameserver: group.nameserver });
@@ -151,10 +131,7 @@ describe("replication under operations (etcd)", { skip: etcdSkipReason }, () => 
     await eventually("traffic", () => (load.result.acked.size >= 2000 ? true : undefined));
     const old = group.brokers.get(0)!;
     old.process.child.kill("SIGSTOP");
-    const promoted = await eventually("a new master", async () => {
-      const m = await masterOf(group.nameserver);
-      return m !== undefined && m.id !== 0 ? m : undefined;
-    }, 15_000);
+    const promoted = await newMasterOtherThan(group.nameserver, 0);
     const oldBytes = partitionBytes(old.dataDir, "tail", 0).length;
     await new Promise((resolve) => setTimeout(resolve, 1000));
     old.process.child.kill("SIGCONT");

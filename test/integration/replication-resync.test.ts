@@ -6,7 +6,7 @@
  * once one is; and `sluice broker promote` moves mastership by hand.
  */
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { credentials } from "@grpc/grpc-js";
@@ -15,14 +15,7 @@ import { encodeBatch } from "../../common/src/batch/builder.js";
 import { PROTOCOL_VERSION } from "../../common/src/protocol.js";
 import { Acks, BrokerClient, type ProduceResponse } from "../../proto/gen/sluice/v1/broker.js";
 import { runCli } from "../helpers/processes.js";
-import { eventually, masterOf, startBrokerGroup, waitInSync, type GroupBroker } from "../helpers/replication.js";
-
-/** Every .log file of a partition, concatenated in offset order: the partition's bytes. */
-function partitionBytes(dataDir: string, topic: string, partition: number): Buffer {
-  const dir = join(dataDir, "logs", `${topic}-${partition}`);
-  const files = readdirSync(dir).filter((f) => f.endsWith(".log")).sort();
-  return Buffer.concat(files.map((f) => readFileSync(join(dir, f))));
-}
+import { eventually, masterOf, partitionBytes, startBrokerGroup, waitInSync, type GroupBroker } from "../helpers/replication.js";
 
 function segmentFiles(dataDir: string, topic: string, partition: number): string[] {
   const dir = join(dataDir, "logs", `${topic}-${partition}`);

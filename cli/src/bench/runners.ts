@@ -3,12 +3,17 @@
  * points at. Each returns the contract's JSON shape.
  *
  * - produce: `producers` clients send `messages` values of `size` bytes in arrays of
- *   SEND_CHUNK, pipelined; latency is per send() call (append + ack of its batches).
+ *   SEND_CHUNK, pipelined, with the given `acks`; latency is per send() call (append + ack
+ *   of its batches). With `startAtUs`, the timed part starts at that instant of the shared
+ *   monotonic clock (several writer processes start together) and the result carries its
+ *   window and a timeline of acknowledged messages (see WriterWindow).
  * - consume: reads `messages` from the beginning; latency is the gap between deliveries.
  * - e2e: one producer at a fixed `rate` with no linger, one consumer from the end;
  *   latency is receive time minus the send time carried in each value.
  */
 import { Sluice } from "../../../clients/src/index.js";
+import type { AcksOption } from "../../../clients/src/producer/options.js";
+import { monotonicUs } from "./member-result.js";
 import { LatencyRecorder, Progress, summarize, type BenchResult } from "./stats.js";
 
 export interface BenchOptions {
@@ -19,17 +24,38 @@ export interface BenchOptions {
   rate: number;
   producers: number;
   partitions: number;
+  /** produce: when a send counts as done. @defaultValue "leader" (the SDK's default) */
+  acks?: AcksOption;
+  /** produce: start the timed part at this monotonicUs() instant (it starts at once if that has passed). */
+  startAtUs?: number;
+}
+
+/**
+ * What `bench produce --start-at-us` adds to its JSON, so an orchestrator can add several
+ * writers up over the window they all ran in: the timed part's start and end, and
+ * `[monotonicUs, messages acknowledged so far]` every TIMELINE_STEP_US (plus the last).
+ */
+export interface WriterWindow {
+  startUs: number;
+  endUs: number;
+  timeline: [number, number][];
 }
 
 const SEND_CHUNK = 1000;
 const MAX_SENDS_IN_FLIGHT = 16;
+const TIMELINE_STEP_US = 50_000;
 
 export async function ensureTopic(sluice: Sluice, topic: string, partitions: number): Promise<void> {
   const topics = await sluice.admin().listTopics();
   if (!topics.some((t) => t.topic === topic)) await sluice.admin().createTopic(topic, { partitions });
 }
 
-export async function benchProduce(options: BenchOptions): Promise<BenchResult> {
+function sleepUntilUs(atUs: number): Promise<void> {
+  const waitMs = (atUs - monotonicUs()) / 1000;
+  return waitMs > 0 ? new Promise((resolve) => setTimeout(resolve, waitMs)) : Promise.resolve();
+}
+
+export async function benchProduce(options: BenchOptions): Promise<BenchResult | (BenchResult & WriterWindow)> {
   const clients = Array.from({ length: options.producers }, (_, i) => new Sluice({ nameservers: options.nameservers, clientId: `bench-producer-${i}` }));
   try {
     await ensureTopic(clients[0] as Sluice, options.topic, options.partitions);
@@ -40,11 +66,16 @@ export async function benchProduce(options: BenchOptions): Promise<BenchResult> 
     const perProducer = Math.ceil(options.messages / options.producers);
     let done = 0;
     // Warm routes and connections outside the timed part.
-    await Promise.all(clients.map((c) => c.producer({ lingerMs: 5 }).send(options.topic, [{ value }])));
+    const acks = options.acks ?? "leader";
+    await Promise.all(clients.map((c) => c.producer({ lingerMs: 5, acks }).send(options.topic, [{ value }])));
+    if (options.startAtUs !== undefined) await sleepUntilUs(options.startAtUs);
+    const timeline: [number, number][] = [];
+    const startUs = monotonicUs();
+    let nextSampleUs = startUs;
     const started = performance.now();
     await Promise.all(
       clients.map(async (client) => {
-        const producer = client.producer({ lingerMs: 2, maxBatchBytes: 1 << 20 });
+        const producer = client.producer({ lingerMs: 2, maxBatchBytes: 1 << 20, acks });
         const inFlight = new Set<Promise<void>>();
         for (let sent = 0; sent < perProducer; sent += SEND_CHUNK) {
           const n = Math.min(SEND_CHUNK, perProducer - sent);
@@ -53,6 +84,13 @@ export async function benchProduce(options: BenchOptions): Promise<BenchResult> 
             latency.record(performance.now() - t0);
             done += n;
             progress.update(done);
+            if (options.startAtUs !== undefined) {
+              const now = monotonicUs();
+              if (now >= nextSampleUs) {
+                timeline.push([now, done]);
+                nextSampleUs = now + TIMELINE_STEP_US;
+              }
+            }
           }).finally(() => inFlight.delete(p));
           inFlight.add(p);
           if (inFlight.size >= MAX_SENDS_IN_FLIGHT) await Promise.race(inFlight);
@@ -61,9 +99,14 @@ export async function benchProduce(options: BenchOptions): Promise<BenchResult> 
         await producer.close();
       }),
     );
+    const endUs = monotonicUs();
     const seconds = (performance.now() - started) / 1000;
     progress.done();
-    return summarize(perProducer * options.producers, perProducer * options.producers * options.size, seconds, latency);
+    const result = summarize(perProducer * options.producers, perProducer * options.producers * options.size, seconds, latency);
+    if (options.startAtUs === undefined) return result;
+    timeline.unshift([startUs, 0]);
+    timeline.push([endUs, done]);
+    return { ...result, startUs, endUs, timeline };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
