@@ -2,22 +2,22 @@
  * The commit log of one partition: an append-only sequence of record batches with dense
  * offsets, split into segments (segment.ts), with one writer and group commit.
  *
- * Appends: `append` assigns offsets synchronously in call order and stamps the batch; batches
- * queued in the same tick are written together (group-writer.ts) and, under `sync`, covered by
- * one fdatasync. While a group is being synced, new appends queue up and form the next group.
- * A promise resolves only once its bytes are in the file (and synced under `sync`); only then
- * do readers see them and "append" is emitted (with the new logEndOffset), so long-polls wake.
- *
- * Failures: a failed group is undone on disk, the next offset rolls back to the group's start,
- * and the group plus everything queued after it is rejected (StorageFullError on ENOSPC,
- * StorageError otherwise). The log keeps accepting appends afterwards.
+ * This class is the log's face and keeps its lifecycle, durability and housekeeping; the
+ * work is done by three collaborators that share its segment list:
+ * - log-writer.ts, the write path: offsets are assigned synchronously in call order, batches
+ *   queued in the same tick are written (and, under `sync`, fdatasynced) as one group, and a
+ *   promise resolves only once its bytes are in the file. Only then do readers see them and
+ *   "append" is emitted (with the new high watermark), so long-polls wake. A failed group is
+ *   rolled back and rejected with everything queued after it; the log keeps accepting appends.
+ * - log-reader.ts, the read side: how far consumers (high watermark) and replication (log end)
+ *   may read, and reading there.
+ * - segment-deletion.ts: retention and snapshot-driven deletion of old segments.
  *
  * Replication: a slave appends its master's batches as they are (`appendReplicated`), and cuts
- * a divergent tail (`truncateTo`) or starts over (`resetTo`). Consumers read up to the high
- * watermark, the end of what every replica that counts holds; replication reads up to the log
- * end. Two events: "logEnd" (new logEndOffset) after every written group, "append" (new high
- * watermark) when consumer-readable data grows. Unless `setReplicated(true)`, the high
- * watermark is the log end and both fire together, as before replication existed.
+ * a divergent tail (`truncateTo`) or starts over (`resetTo`). Two events: "logEnd" (new
+ * logEndOffset) after every written group, "append" (new high watermark) when consumer-readable
+ * data grows. Unless `setReplicated(true)`, the high watermark is the log end and both fire
+ * together, as before replication existed. "truncated" (new log end) after truncateTo/resetTo.
  *
  * Beside the segments the log keeps its leader-epoch history (leader-epochs.ts, a small file)
  * and its idempotent-producer table (producer-state.ts, memory only), both rebuilt from batch
@@ -26,56 +26,30 @@
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
-import { BATCH_HEADER_BYTES, batchSizeAt, lastOffsetDeltaOf, stampBatch } from "../../../common/src/batch/layout.js";
 import { systemClock, type Clock } from "../../../common/src/clock.js";
-import {
-  ClosedError,
-  CorruptBatchError,
-  InvalidArgumentError,
-  OffsetOutOfRangeError,
-  StorageError,
-  StorageFullError,
-  SluiceError,
-} from "../../../common/src/errors.js";
+import { ClosedError, InvalidArgumentError, StorageError } from "../../../common/src/errors.js";
 import { silentLogger, type Logger } from "../../../common/src/logger.js";
 import { validatePartitionConfig, type PartitionConfig } from "./config.js";
-import { RollbackFailedError, writeGroup } from "./group-writer.js";
-import type { Segment, PendingBatch } from "./segment.js";
 import type { LeaderEpochCache } from "./leader-epochs.js";
 import { loadHistory, rebuildFromHeaders } from "./log-history.js";
-import { replaceSegments, segmentIndexFor, truncateSegments } from "./log-truncation.js";
+import { LogReader, type ReadLimit, type ReadResult } from "./log-reader.js";
+import { replaceSegments, truncateSegments } from "./log-truncation.js";
+import { LogWriter, type AppendResult } from "./log-writer.js";
 import { DELETING_DIR_SUFFIX } from "./logs-dir.js";
 import type { ProducerStateTable } from "./producer-state.js";
-import { parseReplicatedBatches } from "./replicated-batches.js";
+import { deleteOldestSegments, totalSizeBytes, type DeletedSegments } from "./segment-deletion.js";
+import type { Segment } from "./segment.js";
 import { loadSegments } from "./segment-loader.js";
 import { fsyncDirectory, nodeStorageIo, type StorageIo } from "./storage-io.js";
 
-// The settings live in config.ts; re-exported so callers can take the whole log API from here.
+// The settings live in config.ts, the result types beside the code that produces them;
+// re-exported so callers can take the whole log API from here.
 export { DEFAULT_PARTITION_CONFIG, type FlushPolicy, type PartitionConfig } from "./config.js";
+export type { AppendResult } from "./log-writer.js";
+export type { ReadLimit, ReadResult } from "./log-reader.js";
 
 /** Kafka's "no partition leader epoch": stamped when the caller names none. */
 export const NO_LEADER_EPOCH = -1;
-
-export interface AppendResult {
-  baseOffset: number;
-  lastOffset: number;
-  logAppendTimeMs: number;
-  logStartOffset: number;
-}
-
-export interface ReadResult {
-  /** Whole batches, byte for byte as stored; empty at the end of what the read may see. */
-  records: Buffer;
-  /** The offset to read next: after the last batch returned (the offset read, when none). */
-  nextOffset: number;
-  logStartOffset: number;
-  logEndOffset: number;
-  /** End of what consumers may read (equals logEndOffset unless the log is replicated). */
-  highWatermark: number;
-}
-
-/** How far a read may go: consumers stop at the high watermark, replication at the log end. */
-export type ReadLimit = "highWatermark" | "logEnd";
 
 export interface PartitionLogOptions {
   /** This partition's own directory (LogManager uses `<dataDir>/logs/<topic>-<partition>`). */
@@ -98,31 +72,18 @@ export interface PartitionLogOptions {
   afterRewrite?: () => Promise<void>;
 }
 
-interface QueuedAppend extends PendingBatch {
-  resolve: (result: AppendResult) => void;
-  reject: (error: Error) => void;
-}
-
-const EMPTY = Buffer.alloc(0);
-const ignoreResult = (): void => {};
-
 export class PartitionLog extends EventEmitter {
   readonly topic: string;
   readonly partition: number;
   readonly dir: string;
   private currentConfig: PartitionConfig;
-  private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly io: StorageIo;
   private readonly segments: Segment[];
-  private nextOffsetToAssign: number;
+  private readonly writer: LogWriter;
+  private readonly reader: LogReader;
   private committedEndOffset: number;
   private recoveryPoint: number;
-  private lastAppendTimeMs: number;
-  private queue: QueuedAppend[] = [];
-  private writing = false;
-  private writeScheduled = false;
-  private idleWaiters: (() => void)[] = [];
   private directoryDirty = false;
   /** Set when a failed append could not be undone: the files need a restart's recovery. */
   private failure: StorageError | null = null;
@@ -131,18 +92,8 @@ export class PartitionLog extends EventEmitter {
   private readonly epochs: LeaderEpochCache;
   private readonly producers: ProducerStateTable;
   private readonly afterRewrite: (() => Promise<void>) | undefined;
-  private replicated = false;
-  /** The high watermark while replicated (otherwise the log end is). */
-  private replicatedHighWatermark = 0;
   /** Bumped by truncateTo/resetTo: a flush that straddles one must not raise the recovery point. */
   private rewrites = 0;
-  /**
-   * Where the last bounded read found its limit: the start of the batch holding it. The next
-   * limit (a higher watermark) is found by walking on from here, not from an index entry.
-   */
-  private limitSegment: Segment | null = null;
-  private limitOffset = -1;
-  private limitPosition = 0;
 
   private constructor(options: PartitionLogOptions, config: PartitionConfig, segments: Segment[], epochs: LeaderEpochCache, producers: ProducerStateTable) {
     super();
@@ -151,17 +102,41 @@ export class PartitionLog extends EventEmitter {
     this.partition = options.partition;
     this.dir = options.dir;
     this.currentConfig = config;
-    this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.io = options.io ?? nodeStorageIo;
     this.segments = segments;
     this.epochs = epochs;
     this.producers = producers;
     this.afterRewrite = options.afterRewrite;
-    this.committedEndOffset = this.nextOffsetToAssign = segments[segments.length - 1]!.nextOffset;
+    this.committedEndOffset = segments[segments.length - 1]!.nextOffset;
     // Everything loaded was either cleanly closed or validated and fsynced by recovery.
     this.recoveryPoint = this.committedEndOffset;
-    this.lastAppendTimeMs = segments.reduce((newest, segment) => Math.max(newest, segment.newestAppendTimeMs), Number.NEGATIVE_INFINITY);
+    this.reader = new LogReader(segments, this.topic, this.partition);
+    this.writer = new LogWriter({
+      dir: this.dir,
+      topic: this.topic,
+      partition: this.partition,
+      segments,
+      io: this.io,
+      clock: options.clock ?? systemClock,
+      logger: this.logger,
+      epochs,
+      producers,
+      config: () => this.currentConfig,
+      nextOffset: this.committedEndOffset,
+      lastAppendTimeMs: segments.reduce((newest, segment) => Math.max(newest, segment.newestAppendTimeMs), Number.NEGATIVE_INFINITY),
+      committed: (endOffset, rolled) => {
+        this.directoryDirty ||= rolled;
+        this.committedEndOffset = endOffset;
+      },
+      published: (endOffset) => {
+        this.emitSafely("logEnd", endOffset);
+        if (!this.reader.replicated) this.emitSafely("append", endOffset);
+      },
+      fenced: (error) => {
+        this.failure = error;
+      },
+    });
   }
 
   static async open(options: PartitionLogOptions): Promise<PartitionLog> {
@@ -207,11 +182,11 @@ export class PartitionLog extends EventEmitter {
    * published with `setHighWatermark`. Always ≤ logEndOffset.
    */
   get highWatermark(): number {
-    return this.replicated ? this.replicatedHighWatermark : this.committedEndOffset;
+    return this.reader.highWatermarkAt(this.committedEndOffset);
   }
 
   get isReplicated(): boolean {
-    return this.replicated;
+    return this.reader.replicated;
   }
 
   /** The leader-epoch history (read it; the log keeps it up to date). */
@@ -225,14 +200,15 @@ export class PartitionLog extends EventEmitter {
    * publishes everything written.
    */
   setReplicated(on: boolean): void {
-    if (on === this.replicated) return;
+    const reader = this.reader;
+    if (on === reader.replicated) return;
     if (on) {
-      this.replicatedHighWatermark = this.committedEndOffset;
-      this.replicated = true;
+      reader.replicatedHighWatermark = this.committedEndOffset;
+      reader.replicated = true;
       return;
     }
-    const before = this.replicatedHighWatermark;
-    this.replicated = false;
+    const before = reader.replicatedHighWatermark;
+    reader.replicated = false;
     if (this.committedEndOffset > before) this.emitSafely("append", this.committedEndOffset);
   }
 
@@ -243,10 +219,11 @@ export class PartitionLog extends EventEmitter {
    */
   setHighWatermark(offset: number): void {
     if (!Number.isSafeInteger(offset)) throw new InvalidArgumentError(`high watermark must be an integer offset, got ${offset}`);
-    if (!this.replicated) return;
+    const reader = this.reader;
+    if (!reader.replicated) return;
     const clamped = Math.min(offset, this.committedEndOffset);
-    if (clamped <= this.replicatedHighWatermark) return;
-    this.replicatedHighWatermark = clamped;
+    if (clamped <= reader.replicatedHighWatermark) return;
+    reader.replicatedHighWatermark = clamped;
     this.emitSafely("append", clamped);
   }
 
@@ -256,7 +233,7 @@ export class PartitionLog extends EventEmitter {
    */
   assignEpoch(epoch: number): void {
     if (this.closing) throw new ClosedError(`partition log ${this.topic}/${this.partition}`);
-    const problem = this.assignEpochAt(epoch, this.nextOffsetToAssign);
+    const problem = this.writer.assignEpoch(epoch);
     if (problem) throw problem;
   }
 
@@ -278,9 +255,7 @@ export class PartitionLog extends EventEmitter {
   }
 
   get sizeBytes(): number {
-    let total = 0;
-    for (const segment of this.segments) total += segment.sizeBytes;
-    return total;
+    return totalSizeBytes(this.segments);
   }
 
   get segmentCount(): number {
@@ -294,27 +269,7 @@ export class PartitionLog extends EventEmitter {
   append(batch: Buffer, leaderEpoch: number = NO_LEADER_EPOCH): Promise<AppendResult> {
     if (this.closing) return Promise.reject(new ClosedError(`partition log ${this.topic}/${this.partition}`));
     if (this.failure) return Promise.reject(this.failure);
-    // The one check kept here: a length field that lies would corrupt every later read.
-    if (batch.length < BATCH_HEADER_BYTES || batchSizeAt(batch) !== batch.length) {
-      return Promise.reject(new CorruptBatchError(`batch of ${batch.length} bytes has an inconsistent length field; validate batches before appending`));
-    }
-    const baseOffset = this.nextOffsetToAssign;
-    // The history reaches the disk before the data it describes (see leader-epochs.ts).
-    if (this.epochs.isNewer(leaderEpoch)) {
-      const problem = this.assignEpochAt(leaderEpoch, baseOffset);
-      if (problem) return Promise.reject(problem);
-    }
-    const lastOffset = baseOffset + lastOffsetDeltaOf(batch);
-    stampBatch(batch, baseOffset, leaderEpoch);
-    this.nextOffsetToAssign = lastOffset + 1;
-    // Monotonic even if the clock steps back, so the time index stays sorted.
-    const appendTimeMs = Math.max(this.clock.now(), this.lastAppendTimeMs);
-    this.lastAppendTimeMs = appendTimeMs;
-    this.producers.record(batch, 0, baseOffset, lastOffset, appendTimeMs, true);
-    return new Promise<AppendResult>((resolve, reject) => {
-      this.queue.push({ batch, baseOffset, lastOffset, appendTimeMs, resolve, reject });
-      this.scheduleWrite();
-    });
+    return this.writer.append(batch, leaderEpoch);
   }
 
   /**
@@ -327,35 +282,7 @@ export class PartitionLog extends EventEmitter {
   appendReplicated(records: Buffer): Promise<AppendResult> {
     if (this.closing) return Promise.reject(new ClosedError(`partition log ${this.topic}/${this.partition}`));
     if (this.failure) return Promise.reject(this.failure);
-    let batches;
-    try {
-      batches = parseReplicatedBatches(records, this.nextOffsetToAssign, `${this.topic}/${this.partition}`);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const firstOffset = batches[0]!.baseOffset;
-    for (const batch of batches) {
-      if (!this.epochs.isNewer(batch.leaderEpoch)) continue;
-      const problem = this.assignEpochAt(batch.leaderEpoch, batch.baseOffset);
-      if (problem) {
-        this.forgetEpochsFrom(firstOffset);
-        return Promise.reject(problem);
-      }
-    }
-    const appendTimeMs = Math.max(this.clock.now(), this.lastAppendTimeMs);
-    this.lastAppendTimeMs = appendTimeMs;
-    const last = batches.length - 1;
-    this.nextOffsetToAssign = batches[last]!.lastOffset + 1;
-    return new Promise<AppendResult>((resolve, reject) => {
-      // The span is queued in one go, so it is always written (or failed) in one group.
-      const resolveSpan = (result: AppendResult): void => resolve({ ...result, baseOffset: firstOffset });
-      for (let i = 0; i <= last; i++) {
-        const { at, size, baseOffset, lastOffset } = batches[i]!;
-        this.producers.record(records, at, baseOffset, lastOffset, appendTimeMs, true);
-        this.queue.push({ batch: records.subarray(at, at + size), baseOffset, lastOffset, appendTimeMs, resolve: i === last ? resolveSpan : ignoreResult, reject });
-      }
-      this.scheduleWrite();
-    });
+    return this.writer.appendReplicated(records);
   }
 
   /**
@@ -366,44 +293,12 @@ export class PartitionLog extends EventEmitter {
    */
   read(offset: number, maxBytes: number, upTo: ReadLimit = "highWatermark"): ReadResult {
     if (this.closed) throw new ClosedError(`partition log ${this.topic}/${this.partition}`);
-    const logStartOffset = this.logStartOffset;
-    const logEndOffset = this.committedEndOffset;
-    const highWatermark = this.replicated ? this.replicatedHighWatermark : logEndOffset;
-    if (!Number.isSafeInteger(offset) || offset < logStartOffset || offset > logEndOffset) {
-      throw new OffsetOutOfRangeError(this.topic, this.partition, offset, logStartOffset, logEndOffset);
-    }
-    const limit = upTo === "logEnd" ? logEndOffset : highWatermark;
-    if (offset >= limit) return { records: EMPTY, nextOffset: offset, logStartOffset, logEndOffset, highWatermark };
-    const segment = this.segments[segmentIndexFor(this.segments, offset)]!;
-    const { position, size } = segment.locate(offset);
-    if (limit >= segment.nextOffset) {
-      const { records, nextOffset } = segment.read(position, size, maxBytes);
-      return { records, nextOffset, logStartOffset, logEndOffset, highWatermark };
-    }
-    // The limit falls inside this segment: stop at the start of the batch holding it.
-    const endPosition = this.positionOfLimit(segment, limit);
-    if (endPosition <= position) return { records: EMPTY, nextOffset: offset, logStartOffset, logEndOffset, highWatermark };
-    const { records, nextOffset } = segment.read(position, size, maxBytes, endPosition);
-    return { records, nextOffset, logStartOffset, logEndOffset, highWatermark };
+    return this.reader.read(offset, maxBytes, upTo, this.committedEndOffset);
   }
 
   /** The first offset appended at or after `timestampMs`, with its append time; null if none. */
   offsetForTimestamp(timestampMs: number): { offset: number; timestampMs: number } | null {
-    // Append times are monotonic across segments, so the first segment whose newest append is
-    // late enough holds the answer.
-    let low = 0;
-    let high = this.segments.length - 1;
-    let found = -1;
-    while (low <= high) {
-      const mid = (low + high) >>> 1;
-      if (this.segments[mid]!.newestAppendTimeMs >= timestampMs) {
-        found = mid;
-        high = mid - 1;
-      } else {
-        low = mid + 1;
-      }
-    }
-    return found < 0 ? null : this.segments[found]!.offsetAtOrAfterTime(timestampMs);
+    return this.reader.offsetForTimestamp(timestampMs);
   }
 
   /** fsyncs data and indexes written so far and advances the recovery point to match. */
@@ -440,26 +335,15 @@ export class PartitionLog extends EventEmitter {
   applyRetention(nowMs: number): number {
     if (this.closed) return 0;
     const { retentionMs, retentionBytes } = this.currentConfig;
-    let size = this.sizeBytes;
-    let deleted = 0;
-    while (this.segments.length > 1) {
-      const oldest = this.segments[0]!;
-      if (!oldest.isSettled || !this.segments[1]!.isSettled) break;
-      if (this.replicated && this.segments[1]!.baseOffset > this.replicatedHighWatermark) break;
+    const reader = this.reader;
+    const deleted = deleteOldestSegments(this.segments, (oldest, next, sizeBytes) => {
+      if (reader.replicated && next.baseOffset > reader.replicatedHighWatermark) return false;
       const expired = retentionMs > 0 && nowMs - oldest.retentionTimeMs > retentionMs;
-      const oversized = retentionBytes > 0 && size - oldest.sizeBytes >= retentionBytes;
-      if (!expired && !oversized) break;
-      this.segments.shift();
-      size -= oldest.sizeBytes;
-      oldest.deleteFiles();
-      deleted++;
-    }
-    if (deleted > 0) {
-      this.directoryDirty = true;
-      this.trimEpochsToLogStart();
-      this.logger.info({ topic: this.topic, partition: this.partition, segments: deleted, logStartOffset: this.logStartOffset, sizeBytes: size }, "retention deleted segments");
-    }
-    return deleted;
+      const oversized = retentionBytes > 0 && sizeBytes - oldest.sizeBytes >= retentionBytes;
+      return expired || oversized;
+    });
+    this.afterDeletingSegments(deleted, "retention deleted segments");
+    return deleted.count;
   }
 
   /**
@@ -488,28 +372,9 @@ export class PartitionLog extends EventEmitter {
     await this.flush();
     if (this.failure) throw this.failure;
     if (this.closed) return 0;
-    let size = this.sizeBytes;
-    let freed = 0;
-    let deleted = 0;
-    while (this.segments.length > 1) {
-      const oldest = this.segments[0]!;
-      const next = this.segments[1]!;
-      if (!oldest.isSettled || !next.isSettled || next.baseOffset > offset) break;
-      this.segments.shift();
-      size -= oldest.sizeBytes;
-      freed += oldest.sizeBytes;
-      oldest.deleteFiles();
-      deleted++;
-    }
-    if (deleted > 0) {
-      this.directoryDirty = true;
-      this.trimEpochsToLogStart();
-      this.logger.info(
-        { topic: this.topic, partition: this.partition, segments: deleted, logStartOffset: this.logStartOffset, sizeBytes: size },
-        "log start advanced: deleted segments below a snapshot",
-      );
-    }
-    return freed;
+    const deleted = deleteOldestSegments(this.segments, (_oldest, next) => next.baseOffset <= offset);
+    this.afterDeletingSegments(deleted, "log start advanced: deleted segments below a snapshot");
+    return deleted.freedBytes;
   }
 
   /**
@@ -565,7 +430,7 @@ export class PartitionLog extends EventEmitter {
   /** Refuses new appends, writes what is queued, flushes, and closes the files. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.whenIdle();
+      await this.writer.whenIdle();
       try {
         await this.flush();
       } finally {
@@ -589,48 +454,19 @@ export class PartitionLog extends EventEmitter {
     fs.rmSync(doomed, { recursive: true, force: true });
   }
 
-  /** Start position of the batch holding `limit` (in `segment`), walking on from the last one. */
-  private positionOfLimit(segment: Segment, limit: number): number {
-    if (this.limitSegment === segment) {
-      if (this.limitOffset === limit) return this.limitPosition;
-      if (this.limitOffset < limit) {
-        this.limitPosition = segment.locate(limit, this.limitPosition).position;
-        this.limitOffset = limit;
-        return this.limitPosition;
-      }
-    }
-    this.limitPosition = segment.locate(limit).position;
-    this.limitSegment = segment;
-    this.limitOffset = limit;
-    return this.limitPosition;
-  }
-
-  /** Adds an epoch entry; returns the error to reject with (null when it worked). */
-  private assignEpochAt(epoch: number, startOffset: number): SluiceError | null {
-    try {
-      this.epochs.assign(epoch, startOffset);
-      return null;
-    } catch (err) {
-      if (err instanceof SluiceError) return err;
-      return new StorageError(`could not record leader epoch ${epoch} of ${this.topic}/${this.partition}: ${(err as Error).message}`, { cause: err });
-    }
-  }
-
-  /** Drops epoch entries of appends that never happened; a failed write leaves an entry at the next offset to write, which is harmless. */
-  private forgetEpochsFrom(offset: number): void {
-    try {
-      this.epochs.truncateFrom(offset);
-    } catch (err) {
-      this.logger.error({ err, topic: this.topic, partition: this.partition, offset }, "could not rewrite the leader-epoch file");
-    }
-  }
-
-  private trimEpochsToLogStart(): void {
+  /** Marks the directory for the next flush and drops the epoch entries below the new log start. */
+  private afterDeletingSegments(deleted: DeletedSegments, message: string): void {
+    if (deleted.count === 0) return;
+    this.directoryDirty = true;
     try {
       this.epochs.truncateBefore(this.logStartOffset);
     } catch (err) {
       this.logger.error({ err, topic: this.topic, partition: this.partition }, "could not rewrite the leader-epoch file after deleting segments");
     }
+    this.logger.info(
+      { topic: this.topic, partition: this.partition, segments: deleted.count, logStartOffset: this.logStartOffset, sizeBytes: deleted.sizeBytes },
+      message,
+    );
   }
 
   /** Waits until nothing is queued or being written; refuses while closing or fenced. */
@@ -638,8 +474,8 @@ export class PartitionLog extends EventEmitter {
     for (;;) {
       if (this.closing) throw new ClosedError(`partition log ${this.topic}/${this.partition}`);
       if (this.failure) throw this.failure;
-      if (!this.writing && !this.writeScheduled && this.queue.length === 0) return;
-      await this.whenIdle();
+      if (this.writer.isIdle) return;
+      await this.writer.whenIdle();
     }
   }
 
@@ -659,11 +495,11 @@ export class PartitionLog extends EventEmitter {
 
   /** Offsets after a truncation or reset (`fresh`: nothing below `offset` either). */
   private restartAt(offset: number, fresh: boolean): void {
-    this.committedEndOffset = this.nextOffsetToAssign = offset;
-    this.replicatedHighWatermark = fresh ? offset : Math.min(this.replicatedHighWatermark, offset);
+    this.committedEndOffset = offset;
+    this.writer.restartAt(offset);
+    this.reader.restartAt(offset, fresh);
     this.recoveryPoint = fresh ? offset : Math.min(this.recoveryPoint, offset);
     this.rewrites++;
-    this.limitSegment = null;
   }
 
   private emitSafely(event: "append" | "logEnd" | "truncated", offset: number): void {
@@ -673,91 +509,5 @@ export class PartitionLog extends EventEmitter {
       // A listener's bug must not stall the writer.
       this.logger.error({ err, topic: this.topic, partition: this.partition, event }, "a log listener threw");
     }
-  }
-
-  private scheduleWrite(): void {
-    if (this.writing || this.writeScheduled) return;
-    this.writeScheduled = true;
-    // setImmediate rather than a microtask: appends arriving in the same I/O phase join the group.
-    setImmediate(() => {
-      this.writeScheduled = false;
-      void this.drain();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    this.writing = true;
-    try {
-      while (this.queue.length > 0) {
-        const group = this.queue;
-        this.queue = [];
-        await this.writeOneGroup(group);
-      }
-    } finally {
-      this.writing = false;
-      for (const wake of this.idleWaiters.splice(0)) wake();
-    }
-  }
-
-  private async writeOneGroup(group: QueuedAppend[]): Promise<void> {
-    let touched: Segment[];
-    try {
-      const outcome = await writeGroup({ dir: this.dir, segments: this.segments, config: this.currentConfig, io: this.io }, group);
-      touched = outcome.touched;
-      this.directoryDirty ||= outcome.rolled;
-    } catch (err) {
-      this.failGroup(group, err);
-      return;
-    }
-    for (const segment of touched) segment.commit();
-    this.committedEndOffset = group[group.length - 1]!.lastOffset + 1;
-    this.producers.settleBelow(this.committedEndOffset);
-    const logStartOffset = this.logStartOffset;
-    for (const pending of group) {
-      pending.resolve({ baseOffset: pending.baseOffset, lastOffset: pending.lastOffset, logAppendTimeMs: pending.appendTimeMs, logStartOffset });
-    }
-    this.emitSafely("logEnd", this.committedEndOffset);
-    if (!this.replicated) this.emitSafely("append", this.committedEndOffset);
-  }
-
-  private failGroup(group: QueuedAppend[], err: unknown): void {
-    const fromOffset = group[0]!.baseOffset;
-    const queuedAfter = this.queue;
-    this.queue = [];
-    this.nextOffsetToAssign = fromOffset;
-    this.producers.undoFrom(fromOffset);
-    this.forgetEpochsFrom(fromOffset);
-    let error: SluiceError;
-    if (err instanceof RollbackFailedError) {
-      this.failure = new StorageError(
-        `${this.topic}/${this.partition}: ${err.message}; restart the broker so log recovery repairs the partition`,
-        { cause: err, retriable: false },
-      );
-      error = this.failure;
-    } else {
-      error = this.storageErrorFor(err);
-    }
-    this.logger.error(
-      { err, topic: this.topic, partition: this.partition, fromOffset, rejectedBatches: group.length + queuedAfter.length },
-      "append failed; the group was rolled back",
-    );
-    for (const pending of group) pending.reject(error);
-    for (const pending of queuedAfter) pending.reject(error);
-  }
-
-  private storageErrorFor(err: unknown): SluiceError {
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
-    if (code === "ENOSPC" || code === "EDQUOT") {
-      return new StorageFullError(
-        `the disk is full: could not append to ${this.topic}/${this.partition}; free space or lower retention, then retry`,
-        { cause: err },
-      );
-    }
-    return new StorageError(`could not append to ${this.topic}/${this.partition}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-  }
-
-  private whenIdle(): Promise<void> {
-    if (!this.writing && !this.writeScheduled && this.queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 }
