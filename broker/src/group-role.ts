@@ -66,8 +66,11 @@ export class GroupRole implements ReplicationGuard {
       logger: input.logger,
     });
     // Every partition's high watermark is replication's business from the start: a slave's
-    // moves with what its master publishes, a master's with what its slaves hold.
-    for (const log of input.topics.logs.all()) log.setReplicated(true);
+    // moves with what its master publishes, a master's with what its slaves hold. It starts at
+    // the log start, not the log end: after a restart this broker cannot tell how much of its
+    // log was covered (a former master's divergent tail, data only it holds), and a consumer
+    // must not read, nor a retry be acknowledged, past what the group really holds.
+    for (const log of input.topics.logs.all()) log.setReplicated(true, log.logStartOffset);
     input.topics.onChange((change) => {
       if (change.kind !== "created") return;
       for (const partition of change.record.partitions) this.input.topics.logs.get(change.record.topic, partition)?.setReplicated(true);

@@ -196,14 +196,18 @@ export class PartitionLog extends EventEmitter {
 
   /**
    * Off (the default): the high watermark is the log end. On: it moves only through
-   * `setHighWatermark`, starting where it is now (the current log end). Turning it off
-   * publishes everything written.
+   * `setHighWatermark`, starting at `startHighWatermark` (clamped to the log; default the log
+   * end). Turning it off publishes everything written.
    */
-  setReplicated(on: boolean): void {
+  setReplicated(on: boolean, startHighWatermark: number = this.committedEndOffset): void {
     const reader = this.reader;
     if (on === reader.replicated) return;
     if (on) {
-      reader.replicatedHighWatermark = this.committedEndOffset;
+      // A broker that opens its logs cannot know how much of them was replicated (the high
+      // watermark is not checkpointed), so it may start lower, e.g. at the log start: the
+      // master's tracker or the master's next message raises it to what is truly covered.
+      // Must be a batch boundary: the log start and the log end are.
+      reader.replicatedHighWatermark = Math.min(Math.max(startHighWatermark, this.logStartOffset), this.committedEndOffset);
       reader.replicated = true;
       return;
     }
