@@ -24,10 +24,12 @@ import { ReplicaFetcher } from "./replication/fetcher.js";
 import { ReplicaSessions } from "./replication/sessions.js";
 import { ReplicaTracker } from "./replication/tracker.js";
 import type { HostedPartition, ReplicaHost, ReplicaSource, TopicsChange } from "./replication/types.js";
-import type { RoleChange, RoleManager } from "./roles/role-manager.js";
+import { sameRole, type RoleChange, type RoleManager } from "./roles/role-manager.js";
 import type { TopicRecord } from "./metadata/topic-store.js";
 import type { TopicManager } from "./topics.js";
 
+/** Wait before a role switch that failed is tried again. */
+const SWITCH_RETRY_MS = 500;
 /** How often the tracker re-evaluates lag (slaves leaving the in-sync set). */
 const TRACKER_TICK_MS = 100;
 
@@ -176,7 +178,15 @@ export class GroupRole implements ReplicationGuard {
   private enqueue(change: RoleChange): Promise<void> {
     this.switching = this.switching
       .then(() => this.apply(change))
-      .catch((err: unknown) => this.input.logger.error({ err, role: change.role, epoch: change.epoch }, "switching role failed"));
+      .catch((err: unknown) => {
+        // A switch that failed half-way would leave the broker holding mastership in the
+        // registry while refusing produce, and no failover would ever come: try again while
+        // the role manager still says the same.
+        this.input.logger.error({ err, role: change.role, epoch: change.epoch }, "switching role failed; retrying");
+        setTimeout(() => {
+          if (!this.closed && sameRole(this.input.roles.current(), change)) void this.enqueue(change);
+        }, SWITCH_RETRY_MS).unref();
+      });
     return this.switching;
   }
 

@@ -106,7 +106,10 @@ describe("replication without etcd", () => {
       const [meta] = await sluice.producer({ acks: "all" }).send("gated", [{ value: "accepted" }]);
       assert.equal(meta?.offset, 0);
 
-      const promoted = await runCli(["broker", "promote", "--name", "b1", "--id", "1"], { nameserver: group.nameserver });
+      const unforced = await runCli(["broker", "promote", "--name", "b1", "--id", "1"], { nameserver: group.nameserver });
+      assert.notEqual(unforced.code, 0, "a live master is not replaced behind its back");
+      assert.match(unforced.stderr, /alive and master/);
+      const promoted = await runCli(["broker", "promote", "--name", "b1", "--id", "1", "--force"], { nameserver: group.nameserver });
       assert.equal(promoted.code, 0, promoted.stderr);
       const master = await eventually("b1/1 as master", async () => {
         const m = await masterOf(group.nameserver);

@@ -130,7 +130,8 @@ describe("roles without etcd", () => {
     slaveInSync = true;
     await waitFor("the slave is reported in sync", async () => (await slaveStatus())?.replication?.inSync === true);
 
-    const promoted = await promote(false);
+    await assert.rejects(promote(false), /b1\/0 is alive and master/);
+    const promoted = await promote(true);
     assert.deepEqual(promoted.master, { brokerId: 1, epoch: 2, address: b1.address });
     assert.deepEqual(b1.roles.current(), { role: "master", epoch: 2 });
     await waitFor("b1/0 steps down and follows b1/1", () => {

@@ -46,7 +46,10 @@ describe("BrokerPromoter without etcd", () => {
   it("calls the broker's Promote with the group's highest epoch + 1 and answers the new master", async () => {
     const { promoter, calls, reports } = await setup([broker(0, "master", 2), broker(1, "slave", 2), broker(2, "slave", 1)]);
     reports.record(broker(0, "master", 2), [status(1, true), status(2, false)], 0);
-    const master = await promoter.promote({ cluster: "", group: "b1", brokerId: 1, force: false });
+    // Nothing fences a live master without etcd: replacing it behind its back needs --force.
+    await assert.rejects(promoter.promote({ cluster: "", group: "b1", brokerId: 1, force: false }), /b1\/0 is alive and master: stop it with SIGTERM/);
+    assert.equal(calls.promotes.length, 0);
+    const master = await promoter.promote({ cluster: "", group: "b1", brokerId: 1, force: true });
     assert.deepEqual(master, { brokerId: 1, epoch: 3, address: "127.0.0.1:10912" });
     assert.deepEqual(calls.promotes, [{ address: "127.0.0.1:10912", epoch: 3 }]);
   });

@@ -8,7 +8,8 @@
  *            group reports + 1; the old master learns of the higher epoch from its next
  *            heartbeat answer and steps down.
  *
- * Without `force` a slave outside the in-sync set is refused (etcd: the recorded set; no etcd:
+ * Without etcd and without `force`, a promotion while the master is alive is refused (nothing
+ * would fence it until its next heartbeat). Without `force` a slave outside the in-sync set is refused (etcd: the recorded set; no etcd:
  * what the master last reported), since it may lack acknowledged messages. Without etcd, when
  * no master ever reported to this name server, nothing is known and the promotion proceeds.
  */
@@ -115,6 +116,15 @@ export class BrokerPromoter {
         throw new InvalidArgumentError(
           `broker ${group}/${brokerId} is not in sync with master ${group}/${report.masterId} (${lag}): it may lack acknowledged messages. ` +
             "Promote an in-sync slave, or pass --force to accept that loss",
+        );
+      }
+      // Without etcd nothing fences a live master: until its next heartbeat answer tells it to
+      // step down it keeps acknowledging writes the new master never sees.
+      const liveMaster = members.find((broker) => broker.role === "master" && broker.epoch === groupEpoch && broker.brokerId !== brokerId);
+      if (liveMaster !== undefined) {
+        throw new InvalidArgumentError(
+          `broker ${group}/${liveMaster.brokerId} is alive and master: stop it with SIGTERM (it hands mastership to an in-sync slave) ` +
+            "or pass --force to promote anyway (what it acknowledges until it steps down, within a heartbeat, may be lost)",
         );
       }
     }
