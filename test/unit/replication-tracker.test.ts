@@ -359,3 +359,29 @@ test("invalid options are refused at construction", () => {
   assert.throws(() => setup({ kind: "sync" }, { maxSlaveLagMs: 0 }), /maxSlaveLagMs/);
   assert.throws(() => setup({ kind: "sync" }, { minInSyncSlaves: -1 }), /minInSyncSlaves/);
 });
+
+test("quorum: while a smaller in-sync set is being recorded, the watermark holds under both sets", async () => {
+  const { tracker, clock, records } = setup({ kind: "quorum", k: 1 }, { autoRecord: false, initialInSync: [2, 3] });
+  tracker.addPartition("a", 0, { logEndOffset: 100, highWatermark: 100 });
+  for (const id of [2, 3]) tracker.slaveConnected(id, [{ topic: "a", partition: 0, logEndOffset: 100 }]);
+  // 3 keeps up; 2 stays behind for longer than the lag limit: the tracker starts recording {3}.
+  clock.advance(MAX_LAG_MS + 10);
+  tracker.logEndAdvanced("a", 0, 200);
+  tracker.acked(3, "a", 0, 200);
+  tracker.tick();
+  assert.deepEqual(records.at(-1)?.ids, [3]);
+  // Until the record lands 2 still counts, and now it acks further than 3. An ack resting on
+  // 2 alone would be lost if the controller then promoted 3 from the recorded {3}.
+  tracker.logEndAdvanced("a", 0, 300);
+  tracker.acked(2, "a", 0, 290);
+  tracker.acked(3, "a", 0, 250);
+  assert.equal(tracker.highWatermark("a", 0, 300), 250, "bounded by the set being recorded");
+  const waiting = observe(tracker.waitReplicated("a", 0, 270));
+  await settle();
+  assert.equal(waiting.state, "pending");
+  records.at(-1)!.resolve();
+  await settle();
+  tracker.acked(3, "a", 0, 280);
+  await settle();
+  assert.equal(waiting.state, "resolved");
+});

@@ -28,6 +28,7 @@ export class InSyncSets {
   private desiredSet: Set<number>;
   private recordedSet: Set<number>;
   private recording = false;
+  private unconfirmedSets: Set<number>[] = [];
   private closed = false;
 
   constructor(private readonly options: InSyncSetsOptions) {
@@ -41,6 +42,20 @@ export class InSyncSets {
 
   get recorded(): ReadonlySet<number> {
     return this.recordedSet;
+  }
+
+  /**
+   * Sets that may be in the registry besides `recorded`: the one a running write carries, and
+   * those of failed writes (a write that timed out may still have landed) until a write succeeds.
+   */
+  get unconfirmed(): readonly ReadonlySet<number>[] {
+    return this.unconfirmedSets;
+  }
+
+  /** No write runs and the desired set is the recorded one. */
+  get settled(): boolean {
+    const { desiredSet, recordedSet } = this;
+    return this.unconfirmedSets.length === 0 && desiredSet.size === recordedSet.size && [...desiredSet].every((id) => recordedSet.has(id));
   }
 
   /** Whether the slave's acks count for waits and the high watermark. */
@@ -67,6 +82,7 @@ export class InSyncSets {
     const ids = [...desiredSet].sort((a, b) => a - b);
     const { group, logger } = this.options;
     this.recording = true;
+    this.unconfirmedSets.push(new Set(ids));
     let write: Promise<void>;
     try {
       write = Promise.resolve(this.options.recordInSync(ids));
@@ -76,6 +92,8 @@ export class InSyncSets {
     write.then(
       () => {
         this.recording = false;
+        // Writes are compare-and-swaps made one at a time: this one landing supersedes them all.
+        this.unconfirmedSets = [];
         if (this.closed) return;
         logger.info({ group, inSync: ids, previous: [...this.recordedSet].sort((a, b) => a - b) }, "in-sync slaves recorded");
         this.recordedSet = new Set(ids);
@@ -84,6 +102,8 @@ export class InSyncSets {
       },
       (err: unknown) => {
         this.recording = false;
+        // A failed write may still have landed (a timeout): keep counting as if it had, until
+        // the next write settles it.
         if (this.closed) return;
         logger.warn({ err, group, inSync: ids }, "recording the in-sync slaves failed; retrying at the next tick");
       },

@@ -392,7 +392,14 @@ export class ReplicaTracker {
   // ---- high watermark and waits -----------------------------------------------------------
 
   private computeHighWatermark(tracked: TrackedPartition, logEndOffset: number): number {
-    return this.highWatermarkOf(tracked, this.inSync.counted(), logEndOffset);
+    const counted = this.highWatermarkOf(tracked, this.inSync.counted(), logEndOffset);
+    if (this.mode.kind !== "quorum" || this.inSync.settled) return counted;
+    // quorum:k while another set is being recorded: the controller may promote from any set
+    // the registry may hold, hearing |set| − k + 1 of its members, so what is acknowledged
+    // now must be on k members of each.
+    let highWatermark = Math.min(counted, this.highWatermarkOf(tracked, [...this.inSync.desired], logEndOffset));
+    for (const set of this.inSync.unconfirmed) highWatermark = Math.min(highWatermark, this.highWatermarkOf(tracked, [...set], logEndOffset));
+    return highWatermark;
   }
 
   private highWatermarkOf(tracked: TrackedPartition, members: readonly number[], logEndOffset: number): number {
