@@ -21,6 +21,7 @@ import type { ReplicaTopic, ReplicaTopics } from "../../proto/gen/sluice/v1/repl
 import type { ReplicationGuard } from "./master-append.js";
 import type { BrokerOptions } from "./options.js";
 import { ReplicaFetcher } from "./replication/fetcher.js";
+import { adoptPeerTails } from "./replication/peer-tails.js";
 import { ReplicaSessions } from "./replication/sessions.js";
 import { ReplicaTracker } from "./replication/tracker.js";
 import type { HostedPartition, ReplicaHost, ReplicaSource, TopicsChange } from "./replication/types.js";
@@ -201,6 +202,21 @@ export class GroupRole implements ReplicationGuard {
         this.inForce = change;
       } else {
         await this.fetcher.stop();
+        // Whatever an in-sync peer holds beyond this log (quorum:k) is collected before the
+        // new epoch starts, so no acknowledged batch is truncated away when the peers follow.
+        const peers = await this.input.roles.inSyncPeers().catch((err: unknown) => {
+          this.input.logger.warn({ err }, "could not list the in-sync peers; taking over with this log as it is");
+          return [];
+        });
+        if (peers.length > 0) {
+          await adoptPeerTails({
+            peers,
+            logOf: (topic, partition) => this.input.topics.logs.get(topic, partition),
+            clientId: `broker-${this.input.options.group}-${this.input.options.brokerId}`,
+            clock: this.input.clock,
+            logger: this.input.logger,
+          });
+        }
         for (const log of this.input.topics.logs.all()) {
           log.setReplicated(true);
           log.assignEpoch(change.epoch);

@@ -15,7 +15,7 @@ import { createHttpServer, createMetricsRegistry, listenHttp } from "../../commo
 import { createLogger, type Logger } from "../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
 import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
-import { ReplicationService, type ReplicaRequest, type ReplicaResponse } from "../../proto/gen/sluice/v1/replication.js";
+import { ReplicationService, type ReadTailRequest, type ReplicaRequest, type ReplicaResponse } from "../../proto/gen/sluice/v1/replication.js";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { NotLeaderError } from "../../common/src/errors.js";
 import { toWireError } from "../../common/src/grpc/errors.js";
@@ -184,17 +184,19 @@ export class Broker {
         brokerId: options.brokerId,
         role: context.role(),
         epoch: Math.max(0, groupRole?.epoch() ?? 0),
-        partitions: openedTopics.logs.all().map((log) => {
-          const entries = log.leaderEpochs.entries();
-          const latest = entries[entries.length - 1];
-          return {
-            topic: log.topic,
-            partition: log.partition,
-            logEndOffset: log.logEndOffset,
-            epochs: latest === undefined ? [] : [{ epoch: latest.epoch, startOffset: latest.startOffset }],
-          };
-        }),
+        partitions: openedTopics.logs.all().map((log) => ({
+          topic: log.topic,
+          partition: log.partition,
+          logEndOffset: log.logEndOffset,
+          epochs: log.leaderEpochs.entries().map((e) => ({ epoch: e.epoch, startOffset: e.startOffset })),
+        })),
       })),
+      readTail: unary(async (request: ReadTailRequest) => {
+        const log = openedTopics.log(request.topic, request.partition);
+        const maxBytes = Math.min(Math.max(request.maxBytes, 1), options.maxFetchBytes);
+        const { records } = log.read(request.offset, maxBytes, "logEnd");
+        return { records, logEndOffset: log.logEndOffset };
+      }),
       promote: unary(async (request: { epoch: number }) => {
         if (roles === undefined) throw new NotLeaderError("the broker is still starting");
         await roles.promote(request.epoch);

@@ -100,6 +100,16 @@ export class EtcdRoleManager implements RoleManager {
     return this.lastInSync;
   }
 
+  async inSyncPeers(): Promise<MasterAddress[]> {
+    const snapshot = await this.registry.read();
+    const inSync = new Set(snapshot.record?.inSync ?? []);
+    const peers: MasterAddress[] = [];
+    for (const [brokerId, alive] of snapshot.alive) {
+      if (brokerId !== this.options.brokerId && inSync.has(brokerId)) peers.push({ brokerId, address: alive.address });
+    }
+    return peers.sort((a, b) => a.brokerId - b.brokerId);
+  }
+
   onChange(listener: (change: RoleChange) => void): () => void {
     return this.state.onChange(listener);
   }

@@ -61,6 +61,10 @@ export class LocalRoleManager implements RoleManager {
     return this.state.onChange(listener);
   }
 
+  async inSyncPeers(): Promise<MasterAddress[]> {
+    return [];
+  }
+
   /** The slaves the master last recorded as in sync (local mode keeps them in memory only). */
   get recordedInSync(): readonly number[] {
     return this.inSync;

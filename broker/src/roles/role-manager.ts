@@ -36,6 +36,12 @@ export interface RoleManager {
    * acknowledgements must keep waiting for them.
    */
   readonly recordedInSync: readonly number[];
+  /**
+   * The live members of the group's recorded in-sync set other than this broker, with their
+   * addresses: a newly promoted master reads from them what it lacks before taking produce.
+   * Local mode has no registry to ask and answers none.
+   */
+  inSyncPeers(): Promise<MasterAddress[]>;
   /** The role now (a slave at epoch 0 with no master before `start`). */
   current(): RoleChange;
   /** Calls `listener` after every role change; returns the function that removes it. */

@@ -122,8 +122,24 @@ export interface ReplicaStateResponse {
   /** "master" | "slave" */
   role: string;
   epoch: number;
-  /** log end offset and newest epoch (one EpochStart) per partition */
+  /** log end offset and leader-epoch history per partition */
   partitions: ReplicaPosition[];
+}
+
+export interface ReadTailRequest {
+  header?: RequestHeader | undefined;
+  topic: string;
+  partition: number;
+  /** first offset wanted: the reader's log end */
+  offset: number;
+  /** at least one whole batch is returned */
+  maxBytes: number;
+}
+
+export interface ReadTailResponse {
+  /** whole stored batches from `offset`; empty at the log end */
+  records: Buffer;
+  logEndOffset: number;
 }
 
 export interface PromoteRequest {
@@ -1331,6 +1347,178 @@ export const ReplicaStateResponse: MessageFns<ReplicaStateResponse> = {
   },
 };
 
+function createBaseReadTailRequest(): ReadTailRequest {
+  return { header: undefined, topic: "", partition: 0, offset: 0, maxBytes: 0 };
+}
+
+export const ReadTailRequest: MessageFns<ReadTailRequest> = {
+  encode(message: ReadTailRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      RequestHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.topic !== "") {
+      writer.uint32(18).string(message.topic);
+    }
+    if (message.partition !== 0) {
+      writer.uint32(24).uint32(message.partition);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(32).int64(message.offset);
+    }
+    if (message.maxBytes !== 0) {
+      writer.uint32(40).int32(message.maxBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadTailRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadTailRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = RequestHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.partition = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxBytes = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ReadTailRequest>, I>>(base?: I): ReadTailRequest {
+    return ReadTailRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadTailRequest>, I>>(object: I): ReadTailRequest {
+    const message = createBaseReadTailRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? RequestHeader.fromPartial(object.header)
+      : undefined;
+    message.topic = object.topic ?? "";
+    message.partition = object.partition ?? 0;
+    message.offset = object.offset ?? 0;
+    message.maxBytes = object.maxBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseReadTailResponse(): ReadTailResponse {
+  return { records: Buffer.alloc(0), logEndOffset: 0 };
+}
+
+export const ReadTailResponse: MessageFns<ReadTailResponse> = {
+  encode(message: ReadTailResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.records.length !== 0) {
+      writer.uint32(10).bytes(message.records);
+    }
+    if (message.logEndOffset !== 0) {
+      writer.uint32(16).int64(message.logEndOffset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadTailResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadTailResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records = asBuffer(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.logEndOffset = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ReadTailResponse>, I>>(base?: I): ReadTailResponse {
+    return ReadTailResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadTailResponse>, I>>(object: I): ReadTailResponse {
+    const message = createBaseReadTailResponse();
+    message.records = object.records ?? Buffer.alloc(0);
+    message.logEndOffset = object.logEndOffset ?? 0;
+    return message;
+  },
+};
+
 function createBasePromoteRequest(): PromoteRequest {
   return { header: undefined, epoch: 0 };
 }
@@ -1501,6 +1689,20 @@ export const ReplicationService = {
     responseSerialize: (value: PromoteResponse): Buffer => asBuffer(PromoteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PromoteResponse => PromoteResponse.decode(value),
   },
+  /**
+   * A newly promoted master reads the part of an in-sync peer's log it lacks (stored batches,
+   * up to the peer's log end, not its high watermark) before it takes produce: under
+   * quorum:k no single slave need hold every acknowledged batch of every partition.
+   */
+  readTail: {
+    path: "/sluice.v1.Replication/ReadTail" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReadTailRequest): Buffer => asBuffer(ReadTailRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReadTailRequest => ReadTailRequest.decode(value),
+    responseSerialize: (value: ReadTailResponse): Buffer => asBuffer(ReadTailResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReadTailResponse => ReadTailResponse.decode(value),
+  },
 } as const;
 
 export interface ReplicationServer extends UntypedServiceImplementation {
@@ -1509,6 +1711,12 @@ export interface ReplicationServer extends UntypedServiceImplementation {
   replicaState: handleUnaryCall<ReplicaStateRequest, ReplicaStateResponse>;
   /** Hand promotion (no etcd): the broker becomes its group's master at `epoch`. */
   promote: handleUnaryCall<PromoteRequest, PromoteResponse>;
+  /**
+   * A newly promoted master reads the part of an in-sync peer's log it lacks (stored batches,
+   * up to the peer's log end, not its high watermark) before it takes produce: under
+   * quorum:k no single slave need hold every acknowledged batch of every partition.
+   */
+  readTail: handleUnaryCall<ReadTailRequest, ReadTailResponse>;
 }
 
 export interface ReplicationClient extends Client {
@@ -1546,6 +1754,26 @@ export interface ReplicationClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PromoteResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A newly promoted master reads the part of an in-sync peer's log it lacks (stored batches,
+   * up to the peer's log end, not its high watermark) before it takes produce: under
+   * quorum:k no single slave need hold every acknowledged batch of every partition.
+   */
+  readTail(
+    request: ReadTailRequest,
+    callback: (error: ServiceError | null, response: ReadTailResponse) => void,
+  ): ClientUnaryCall;
+  readTail(
+    request: ReadTailRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReadTailResponse) => void,
+  ): ClientUnaryCall;
+  readTail(
+    request: ReadTailRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReadTailResponse) => void,
   ): ClientUnaryCall;
 }
 
