@@ -46,6 +46,11 @@ export interface RunSpec {
   /** rebalance: the members' session timeout, in ms, and how the leaving member goes (a clean close, or a crash). */
   sessionTimeoutMs?: number;
   leave?: "SIGTERM" | "SIGKILL";
+  /**
+   * three-writers: client processes writing the groups at once (default: one per group, each
+   * on a topic of its own; 1: one client on one topic spread over every group).
+   */
+  writers?: number;
   /** Cluster runs: the group's `--replication` mode (none: no slaves). */
   replication?: "sync" | "async";
   /** Cluster runs: the producer's acks. */
@@ -59,6 +64,9 @@ export const REBALANCE_RATE_PER_SECOND = 6_000;
 export const REBALANCE_SESSION_TIMEOUT_MS = 10_000;
 /** rebalance-crash: a short session timeout, so the crash is noticed within the run (the SDK allows 1 s at least). */
 export const REBALANCE_CRASH_SESSION_TIMEOUT_MS = 3_000;
+/** Issue #5: the run that measures the box's three-writer ceiling, and the copies a replicated message is written as. */
+export const CEILING_RUN = "three-writers-1kib";
+export const COPIES = 3;
 /** replication-lag: the steady producer's rate (1 KiB messages: 20 MB/s into each of three copies). */
 export const REPLICATION_LAG_RATE_PER_SECOND = 20_000;
 /** rebalance runs are timed, not counted: this only caps the steady producer (100 s at its rate) should the orchestrator vanish. */
@@ -93,6 +101,9 @@ const STANDARD_SET: readonly RunSpec[] = [
   // Issue #5. `messages` is per writer for three-writers: each writes what each copy of the
   // replicated run holds, so the disk sees the same bytes in both.
   { name: "three-writers-1kib", kind: "three-writers", size: 1024, messages: 500_000, flush: "interval", members: 3, acks: "leader" },
+  // The same three appending brokers fed by one client process, as the replicated run has:
+  // shows how much of the ceiling above three clients' own CPU takes on two cores.
+  { name: "three-writers-1kib-one-client", kind: "three-writers", size: 1024, messages: 500_000, flush: "interval", members: 3, writers: 1, acks: "leader" },
   { name: "produce-1kib-sync-replicated", kind: "replicated-produce", size: 1024, messages: 500_000, flush: "interval", replication: "sync", acks: "all" },
   {
     name: "replication-lag-async", kind: "replication-lag", size: 1024, messages: REPLICATION_LAG_RATE_PER_SECOND * 10, flush: "interval",

@@ -30,7 +30,7 @@ import {
 import { cpuProfileFlags } from "./execute.js";
 import { describeExit } from "./group-execute.js";
 import { clientTimeoutMs, partitionsOf, type BenchSettings, type ClusterKind, type RunSpec } from "./plan.js";
-import { writeClusterProfiles } from "./replication-report.js";
+import { isClusterRecord, writeClusterProfiles } from "./replication-report.js";
 import { failure, parseBenchJson, type BenchJson, type RunOutcome, type RunRecord } from "./results.js";
 
 /** The replicated group's name and size (a master and two slaves). */
@@ -87,10 +87,6 @@ export interface ClusterFigures {
 
 export interface ClusterRecord extends RunRecord {
   cluster: ClusterFigures;
-}
-
-export function isClusterRecord(outcome: RunOutcome): outcome is ClusterRecord {
-  return "cluster" in outcome;
 }
 
 /** Messages acknowledged by `us`, by linear interpolation between timeline samples (clamped at both ends). */
@@ -187,6 +183,7 @@ function baseRecord(
   ctx: RunContext,
   metered: MeteredClients,
   topic: string,
+  partitions: number,
   usage: ReturnType<typeof clusterUsage>,
   command: string[],
 ): Omit<RunRecord, keyof BenchJson> {
@@ -199,7 +196,7 @@ function baseRecord(
     requestedMessages: ctx.run.kind === "three-writers" ? ctx.run.messages * (ctx.run.members ?? 3) : ctx.run.messages,
     rate: ctx.run.rate ?? null,
     topic,
-    partitions: partitionsOf(ctx.run, ctx.settings),
+    partitions,
     ...brokerUsage,
     clientCpuMs: metered.clientCpuMs,
     clientPeakRssMb: metered.clientPeakRssMb,
@@ -214,29 +211,41 @@ function baseRecord(
   };
 }
 
-async function createTopic(ctx: RunContext, group: string): Promise<string> {
-  const topic = `bench-${ctx.run.name}-${group}-${Date.now().toString(36)}`;
-  const created = await ctx.sluice.admin().createTopic(topic, { partitions: partitionsOf(ctx.run, ctx.settings), brokers: [group] });
+/** A fresh topic of `partitions` partitions placed round robin over `groups`. */
+async function createTopic(ctx: RunContext, groups: string[], partitions: number): Promise<string> {
+  const topic = `bench-${ctx.run.name}-${groups.join("-")}-${Date.now().toString(36)}`;
+  const created = await ctx.sluice.admin().createTopic(topic, { partitions, brokers: groups });
   const homeless = created.placement.filter((p) => p.master === null).map((p) => p.partition);
-  if (homeless.length > 0) throw new Error(`topic ${topic}: partitions ${homeless.join(", ")} have no master in group ${group}`);
+  if (homeless.length > 0) throw new Error(`topic ${topic}: partitions ${homeless.join(", ")} have no master in ${groups.join(", ")}`);
   return topic;
 }
 
-function produceArgs(ctx: RunContext, topic: string, extra: string[]): string[] {
+function produceArgs(ctx: RunContext, topic: string, messages: number, extra: string[]): string[] {
   return [
-    "--nameserver", ctx.cluster.nameserver, "--json", "bench", "produce", "--topic", topic, "--messages", String(ctx.run.messages),
-    "--size", String(ctx.run.size), "--partitions", String(partitionsOf(ctx.run, ctx.settings)), "--acks", ctx.run.acks ?? "leader", ...extra,
+    "--nameserver", ctx.cluster.nameserver, "--json", "bench", "produce", "--topic", topic, "--messages", String(messages),
+    "--size", String(ctx.run.size), "--acks", ctx.run.acks ?? "leader", ...extra,
   ];
 }
 
+/**
+ * Each group gets `messages` × `partitions`; with one writer per group each writes its own
+ * topic, with fewer every writer writes one topic placed over all groups.
+ */
 async function threeWriters(ctx: RunContext, figures: Pick<ClusterFigures, "setupMs">): Promise<RunOutcome> {
   const { run, settings, cluster } = ctx;
   const groups = cluster.brokers.map((b) => b.group);
+  const writerCount = run.writers ?? groups.length;
+  const partitions = partitionsOf(run, settings);
   const topics: string[] = [];
-  for (const group of groups) topics.push(await createTopic(ctx, group));
+  if (writerCount === groups.length) for (const group of groups) topics.push(await createTopic(ctx, [group], partitions));
+  else {
+    const shared = await createTopic(ctx, groups, partitions * groups.length);
+    for (let i = 0; i < writerCount; i++) topics.push(shared);
+  }
+  const perWriter = Math.round((run.messages * groups.length) / writerCount);
   const roles = await rolesOf(ctx.sluice);
   const startAtUs = monotonicUs() + WRITER_START_DELAY_MS * 1000;
-  const clientArgs = topics.map((topic) => produceArgs(ctx, topic, ["--start-at-us", String(startAtUs)]));
+  const clientArgs = topics.map((topic) => produceArgs(ctx, topic, perWriter, ["--start-at-us", String(startAtUs)]));
   const timeoutMs = clientTimeoutMs(run, settings) + WRITER_START_DELAY_MS;
   const metered = await runClientsMetered(cluster, clientArgs, {
     timeoutMs, settings, meterFromUs: startAtUs, ...(ctx.clientProfileDir ? { clientProfileDir: ctx.clientProfileDir } : {}),
@@ -259,7 +268,7 @@ async function threeWriters(ctx: RunContext, figures: Pick<ClusterFigures, "setu
   const usage = clusterUsage(cluster, metered.meters, total, roles);
   const worst = (key: "p50Ms" | "p99Ms" | "p999Ms"): number => Math.max(...writers.map((w) => w[key]));
   const record: ClusterRecord = {
-    ...baseRecord(ctx, metered, topics.join(","), usage, command),
+    ...baseRecord(ctx, metered, [...new Set(topics)].join(","), writerCount === groups.length ? partitions : partitions * groups.length, usage, command),
     msgsPerSec: Math.round(window.messages / seconds),
     mbPerSec: Number(((window.messages * run.size) / seconds / 1e6).toFixed(1)),
     p50Ms: worst("p50Ms"),
@@ -275,7 +284,7 @@ async function threeWriters(ctx: RunContext, figures: Pick<ClusterFigures, "setu
       inSyncBefore: [],
       inSyncAfter: [],
       writers: writers.map((w, i) => ({
-        group: groups[i] as string, topic: topics[i] as string, messages: w.messages, msgsPerSec: w.msgsPerSec, seconds: w.seconds,
+        group: writerCount === groups.length ? (groups[i] as string) : groups.join("+"), topic: topics[i] as string, messages: w.messages, msgsPerSec: w.msgsPerSec, seconds: w.seconds,
         startMs: Number(((w.startUs - window.fromUs) / 1000).toFixed(1)), endMs: Number(((w.endUs - window.fromUs) / 1000).toFixed(1)),
         p50Ms: w.p50Ms, p99Ms: w.p99Ms,
       })),
@@ -297,7 +306,7 @@ async function threeWriters(ctx: RunContext, figures: Pick<ClusterFigures, "setu
 async function replicated(ctx: RunContext, figures: Pick<ClusterFigures, "setupMs">): Promise<RunOutcome> {
   const { run, settings, cluster } = ctx;
   const { inSync } = await waitForGroup(ctx.sluice, REPLICATED_GROUP, REPLICATED_BROKERS - 1, IN_SYNC_TIMEOUT_MS);
-  const topic = await createTopic(ctx, REPLICATED_GROUP);
+  const topic = await createTopic(ctx, [REPLICATED_GROUP], partitionsOf(run, settings));
   const roles = await rolesOf(ctx.sluice);
   const inSyncBefore = inSync.map((b) => b.id);
   const lagRun = run.kind === "replication-lag";
@@ -307,7 +316,7 @@ async function replicated(ctx: RunContext, figures: Pick<ClusterFigures, "setupM
         "--nameserver", cluster.nameserver, "--json", "bench", "replication-lag", "--topic", topic, "--messages", String(run.messages),
         "--size", String(run.size), "--rate", String(run.rate ?? 20_000), "--slave", slave,
       ]
-    : produceArgs(ctx, topic, []);
+    : produceArgs(ctx, topic, run.messages, []);
   const timeoutMs = clientTimeoutMs(run, settings);
   const metered = await runClientsMetered(cluster, [args], { timeoutMs, settings, ...(ctx.clientProfileDir ? { clientProfileDir: ctx.clientProfileDir } : {}) });
   const command = ["node", "bin/sluice.js", ...args];
@@ -325,7 +334,7 @@ async function replicated(ctx: RunContext, figures: Pick<ClusterFigures, "setupM
   const inSyncAfter = await inSyncIds(ctx.sluice, REPLICATED_GROUP);
   const usage = clusterUsage(cluster, metered.meters, result.messages, roles);
   const record: ClusterRecord = {
-    ...baseRecord(ctx, metered, topic, usage, command),
+    ...baseRecord(ctx, metered, topic, partitionsOf(run, settings), usage, command),
     ...result,
     cluster: {
       etcd: true,

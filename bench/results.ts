@@ -166,7 +166,7 @@ export function failure(run: RunSpec, startedAt: string, command: string[], erro
 /** Throughput runs are ranked by msgs/s; latency runs by p99, rebalance by handover (lower is better). */
 function rank(record: RunRecord): number {
   if (record.kind === "rebalance") return -(record.handoverMs ?? Number.POSITIVE_INFINITY);
-  return record.kind === "e2e" ? -record.p99Ms : record.msgsPerSec;
+  return record.kind === "e2e" || record.kind === "replication-lag" ? -record.p99Ms : record.msgsPerSec;
 }
 
 /**

@@ -1,12 +1,13 @@
 /**
- * `npm run bench`: the standard benchmark set of issue #2 against a real `sluice dev`.
+ * `npm run bench`: the standard benchmark set of issues #2, #4 and #5 against real servers.
  *
  * For each flush policy in the plan it starts `sluice dev` on free ports with a fresh data
  * directory, runs each benchmark as its own `sluice bench --json` client process on a fresh
  * topic (deleted afterwards) while metering the broker process (CPU from /proc/<pid>/stat,
- * RSS sampled from /proc/<pid>/status), and always stops the broker afterwards. It writes
- * bench/results/<run>.json and bench/results/summary.json and prints the figures next to
- * their targets.
+ * RSS sampled from /proc/<pid>/status), and always stops the broker afterwards. The cluster
+ * runs of issue #5 (several brokers, etcd) start a cluster of their own for every attempt
+ * instead (replication-execute.ts). It writes bench/results/<run>.json and
+ * bench/results/summary.json and prints the figures next to their targets.
  *
  * Exit code: 1 when a run failed (a client exited non-zero, the broker died, a setup step
  * failed); 0 otherwise, including when targets are missed — benchmarks report, they do not gate.
@@ -17,9 +18,12 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { readCpuProfile, renderSummary, summarizeProfile } from "./cpuprofile.js";
 import { cpuProfileFlags, executeRun, newestCpuProfile } from "./execute.js";
-import { benchPlan, parseBenchSettings, type BenchSettings, type RunSpec } from "./plan.js";
+import { cleanUpClusters } from "./cluster.js";
+import { benchPlan, isClusterRun, parseBenchSettings, type BenchSettings, type ClusterKind, type RunSpec } from "./plan.js";
 import { clockTicksPerSecond } from "./proc-stats.js";
 import { killAll, REPO_ROOT, startDev, type FlushPolicy } from "./processes.js";
+import { executeClusterRun } from "./replication-execute.js";
+import { renderClusters } from "./replication-report.js";
 import { failure, isFailure, medianOutcome, type RunOutcome } from "./results.js";
 import { evaluateTargets, renderChecks, renderCpu, renderGroups, renderRuns } from "./targets.js";
 
@@ -31,15 +35,45 @@ function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
 
-/** Consecutive runs with the same flush policy share one broker; a new policy gets a fresh one. */
-function groupByFlush(plan: RunSpec[]): { flush: FlushPolicy; runs: RunSpec[] }[] {
-  const groups: { flush: FlushPolicy; runs: RunSpec[] }[] = [];
+type Segment = { flush: FlushPolicy; runs: RunSpec[] } | { cluster: RunSpec & { kind: ClusterKind } };
+
+/**
+ * Consecutive runs with the same flush policy share one `sluice dev`; a new policy gets a fresh
+ * one. A cluster run stands alone: it starts its own servers.
+ */
+function segmentsOf(plan: RunSpec[]): Segment[] {
+  const segments: Segment[] = [];
   for (const run of plan) {
-    const last = groups[groups.length - 1];
-    if (last && last.flush === run.flush) last.runs.push(run);
-    else groups.push({ flush: run.flush, runs: [run] });
+    if (isClusterRun(run)) {
+      segments.push({ cluster: run });
+      continue;
+    }
+    const last = segments[segments.length - 1];
+    if (last && "runs" in last && last.flush === run.flush) last.runs.push(run);
+    else segments.push({ flush: run.flush, runs: [run] });
   }
-  return groups;
+  return segments;
+}
+
+/** Writes the run's result file and logs it. */
+function recordOutcome(outcome: RunOutcome, resultsDir: string, counter: { done: number; total: number }): void {
+  writeFileSync(join(resultsDir, `${outcome.name}.json`), JSON.stringify(outcome, null, 2) + "\n");
+  log(`[${++counter.done}/${counter.total}] ${describe(outcome)}`);
+}
+
+/** A cluster run: every attempt on a fresh cluster; the median attempt is reported. */
+async function runCluster(run: RunSpec & { kind: ClusterKind }, settings: BenchSettings, resultsDir: string, counter: { done: number; total: number }): Promise<RunOutcome> {
+  log(`running ${run.name}: ${run.kind} ${run.messages.toLocaleString("en-US")} × ${run.size} B${run.rate ? ` at ${run.rate} msgs/s` : ""}${run.replication ? `, replication ${run.replication}` : ""} on a cluster of its own`);
+  const attempts: RunOutcome[] = [];
+  for (let attempt = 1; attempt <= settings.repeat; attempt++) {
+    const outcome = await executeClusterRun(run, { settings, profilesDir: join(resultsDir, "profiles"), resultsDir });
+    attempts.push(outcome);
+    if (settings.repeat > 1) log(`  attempt ${attempt}/${settings.repeat}: ${describe(outcome)}`);
+    if (isFailure(outcome)) break;
+  }
+  const outcome = medianOutcome(attempts);
+  recordOutcome(outcome, resultsDir, counter);
+  return outcome;
 }
 
 function describe(outcome: RunOutcome): string {
@@ -88,8 +122,7 @@ async function runGroup(flush: FlushPolicy, runs: RunSpec[], settings: BenchSett
   const outcomes: RunOutcome[] = [];
   const record = (outcome: RunOutcome): void => {
     outcomes.push(outcome);
-    writeFileSync(join(resultsDir, `${outcome.name}.json`), JSON.stringify(outcome, null, 2) + "\n");
-    log(`[${++counter.done}/${counter.total}] ${describe(outcome)}`);
+    recordOutcome(outcome, resultsDir, counter);
   };
   let dev;
   try {
@@ -138,7 +171,10 @@ async function main(): Promise<number> {
   if (settings.clientNodeFlags.length > 0) log(`client node flags: ${settings.clientNodeFlags.join(" ")}`);
   const outcomes: RunOutcome[] = [];
   const counter = { done: 0, total: plan.length };
-  for (const { flush, runs } of groupByFlush(plan)) outcomes.push(...(await runGroup(flush, runs, settings, resultsDir, counter)));
+  for (const segment of segmentsOf(plan)) {
+    if ("cluster" in segment) outcomes.push(await runCluster(segment.cluster, settings, resultsDir, counter));
+    else outcomes.push(...(await runGroup(segment.flush, segment.runs, settings, resultsDir, counter)));
+  }
 
   const checks = evaluateTargets(outcomes);
   const failed = outcomes.filter(isFailure);
@@ -159,6 +195,8 @@ async function main(): Promise<number> {
   process.stdout.write(renderCpu(outcomes) + "\n");
   const groups = renderGroups(outcomes);
   if (groups) process.stdout.write(groups + "\n");
+  const clusters = renderClusters(outcomes);
+  if (clusters) process.stdout.write(clusters + "\n");
   process.stdout.write(renderChecks(checks) + "\n");
   for (const f of failed) {
     process.stdout.write(`${f.name} failed: ${f.error}\n  command: ${f.command.join(" ")}\n`);
@@ -175,6 +213,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     log(`${signal}: stopping every process started`);
     killAll();
+    cleanUpClusters();
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
     process.exit(130);
   });
@@ -187,6 +226,7 @@ main().then(
   (err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     killAll();
+    cleanUpClusters();
     process.exitCode = 1;
   },
 );

@@ -1,8 +1,8 @@
 /**
- * The targets of issues #2 and #4, checked against the runs, and the summary tables printed at the end.
+ * The targets of issues #2, #4 and #5, checked against the runs, and the summary tables printed at the end.
  * A missed target is reported, not fatal: benchmarks inform, they do not gate.
  */
-import { REBALANCE_CRASH_SESSION_TIMEOUT_MS, REBALANCE_SESSION_TIMEOUT_MS } from "./plan.js";
+import { CEILING_RUN, COPIES, REBALANCE_CRASH_SESSION_TIMEOUT_MS, REBALANCE_SESSION_TIMEOUT_MS } from "./plan.js";
 import { isFailure, type RunOutcome, type RunRecord } from "./results.js";
 
 type Metric = "msgsPerSec" | "p50Ms" | "p99Ms" | "brokerCpuUsPerMsg" | "brokerPeakRssMb" | "messages" | "handoverMs" | "othersMaxGapMs";
@@ -26,6 +26,14 @@ export const HANDOVER_MS_OVER_SESSION_TIMEOUT = 1_000;
  * every few ms; a gap this long is a stall, not the producer's tick or a GC pause.
  */
 export const OTHERS_MAX_GAP_MS = 500;
+/**
+ * Issue #5: sync-mode produce with two slaves reaches this fraction of the box's three-writer
+ * ceiling. The ceiling is three processes appending at once (summed); a replicated message is
+ * written three times, so the comparison is per copy: replicated msgs/s ≥ 60 % of the sum / 3.
+ */
+export const SYNC_REPLICATED_FRACTION_OF_CEILING = 0.6;
+/** Issue #5: replication lag p99 under steady load, async mode. */
+export const REPLICATION_LAG_P99_MS = 50;
 
 export const TARGETS: readonly Target[] = [
   { run: "produce-100b", metric: "msgsPerSec", label: "produce 100 B msgs/s", comparison: "atLeast", bound: 1_000_000 },
@@ -56,6 +64,12 @@ export const TARGETS: readonly Target[] = [
     comparison: "atMost", bound: HANDOVER_MS_OVER_SESSION_TIMEOUT + REBALANCE_CRASH_SESSION_TIMEOUT_MS,
   },
   { run: "rebalance-crash", metric: "othersMaxGapMs", label: "SIGKILL crash: others' max gap ms", comparison: "atMost", bound: OTHERS_MAX_GAP_MS },
+  {
+    run: "produce-1kib-sync-replicated", metric: "msgsPerSec", label: "sync, 2 slaves, 1 KiB msgs/s (≥ 60 % of three-writer sum / 3)",
+    comparison: "atLeast", bound: { fractionOf: CEILING_RUN, fraction: SYNC_REPLICATED_FRACTION_OF_CEILING / COPIES },
+  },
+  { run: "replication-lag-async", metric: "p99Ms", label: "async replication lag p99 ms (sent → readable on a slave)", comparison: "atMost", bound: REPLICATION_LAG_P99_MS },
+  { run: "replication-lag-async", metric: "messages", label: "replication-lag messages read on the slave", comparison: "atLeast", bound: "requested" },
   { run: "*", metric: "brokerPeakRssMb", label: "broker peak RSS MB", comparison: "atMost", bound: BROKER_RSS_CEILING_MB },
 ];
 

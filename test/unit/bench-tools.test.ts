@@ -93,7 +93,7 @@ test("the plan scales counts, keeps the e2e rate, filters by name and rejects un
   const plan = benchPlan(settings);
   assert.deepEqual(plan.map((r) => [r.name, r.messages, r.rate]), [["produce-100b", 200_000, undefined], ["e2e-100b", 5_000, 10_000]]);
   assert.equal(benchPlan(parseBenchSettings({ SLUICE_BENCH_SCALE: "0.00001" }))[0]?.messages, 1_000);
-  assert.equal(benchPlan(parseBenchSettings({})).length, 10);
+  assert.equal(benchPlan(parseBenchSettings({})).length, 14);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_ONLY: "produce-9tb" }), /unknown runs/);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_SCALE: "-1" }), /positive/);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_PROFILE: "1", SLUICE_BENCH_REPEAT: "3" }), /single attempt/);
