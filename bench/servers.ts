@@ -6,10 +6,10 @@
  * (`killServers()` on Ctrl-C), and each etcd data directory is removed when it stops.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
+import { etcdLaunch, findEtcdBinary } from "../test/helpers/etcd-launch.js";
 import { REPO_ROOT, SLUICE_BIN } from "./processes.js";
 
 const START_TIMEOUT_MS = 30_000;
@@ -145,38 +145,12 @@ export interface EtcdServer extends ServerProcess {
   readonly endpoint: string;
 }
 
-function findEtcd(): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    try {
-      accessSync(join(dir, "etcd"), constants.X_OK);
-      return join(dir, "etcd");
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
 
 /** Distinct free loopback ports (bound, read and released: etcd binds them next). */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const server = createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => resolve(server));
-      }),
-    ),
-  );
-  const ports = servers.map((server) => (server.address() as { port: number }).port);
-  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  return ports;
-}
 
 /** A single-member etcd on free loopback ports; resolves once /health says so. Retries on new ports (a port race). */
 export async function startEtcd(): Promise<EtcdServer> {
-  const binary = findEtcd();
+  const binary = findEtcdBinary();
   if (binary === undefined) throw new Error("etcd is not installed: the replication runs need it (sudo apt-get install -y etcd-server)");
   let lastError: unknown;
   for (let attempt = 1; attempt <= ETCD_START_ATTEMPTS; attempt++) {
@@ -190,22 +164,9 @@ export async function startEtcd(): Promise<EtcdServer> {
 }
 
 async function startEtcdOnce(binary: string): Promise<EtcdServer> {
-  const [clientPort, peerPort] = await freePorts(2);
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-bench-etcd-"));
   etcdDirs.add(dataDir);
-  const args = [
-    "--name", "bench",
-    "--data-dir", dataDir,
-    "--listen-client-urls", endpoint,
-    "--advertise-client-urls", endpoint,
-    "--listen-peer-urls", peerUrl,
-    "--initial-advertise-peer-urls", peerUrl,
-    "--initial-cluster", `bench=${peerUrl}`,
-    "--logger", "zap",
-    "--log-level", "warn",
-  ];
+  const { endpoint, args } = await etcdLaunch("bench", dataDir);
   // ETCDCTL_/ETCD_ variables from the developer's shell would override the flags.
   const { child, exited, stderr } = spawnTracked(binary, args, { PATH: process.env.PATH ?? "" });
   const base = handle(child, exited, stderr, {});

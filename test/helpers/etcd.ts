@@ -10,11 +10,13 @@
  *   describe("…", { skip: etcdSkipReason }, () => { … const etcd = await startEtcd(); … });
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { after } from "node:test";
+import { etcdLaunch, findEtcdBinary } from "./etcd-launch.js";
+
+export { findEtcdBinary };
 
 /** How long a fresh single-member etcd may take to answer /health. */
 const ETCD_START_TIMEOUT_MS = 15_000;
@@ -27,19 +29,6 @@ const START_ATTEMPTS = 3;
 export const ETCD_MISSING_MESSAGE = "etcd is not installed: install etcd-server to run etcd tests (sudo apt-get install -y etcd-server)";
 
 /** The absolute path of `etcd` on the PATH, or undefined. */
-export function findEtcdBinary(): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    const candidate = join(dir, "etcd");
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
 
 const ETCD_BINARY = findEtcdBinary();
 const IN_CI = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
@@ -91,27 +80,11 @@ export async function startEtcd(): Promise<EtcdProcess> {
 }
 
 async function startOnce(binary: string): Promise<EtcdProcess> {
-  const [clientPort, peerPort] = await freePorts(2);
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
   const dataDir = mkdtempSync(join(tmpdir(), "sluice-etcd-"));
   dataDirs.add(dataDir);
-  const child = spawn(
-    binary,
-    [
-      "--name", "t",
-      "--data-dir", dataDir,
-      "--listen-client-urls", endpoint,
-      "--advertise-client-urls", endpoint,
-      "--listen-peer-urls", peerUrl,
-      "--initial-advertise-peer-urls", peerUrl,
-      "--initial-cluster", `t=${peerUrl}`,
-      "--logger", "zap",
-      "--log-level", "warn",
-    ],
-    // ETCDCTL_/ETCD_ variables from the developer's shell would override the flags.
-    { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const { endpoint, args } = await etcdLaunch("t", dataDir);
+  // Only PATH: see etcdLaunch.
+  const child = spawn(binary, args, { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   let output = "";
   const collect = (chunk: Buffer): void => {
@@ -168,17 +141,3 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Distinct free loopback ports (bound, read and released: the caller binds them next). */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const server = createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => resolve(server));
-      }),
-    ),
-  );
-  const ports = servers.map((server) => (server.address() as { port: number }).port);
-  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  return ports;
-}
