@@ -26,7 +26,7 @@ import {
 import type { ReplicationMode } from "../options.js";
 import type { BrokerLease } from "../registration/etcd-lease.js";
 import { LeaseFence } from "./fence.js";
-import { GroupRegistry, type GroupSnapshot } from "./group-registry.js";
+import { GroupRegistry, type GroupSnapshot } from "../../../common/src/registry/group-registry.js";
 import { decideRole } from "./role-decision.js";
 import { RoleState, brokerName, type MasterAddress, type RoleChange, type RoleManager } from "./role-manager.js";
 

@@ -4,15 +4,13 @@
  * one by compare-and-swap on its mod revision, and watch them all. The controller and
  * `PromoteBroker` decide; this file only talks to etcd.
  */
-import { Etcd3, type IKeyValue, type Namespace, type Watcher } from "etcd3";
+import { Etcd3, type Namespace, type Watcher } from "etcd3";
+import { GroupRegistry, onEveryChange } from "../../../common/src/registry/group-registry.js";
 import {
   ALIVE_KEY_PREFIX,
   GROUPS_KEY_PREFIX,
   decodeAliveRecord,
   decodeGroupRecord,
-  encodeGroupRecord,
-  groupAlivePrefix,
-  groupKey,
   parseAliveKey,
   parseGroupKey,
   type AliveRecord,
@@ -46,6 +44,7 @@ export interface GroupRecordsOptions {
 export class GroupRecords {
   private readonly client: Etcd3;
   private readonly keys: Namespace;
+  private readonly keyPrefix: string;
 
   constructor(options: GroupRecordsOptions) {
     this.client = new Etcd3({
@@ -53,6 +52,7 @@ export class GroupRecords {
       dialTimeout: CALL_TIMEOUT_MS,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
     });
+    this.keyPrefix = options.keyPrefix;
     this.keys = this.client.namespace(options.keyPrefix);
   }
 
@@ -101,20 +101,13 @@ export class GroupRecords {
 
   /** One group's record and alive brokers; undefined when the group has no record. */
   async read(group: string): Promise<GroupState | undefined> {
-    const [recordResponse, aliveResponse] = await Promise.all([
-      this.keys.get(groupKey(group)).exec(),
-      this.keys.getAll().prefix(groupAlivePrefix(group)).exec(),
-    ]);
-    const kv = recordResponse.kvs[0];
-    if (kv === undefined) return undefined;
-    return { group, record: decodeGroupRecord(kv.value.toString(), groupKey(group)), modRevision: kv.mod_revision, alive: aliveOf(aliveResponse.kvs) };
+    const snapshot = await this.registry(group).read();
+    return snapshot.record === undefined ? undefined : { group, record: snapshot.record, modRevision: snapshot.modRevision, alive: snapshot.alive };
   }
 
   /** Replaces a group's record only if it is still at `modRevision`. */
-  async swap(group: string, record: GroupRecord, modRevision: string): Promise<boolean> {
-    const key = groupKey(group);
-    const result = await this.keys.if(key, "Mod", "==", modRevision).then(this.keys.put(key).value(encodeGroupRecord(record))).commit();
-    return result.succeeded;
+  swap(group: string, record: GroupRecord, modRevision: string): Promise<boolean> {
+    return this.registry(group).swap(record, modRevision);
   }
 
   /** Calls `onChange` on any change to a group record or alive key (and when a watch reconnects). */
@@ -123,26 +116,14 @@ export class GroupRecords {
       this.keys.watch().prefix(GROUPS_KEY_PREFIX).create(),
       this.keys.watch().prefix(ALIVE_KEY_PREFIX).create(),
     ]);
-    for (const watcher of watchers) {
-      watcher.on("put", onChange);
-      watcher.on("delete", onChange);
-      watcher.on("connected", onChange);
-      watcher.on("error", () => undefined);
-    }
-    return watchers;
+    return onEveryChange(watchers, onChange);
+  }
+
+  private registry(group: string): GroupRegistry {
+    return new GroupRegistry({ client: this.client, keyPrefix: this.keyPrefix, group });
   }
 
   close(): void {
     this.client.close();
   }
-}
-
-function aliveOf(kvs: readonly IKeyValue[]): Map<number, AliveRecord> {
-  const alive = new Map<number, AliveRecord>();
-  for (const kv of kvs) {
-    const key = kv.key.toString();
-    const parsed = parseAliveKey(key);
-    if (parsed !== undefined) alive.set(parsed.brokerId, decodeAliveRecord(kv.value.toString(), key));
-  }
-  return alive;
 }

@@ -1,9 +1,9 @@
 /**
- * The broker's etcd calls on its group's records (layout and codec in
- * common/src/registry/group-record.ts): read the group record with its mod revision and the
- * group's alive keys, create or compare-and-swap the record, put this broker's alive key under
- * its lease, and watch both for changes. Decisions are the role manager's; this file only talks
- * to etcd.
+ * The etcd calls on one broker group's records (layout and codec in group-record.ts): read the
+ * group record with its mod revision and the group's alive keys, create or compare-and-swap the
+ * record, put a broker's alive key under its lease, and watch both for changes. Shared by the
+ * broker's role manager and the name server's controller and PromoteBroker; decisions are
+ * theirs, this file only talks to etcd.
  */
 import type { Etcd3, IKeyValue, Namespace, Watcher } from "etcd3";
 import {
@@ -17,7 +17,7 @@ import {
   parseAliveKey,
   type AliveRecord,
   type GroupRecord,
-} from "../../../common/src/registry/group-record.js";
+} from "./group-record.js";
 
 /** The group record as read, with what a compare-and-swap needs. */
 export interface GroupSnapshot {
@@ -89,18 +89,23 @@ export class GroupRegistry {
       this.keys.watch().key(this.recordKey).create(),
       this.keys.watch().prefix(groupAlivePrefix(this.group)).create(),
     ]);
-    for (const watcher of watchers) {
-      watcher.on("put", onChange);
-      watcher.on("delete", onChange);
-      // Events may have been missed while disconnected (or the watch resumed past a compaction).
-      watcher.on("connected", onChange);
-      watcher.on("error", () => undefined);
-    }
-    return watchers;
+    return onEveryChange(watchers, onChange);
   }
 }
 
-function aliveByBroker(kvs: readonly IKeyValue[]): Map<number, AliveRecord> {
+/** Calls `onChange` on every put, delete and reconnect of the watchers; returns them. */
+export function onEveryChange(watchers: Watcher[], onChange: () => void): Watcher[] {
+  for (const watcher of watchers) {
+    watcher.on("put", onChange);
+    watcher.on("delete", onChange);
+    // Events may have been missed while disconnected (or the watch resumed past a compaction).
+    watcher.on("connected", onChange);
+    watcher.on("error", () => undefined);
+  }
+  return watchers;
+}
+
+export function aliveByBroker(kvs: readonly IKeyValue[]): Map<number, AliveRecord> {
   const alive = new Map<number, AliveRecord>();
   for (const kv of kvs) {
     const key = kv.key.toString();
