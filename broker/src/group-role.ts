@@ -68,16 +68,6 @@ export class GroupRole implements ReplicationGuard {
       clock: input.clock,
       logger: input.logger,
     });
-    // Every partition's high watermark is replication's business from the start: a slave's
-    // moves with what its master publishes, a master's with what its slaves hold. It starts at
-    // the log start, not the log end: after a restart this broker cannot tell how much of its
-    // log was covered (a former master's divergent tail, data only it holds), and a consumer
-    // must not read, nor a retry be acknowledged, past what the group really holds.
-    for (const log of input.topics.logs.all()) log.setReplicated(true, log.logStartOffset);
-    input.topics.onChange((change) => {
-      if (change.kind !== "created") return;
-      for (const partition of change.record.partitions) this.input.topics.logs.get(change.record.topic, partition)?.setReplicated(true);
-    });
   }
 
   /** Plays the role manager's current role and follows its changes. */
@@ -217,10 +207,7 @@ export class GroupRole implements ReplicationGuard {
             logger: this.input.logger,
           });
         }
-        for (const log of this.input.topics.logs.all()) {
-          log.setReplicated(true);
-          log.assignEpoch(change.epoch);
-        }
+        for (const log of this.input.topics.logs.all()) log.assignEpoch(change.epoch);
         this.term = this.startTerm(change.epoch);
         this.inForce = change;
       }
@@ -307,10 +294,7 @@ export class GroupRole implements ReplicationGuard {
       partitions: () => this.hosted(),
       log: (topic, partition) => topics.logs.get(topic, partition),
       applyTopics: async (change: ReplicaTopics) => {
-        for (const topic of change.topics) {
-          await topics.mirrorTopic(fromReplicaTopic(topic));
-          for (const partition of topic.partitions) topics.logs.get(topic.topic, partition)?.setReplicated(true);
-        }
+        for (const topic of change.topics) await topics.mirrorTopic(fromReplicaTopic(topic));
         for (const name of change.deleted) {
           // The name server deletes on every broker of the group too: whoever comes second finds nothing.
           if (topics.topic(name) !== undefined) await topics.deleteTopic(name).catch((err: unknown) => {

@@ -38,6 +38,9 @@ export class TopicManager {
       dataDir: options.dataDir,
       configFor,
       flushIntervalMs: options.flushIntervalMs,
+      // Every partition of a broker group is replicated, even with no slave (then the
+      // master's tracker keeps the high watermark at the log end).
+      replicated: true,
       clock,
       logger,
     });

@@ -36,6 +36,8 @@ export class LogSet {
     const existing = this.logs.get(key);
     if (existing) return existing;
     const log = await PartitionLog.open({ dir: this.partitionDir(topic, partition), topic, partition, config: this.config, recover: false });
+    // As the broker's LogManager opens them (`replicated: true`).
+    log.setReplicated(true, log.logStartOffset);
     this.logs.set(key, log);
     return log;
   }

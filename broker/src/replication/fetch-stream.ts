@@ -82,7 +82,6 @@ export class FetchStream {
   /** Sends the hello. */
   start(): void {
     const partitions: ReplicaPosition[] = this.context.host.partitions().map(({ topic, partition, log }) => {
-      log.setReplicated(true);
       return {
         topic,
         partition,
@@ -138,7 +137,6 @@ export class FetchStream {
         for (const key of this.masterHighWatermarks.keys()) if (key.startsWith(`${topic}/`)) this.masterHighWatermarks.delete(key);
       }
       await host.applyTopics(response.topics);
-      for (const { log } of host.partitions()) log.setReplicated(true);
       if (!this.accepted) {
         this.accepted = true;
         this.context.onAccepted();

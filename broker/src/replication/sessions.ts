@@ -226,7 +226,6 @@ export class ReplicaSessions {
     const key = partitionKey(hosted.topic, hosted.partition);
     if (this.watched.has(key)) return;
     const { log, topic, partition } = hosted;
-    log.setReplicated(true);
     const onLogEnd = (logEndOffset: number) => {
       this.tracker.logEndAdvanced(topic, partition, logEndOffset);
       for (const session of this.sessions.values()) session.wake();

@@ -22,7 +22,11 @@ export interface ReplicaReadResult {
   logEndOffset: number;
 }
 
-/** The part of a partition's commit log that replication uses (storage's PartitionLog). */
+/**
+ * The part of a partition's commit log that replication uses (storage's PartitionLog), opened
+ * in replicated mode by its owner (LogManager's `replicated` option): its high watermark moves
+ * only by `setHighWatermark`.
+ */
 export interface ReplicaLog {
   readonly topic: string;
   readonly partition: number;
@@ -34,8 +38,6 @@ export interface ReplicaLog {
   /** Bytes stored (to estimate lag in bytes from offsets). */
   readonly sizeBytes: number;
   readonly leaderEpochs: { entries(): readonly EpochStart[] };
-  /** On: the high watermark moves only through setHighWatermark (replicated partition). */
-  setReplicated(on: boolean): void;
   /** Clamped to the log end; never moves back. */
   setHighWatermark(offset: number): void;
   read(offset: number, maxBytes: number, upTo?: ReadLimit): ReplicaReadResult;

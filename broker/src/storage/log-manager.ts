@@ -44,6 +44,13 @@ export interface LogManagerOptions {
   logger?: Logger;
   /** Seam for the write path's file operations, passed to every partition (tests). */
   io?: StorageIo;
+  /**
+   * Every partition is replicated: its high watermark moves only by `setHighWatermark` and
+   * starts at the log start when the log is opened or created — after a restart nothing
+   * says how much of the log the group held, so consumers wait for replication to say so.
+   * @defaultValue false (the high watermark is the log end)
+   */
+  replicated?: boolean;
 }
 
 export class LogManager {
@@ -55,6 +62,7 @@ export class LogManager {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly io: StorageIo;
+  private readonly replicated: boolean;
   private readonly timers: NodeJS.Timeout[] = [];
   private flushing: Promise<void> | null = null;
   private lastCheckpoint: string | null = null;
@@ -66,6 +74,7 @@ export class LogManager {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.io = options.io ?? nodeStorageIo;
+    this.replicated = options.replicated ?? false;
   }
 
   static async open(options: LogManagerOptions): Promise<LogManager> {
@@ -90,6 +99,7 @@ export class LogManager {
         recover, recoveryPoint: recoveryPoints.get(partitionKey(topic, partition)) ?? 0,
         afterRewrite: manager.checkpointAfterRewrite,
       });
+      if (manager.replicated) log.setReplicated(true, log.logStartOffset);
       manager.logs.set(partitionKey(topic, partition), log);
     }
     manager.writeCheckpoint();
@@ -130,6 +140,7 @@ export class LogManager {
         dir, topic, partition, config, clock: this.clock, logger: this.logger, io: this.io, recover: false, afterRewrite: this.checkpointAfterRewrite,
       });
       if (!existed) fsyncDirectory(this.logsDir);
+      if (this.replicated) log.setReplicated(true, log.logStartOffset);
       this.logs.set(key, log);
       return log;
     })().finally(() => this.creating.delete(key));
