@@ -96,17 +96,21 @@ export class GroupRole implements ReplicationGuard {
   }
 
   checkMaster(): void {
-    if (this.inForce.role !== "master" || this.term === undefined) {
-      const master = this.masterAddress();
-      throw new NotLeaderError(
-        `broker ${this.input.options.group}/${this.input.options.brokerId} is not the master${master ? `; the master is at ${master}` : ""} (refresh routes)`,
-      );
-    }
+    if (this.inForce.role !== "master" || this.term === undefined) throw this.notMaster();
     this.input.roles.fence.check();
   }
 
+  private notMaster(): NotLeaderError {
+    const master = this.masterAddress();
+    return new NotLeaderError(
+      `broker ${this.input.options.group}/${this.input.options.brokerId} is not the master${master ? `; the master is at ${master}` : ""} (refresh routes)`,
+    );
+  }
+
   checkWriteGate(topic: string, partition: number): void {
-    this.requireTerm().tracker.checkWriteGate(topic, partition);
+    // The fence is the append's to check (master-append.ts), once, right before it.
+    if (this.term === undefined) throw this.notMaster();
+    this.term.tracker.checkWriteGate(topic, partition);
   }
 
   waitReplicated(topic: string, partition: number, lastOffset: number): Promise<void> {
@@ -263,11 +267,6 @@ export class GroupRole implements ReplicationGuard {
     clearInterval(term.timer);
     term.tracker.close(reason);
     await term.sessions.close();
-  }
-
-  private requireTerm(): MasterTerm {
-    this.checkMaster();
-    return this.term!;
   }
 
   // ---- adapters between TopicManager and replication --------------------------------------

@@ -47,5 +47,4 @@ export function checkWritable(context: BrokerContext): void {
       `broker ${context.options.group}/${context.options.brokerId} is a slave and does not accept produce; send to the group's master${master ? ` at ${master}` : ""} (refresh routes)`,
     );
   }
-  context.replication.checkMaster();
 }
