@@ -73,6 +73,20 @@ describe("broker protocol", () => {
     assert.deepEqual(fetched.subarray(12 + 4), original.subarray(12 + 4), "everything after the broker's prefix is byte-identical");
   });
 
+  it("answers an idempotent producer's resent batch with its first offsets and appends nothing; refuses a sequence gap", async () => {
+    const producer = { producerId: 4242, producerEpoch: 0 };
+    const first = await produceOnce(client, { correlationId: 20, topic: "raw", partition: 0, acks: Acks.ACKS_ALL, batch: encodeBatch([{ value: "a" }, { value: "b" }], { ...producer, baseSequence: 0 }) });
+    assert.equal(first.error, undefined);
+    const end = await endOffset(client, "raw");
+    const again = await produceOnce(client, { correlationId: 21, topic: "raw", partition: 0, acks: Acks.ACKS_ALL, batch: encodeBatch([{ value: "a" }, { value: "b" }], { ...producer, baseSequence: 0 }) });
+    assert.equal(again.error, undefined);
+    assert.equal(again.baseOffset, first.baseOffset, "the retry gets the first attempt's offset");
+    assert.equal(await endOffset(client, "raw"), end, "nothing appended twice");
+    const gap = await produceOnce(client, { correlationId: 22, topic: "raw", partition: 0, acks: Acks.ACKS_ALL, batch: encodeBatch([{ value: "c" }], { ...producer, baseSequence: 5 }) });
+    assert.equal(gap.error?.code, "OUT_OF_ORDER_SEQUENCE");
+    assert.equal(await endOffset(client, "raw"), end);
+  });
+
   it("refuses a batch whose CRC does not match, and appends nothing", async () => {
     const before = await endOffset(client, "raw");
     const batch = encodeBatch([{ value: "flip me" }]);

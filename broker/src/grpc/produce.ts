@@ -99,9 +99,12 @@ export function handleProduce(context: BrokerContext) {
               });
         appended.then(
           (result) => {
-            metrics.produceRequests.inc({ result: "ok" });
-            metrics.producedMessages.inc(recordCount);
-            metrics.producedBytes.inc(size);
+            // A retried batch the log already held is answered, not produced again.
+            metrics.produceRequests.inc({ result: duplicate === null ? "ok" : "duplicate" });
+            if (duplicate === null) {
+              metrics.producedMessages.inc(recordCount);
+              metrics.producedBytes.inc(size);
+            }
             metrics.produceLatency.observe((performance.now() - startedAt) / 1000);
             reply(request, {
               correlationId: request.correlationId,
