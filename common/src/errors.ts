@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   UNKNOWN_GROUP: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
   GROUP_NOT_EMPTY: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
   UNKNOWN_LEASE: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
+  UNKNOWN_FLOW_RULE: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
   NOT_ENOUGH_REPLICAS: { grpc: GrpcStatus.UNAVAILABLE, http: 503, retriable: true },
   STALE_EPOCH: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: true },
   OUT_OF_ORDER_SEQUENCE: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
@@ -212,6 +213,24 @@ export class StorageFullError extends SluiceError {
   }
 }
 
+/**
+ * A flow-control limit refused a request: its wait would pass the rule's maximum queueing
+ * time. The message names the scope, the limiter and why; `retryAfterMs` says when the
+ * request would be admitted. Nothing was appended.
+ */
+export class ThrottledError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("THROTTLED", message, options);
+  }
+}
+
+/** `flow delete` named a (scope, limiter) pair the broker has no rule for. */
+export class UnknownFlowRuleError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("UNKNOWN_FLOW_RULE", message, options);
+  }
+}
+
 export class StorageError extends SluiceError {
   constructor(message: string, options?: SluiceErrorOptions) {
     super("STORAGE_ERROR", message, options);
@@ -308,6 +327,8 @@ const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: S
   REQUEST_TIMED_OUT: RequestTimedOutError,
   STORAGE_FULL: StorageFullError,
   STORAGE_ERROR: StorageError,
+  THROTTLED: ThrottledError,
+  UNKNOWN_FLOW_RULE: UnknownFlowRuleError,
   INTERNAL: InternalError,
   NOT_COORDINATOR: NotCoordinatorError,
   FENCED_MEMBER: FencedMemberError,

@@ -228,7 +228,7 @@ export class FakeCluster {
         if (received === dropAfter) call.emit("error", { code: status.UNAVAILABLE, details: "fake broker dropped the produce stream" });
         return;
       }
-      const reply = { correlationId: request.correlationId, topic: request.topic, partition: request.partition, logAppendTimeMs: 0, logStartOffset: 0 };
+      const reply = { correlationId: request.correlationId, topic: request.topic, partition: request.partition, logAppendTimeMs: 0, logStartOffset: 0, throttleTimeMs: 0 };
       const injected = this.faults.produceErrors.shift();
       try {
         if (injected !== undefined) throw injected;

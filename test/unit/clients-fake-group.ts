@@ -202,7 +202,7 @@ export class FakeGroupBroker {
       if (broken || this.faults.frozen) return;
       const seen: ReceivedBatch = { ...producerHeader(request.batch), partition: request.partition, result: "appended" };
       this.received.push(seen);
-      const reply = { correlationId: request.correlationId, topic: request.topic, partition: request.partition, logAppendTimeMs: 0, logStartOffset: 0 };
+      const reply = { correlationId: request.correlationId, topic: request.topic, partition: request.partition, logAppendTimeMs: 0, logStartOffset: 0, throttleTimeMs: 0 };
       try {
         if (this.role !== "master") throw new NotLeaderError(`broker ${this.id} is a slave`);
         const injected = this.faults.produceErrors.shift();

@@ -60,6 +60,7 @@ export function handleProduce(context: BrokerContext) {
         logAppendTimeMs: -1,
         logStartOffset: -1,
         error: toWireError(error),
+        throttleTimeMs: 0,
       });
     };
 
@@ -113,6 +114,7 @@ export function handleProduce(context: BrokerContext) {
               baseOffset: result.baseOffset,
               logAppendTimeMs: result.logAppendTimeMs,
               logStartOffset: result.logStartOffset,
+              throttleTimeMs: 0,
             });
           },
           (err: unknown) => refuse(request, err),

@@ -74,6 +74,8 @@ export interface ClusterBroker {
   state: string;
   epoch: number;
   address: string;
+  /** HTTP host:port (REST admin API, /metrics, WebSocket). */
+  httpAddress: string;
   /** -1 when the name server answering never heard from this broker itself. */
   heartbeatAgeMs: number;
   /** Partitions the broker reported hosting in its latest heartbeat. */
@@ -129,6 +131,7 @@ export function toClusterBroker(status: BrokerStatus): ClusterBroker {
     state: status.state,
     epoch: broker?.epoch ?? 0,
     address: broker?.address ?? "",
+    httpAddress: broker?.httpAddress ?? "",
     heartbeatAgeMs: status.heartbeatAgeMs,
     partitions: status.partitionCount,
     suspicion: status.suspicion,

@@ -82,7 +82,14 @@ export interface ProduceResponse {
   logAppendTimeMs: number;
   logStartOffset: number;
   /** set when the batch was refused; nothing was appended */
-  error?: Error | undefined;
+  error?:
+    | Error
+    | undefined;
+  /**
+   * How long flow control held this batch before appending it (0: not held). A producer
+   * seeing it sends fewer batches at once to the partition instead of queueing more.
+   */
+  throttleTimeMs: number;
 }
 
 export interface FetchPartition {
@@ -519,6 +526,7 @@ function createBaseProduceResponse(): ProduceResponse {
     logAppendTimeMs: 0,
     logStartOffset: 0,
     error: undefined,
+    throttleTimeMs: 0,
   };
 }
 
@@ -544,6 +552,9 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
     }
     if (message.error !== undefined) {
       Error.encode(message.error, writer.uint32(58).fork()).join();
+    }
+    if (message.throttleTimeMs !== 0) {
+      writer.uint32(64).uint32(message.throttleTimeMs);
     }
     return writer;
   },
@@ -617,6 +628,14 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
             message.error = Error.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.throttleTimeMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -641,6 +660,7 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
     message.logAppendTimeMs = object.logAppendTimeMs ?? 0;
     message.logStartOffset = object.logStartOffset ?? 0;
     message.error = (object.error !== undefined && object.error !== null) ? Error.fromPartial(object.error) : undefined;
+    message.throttleTimeMs = object.throttleTimeMs ?? 0;
     return message;
   },
 };
