@@ -6,7 +6,8 @@
  *
  *   {"epoch": 2, "master": 1}      master: broker id, or null when not known yet
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { writeFileDurably } from "../storage/storage-io.js";
 import { join } from "node:path";
 import { InternalError } from "../../../common/src/errors.js";
 
@@ -50,19 +51,5 @@ export function readRoleFile(dataDir: string): RoleFileContent | undefined {
 
 export function writeRoleFile(dataDir: string, content: RoleFileContent): void {
   const path = roleFilePath(dataDir);
-  const temporary = `${path}.tmp`;
-  const fd = openSync(temporary, "w");
-  try {
-    writeFileSync(fd, JSON.stringify({ epoch: content.epoch, master: content.master }) + "\n");
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const dir = openSync(dataDir, "r");
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeFileDurably(path, JSON.stringify({ epoch: content.epoch, master: content.master }) + "\n");
 }

@@ -20,10 +20,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { InternalError, InvalidArgumentError } from "../../../common/src/errors.js";
-import { fsyncDirectory } from "./storage-io.js";
+import { fsyncDirectory, writeFileDurably } from "./storage-io.js";
 
 export const LEADER_EPOCHS_FILE = "leader-epochs";
-const TEMP_SUFFIX = ".tmp";
 const HEADER = "sluice-leader-epochs 1";
 /** The smallest epoch a batch can carry: Kafka's "no leader epoch". */
 const NO_EPOCH = -1;
@@ -160,7 +159,7 @@ export class LeaderEpochCache {
 
   /** Writes first, then switches the memory copy: a failed write leaves both as they were. */
   private replace(entries: EpochEntry[]): void {
-    writeAtomically(this.file, formatEntries(entries));
+    writeFileDurably(this.file, formatEntries(entries));
     this.list = entries;
     this.newest = entries.length === 0 ? Number.NEGATIVE_INFINITY : entries[entries.length - 1]!.epoch;
   }
@@ -211,15 +210,3 @@ function orderProblem(entries: readonly EpochEntry[]): string | null {
   return null;
 }
 
-function writeAtomically(file: string, text: string): void {
-  const temp = file + TEMP_SUFFIX;
-  const fd = fs.openSync(temp, "w", 0o644);
-  try {
-    fs.writeFileSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  fsyncDirectory(path.dirname(file));
-}

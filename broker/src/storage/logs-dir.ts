@@ -13,7 +13,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Logger } from "../../../common/src/logger.js";
-import { fsyncDirectory } from "./storage-io.js";
+import { fsyncDirectory, writeFileDurably } from "./storage-io.js";
 
 export const RECOVERY_POINT_CHECKPOINT_FILE = "recovery-point-checkpoint";
 export const CLEAN_SHUTDOWN_FILE = ".clean-shutdown";
@@ -90,7 +90,7 @@ export function readRecoveryPoints(logsDir: string, logger: Logger): Map<string,
 /** Replaces the checkpoint atomically: a crash leaves either the old file or the new one. */
 export function writeRecoveryPoints(logsDir: string, points: readonly RecoveryPoint[]): void {
   const text = points.map((p) => `${p.topic} ${p.partition} ${p.offset}\n`).join("");
-  writeFileDurably(logsDir, RECOVERY_POINT_CHECKPOINT_FILE, text);
+  writeFileDurably(path.join(logsDir, RECOVERY_POINT_CHECKPOINT_FILE), text);
 }
 
 /**
@@ -121,7 +121,7 @@ export function hasCleanShutdownMarker(logsDir: string): boolean {
 }
 
 export function writeCleanShutdownMarker(logsDir: string, nowMs: number): void {
-  writeFileDurably(logsDir, CLEAN_SHUTDOWN_FILE, `${new Date(nowMs).toISOString()}\n`);
+  writeFileDurably(path.join(logsDir, CLEAN_SHUTDOWN_FILE), `${new Date(nowMs).toISOString()}\n`);
 }
 
 /** Removed durably before anything is written, so a crash from here on is seen as unclean. */
@@ -130,15 +130,3 @@ export function removeCleanShutdownMarker(logsDir: string): void {
   fsyncDirectory(logsDir);
 }
 
-function writeFileDurably(dir: string, name: string, content: string): void {
-  const temporary = path.join(dir, `${name}.tmp`);
-  const fd = fs.openSync(temporary, "w", 0o644);
-  try {
-    fs.writeSync(fd, content);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temporary, path.join(dir, name));
-  fsyncDirectory(dir);
-}

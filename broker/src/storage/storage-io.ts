@@ -4,6 +4,7 @@
  * recovery use `node:fs` directly: they have nothing a test needs to fake.
  */
 import fs from "node:fs";
+import path from "node:path";
 
 export interface StorageIo {
   /** Positional gather write; may write fewer bytes than asked (a short write), or throw. */
@@ -77,4 +78,21 @@ export function fsyncDirectory(dir: string): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Replaces a small file whole, crash-safely: written to `<file>.tmp`, fsynced, renamed over
+ * `file`, and the directory fsynced, so a crash leaves either the old or the new content.
+ */
+export function writeFileDurably(file: string, content: string): void {
+  const temporary = `${file}.tmp`;
+  const fd = fs.openSync(temporary, "w", 0o644);
+  try {
+    fs.writeSync(fd, content);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temporary, file);
+  fsyncDirectory(path.dirname(file));
 }
