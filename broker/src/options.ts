@@ -3,6 +3,7 @@
  * Flags, environment variables and the config file all land in `parseBrokerOptions`.
  */
 import { InvalidConfigError } from "../../common/src/errors.js";
+import { parseFlowRules, type FlowRule } from "../../common/src/flow/rules.js";
 import type { FlushPolicy } from "./storage/partition-log.js";
 
 export const DEFAULT_BROKER_PORT = 10911;
@@ -74,9 +75,18 @@ export interface BrokerOptions {
   leaseTtlMs: number;
   /** The master fences itself this long before its lease could expire. */
   fenceMarginMs: number;
+  /**
+   * Ingress flow rules from the config file's `flow:` list (R20–R22), validated and with
+   * defaults filled in. Rules changed at run time (`sluice flow`) are layered over them.
+   */
+  flowRules: FlowRule[];
 }
 
-export type BrokerOptionsInput = Partial<BrokerOptions> & Pick<BrokerOptions, "group" | "dataDir">;
+export type BrokerOptionsInput = Partial<Omit<BrokerOptions, "flowRules">> &
+  Pick<BrokerOptions, "group" | "dataDir"> & {
+    /** Checked here: a list of rules as a config file or a caller writes them. */
+    flowRules?: unknown;
+  };
 
 const FLUSH_POLICIES: readonly FlushPolicy[] = ["sync", "interval", "os"];
 const GROUP_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
@@ -109,6 +119,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     replicationThrottleBytesPerSecond: input.replicationThrottleBytesPerSecond ?? 0,
     leaseTtlMs: input.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     fenceMarginMs: input.fenceMarginMs ?? DEFAULT_FENCE_MARGIN_MS,
+    flowRules: parseFlowRules(input.flowRules ?? [], "flow"),
   };
   if (!GROUP_NAME.test(options.group)) {
     throw new InvalidConfigError(`broker name "${options.group}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);

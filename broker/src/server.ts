@@ -43,6 +43,10 @@ import type { BrokerContext } from "./grpc/context.js";
 import { handleFetch, handleSubscribe } from "./grpc/fetch.js";
 import { widenInitialWindow, widenSessionWindows } from "./grpc/flow-window.js";
 import { handleProduce } from "./grpc/produce.js";
+import { FlowController } from "./flow/flow-controller.js";
+import { FlowMetrics } from "./flow/flow-metrics.js";
+import { FlowRuleStore } from "./flow/rule-store.js";
+import { registerFlowAdmin } from "./http/flow-admin.js";
 import { BrokerMetrics } from "./metrics.js";
 import { parseBrokerOptions, type BrokerOptions, type BrokerOptionsInput } from "./options.js";
 import { BrokerLease } from "./registration/etcd-lease.js";
@@ -88,6 +92,12 @@ export class Broker {
     let registrar: Registrar | undefined;
     const state = { shuttingDown: false };
     const metrics = new BrokerMetrics(registry, () => topics);
+    // Flow rules: the config file's, with run-time changes (flow-rules.json) over them.
+    const flowStore = new FlowRuleStore(options.dataDir);
+    let flow: FlowController | undefined;
+    const flowMetrics = new FlowMetrics(registry, () => flow);
+    flow = new FlowController(flowStore.effective(options.flowRules), { clock, observer: flowMetrics });
+    const flowController = flow;
 
     // HTTP first, so /healthz answers while a long recovery runs and /readyz says why not yet.
     const http = createHttpServer({
@@ -99,6 +109,7 @@ export class Broker {
         return null;
       },
     });
+    registerFlowAdmin(http, { flow: flowController, store: flowStore, broker: `${options.group}/${options.brokerId}` });
     const httpAddress = await listenHttp(http, options.host, options.httpPort);
 
     try {
@@ -134,6 +145,7 @@ export class Broker {
       topics: openedTopics,
       metrics,
       logger,
+      flow: flowController,
       role: () => groupRole?.role ?? "slave",
       masterAddress: () => groupRole?.masterAddress(),
       replication: guard,

@@ -7,6 +7,7 @@ import { benchCommand } from "./commands/bench.js";
 import { clusterCommand } from "./commands/cluster.js";
 import { consumeCommand } from "./commands/consume.js";
 import { dlqCommands } from "./commands/dlq.js";
+import { flowCommand } from "./commands/flow.js";
 import { groupCommands } from "./commands/group.js";
 import { messageCommands } from "./commands/message.js";
 import { produceCommand } from "./commands/produce.js";
@@ -44,6 +45,7 @@ messageCommands(program, globals);
 groupCommands(program, globals);
 dlqCommands(program, globals);
 clusterCommand(program, globals);
+flowCommand(program, globals);
 benchCommand(program, globals);
 
 await program.parseAsync(process.argv);

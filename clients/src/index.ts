@@ -67,6 +67,8 @@ export type {
 } from "./admin/groups.js";
 export type { DeadLetter, DeadLettersOptions, RedriveOptions, RedriveResult } from "./admin/dead-letters.js";
 export type { OffsetQuery } from "./routing/list-offsets.js";
+export type { FlowRuleInput, BrokerFlowRules, ListedFlowRule, FlowRuleState, FlowRuleChange } from "./admin/flow-rules.js";
+export type { FlowRule, FlowLimiterKind } from "../../common/src/flow/rules.js";
 
 export {
   SluiceError,
@@ -99,6 +101,8 @@ export {
   StaleEpochError,
   OutOfOrderSequenceError,
   ProducerFencedError,
+  ThrottledError,
+  UnknownFlowRuleError,
   ERROR_CODES,
 } from "../../common/src/errors.js";
 export type { ErrorCode } from "../../common/src/errors.js";

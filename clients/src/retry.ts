@@ -28,6 +28,8 @@ export const DEFAULT_MAX_RETRY_MS = 2_000;
 export const RETRY_MULTIPLIER = 2;
 /** Fraction of a delay drawn at random on either side. */
 export const RETRY_JITTER = 0.2;
+/** Fraction added at random to a throttled batch's retry-after. */
+export const THROTTLE_JITTER = 0.1;
 
 /**
  * Errors that mean a partition's master is changing hands (failover, a restart, a graceful
@@ -35,7 +37,8 @@ export const RETRY_JITTER = 0.2;
  * expires, the controller promotes a slave, routes are pushed), longer than `retries`
  * backoffs may last, so a send retries these until its deadline however many attempts that
  * takes (Kafka's producer does the same: its retries are unbounded, its delivery timeout is
- * not). Other retriable errors (throttling, a full disk) keep the `retries` cap.
+ * not). A producer's THROTTLED batch also waits until its deadline, for the broker's retry-after
+ * each time (throttleDelayMs). Other retriable errors (a full disk) keep the `retries` cap.
  */
 export const MASTER_CHANGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "NOT_LEADER",
@@ -115,6 +118,18 @@ export class RetryPolicy {
     const retries = this.options.retries;
     if (!err.retriable || retries === 0 || (!untilDeadline && retry >= retries)) return -1;
     const delay = this.delayMs(retry, err);
+    return this.now() + delay < deadlineMs ? delay : -1;
+  }
+
+  /**
+   * How long a batch refused by flow control (THROTTLED) waits before it goes again: the
+   * broker's retry-after plus up to 10 % jitter (so producers refused together do not come
+   * back together), or -1 when that passes the deadline. No exponential growth: the broker
+   * knows when it will admit the batch, and waiting longer only loses throughput.
+   */
+  throttleDelayMs(err: SluiceError, deadlineMs: number): number {
+    const base = err.retryAfterMs ?? this.options.initialRetryMs;
+    const delay = Math.round(base * (1 + THROTTLE_JITTER * this.random()));
     return this.now() + delay < deadlineMs ? delay : -1;
   }
 

@@ -68,7 +68,7 @@ describe("admin API against a fake cluster", () => {
 
   it("shows the cluster's brokers in the contract's shape", async () => {
     assert.deepEqual(await sluice.admin().cluster(), {
-      brokers: [{ group: "b1", id: 0, role: "master", state: "alive", epoch: 3, address: cluster.address, heartbeatAgeMs: 420, partitions: 7, suspicion: 0.42, inSync: null, lagMs: null, lagBytes: null }],
+      brokers: [{ group: "b1", id: 0, role: "master", state: "alive", epoch: 3, address: cluster.address, httpAddress: "", heartbeatAgeMs: 420, partitions: 7, suspicion: 0.42, inSync: null, lagMs: null, lagBytes: null }],
     });
   });
 });

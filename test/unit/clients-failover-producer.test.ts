@@ -148,8 +148,9 @@ describe("producer failover against a fake broker group", () => {
     assert.equal(master.received.length, 6, "five refusals then the append, though retries is 2");
     assert.equal(new Set(master.received.map(sequenceOf)).size, 1, "every attempt carried the same sequence");
 
-    master.faults.produceErrors.push(...Array.from({ length: 4 }, () => new SluiceError("THROTTLED", "fake: slow down")));
-    await assert.rejects(producer.send("gate", [{ value: "throttled" }]), (e: unknown) => e instanceof SluiceError && e.code === "THROTTLED");
+    // Other retriable errors keep the `retries` cap (THROTTLED has its own rule: clients-flow-pacing).
+    master.faults.produceErrors.push(...Array.from({ length: 4 }, () => new SluiceError("STORAGE_FULL", "fake: disk full")));
+    await assert.rejects(producer.send("gate", [{ value: "disk full" }]), (e: unknown) => e instanceof SluiceError && e.code === "STORAGE_FULL");
   });
 
   it("the send timeout ends the retrying with the last error", async () => {

@@ -3,6 +3,7 @@ import { NotLeaderError, ShuttingDownError, UnsupportedVersionError } from "../.
 import type { Logger } from "../../../common/src/logger.js";
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
+import type { FlowController } from "../flow/flow-controller.js";
 import type { ReplicationGuard } from "../master-append.js";
 import type { BrokerMetrics } from "../metrics.js";
 import type { BrokerOptions } from "../options.js";
@@ -13,6 +14,8 @@ export interface BrokerContext {
   readonly topics: TopicManager;
   readonly metrics: BrokerMetrics;
   readonly logger: Logger;
+  /** Ingress flow control: every produce request is admitted, held or refused by it. */
+  readonly flow: FlowController;
   /** "master" accepts produce; a slave refuses it with a redirect. */
   role(): "master" | "slave";
   /** The group's master as this slave knows it ("host:port"), for the redirect; undefined when unknown. */

@@ -21,7 +21,7 @@ const FLUSH = ["sync", "interval", "os"] as const;
 const BROKER_KEYS = [
   "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
   "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster", "etcd",
-  "replication", "minInSyncSlaves", "maxSlaveLagMs", "replicationThrottleBytes", "leaseTtlMs", "fenceMarginMs",
+  "replication", "minInSyncSlaves", "maxSlaveLagMs", "replicationThrottleBytes", "leaseTtlMs", "fenceMarginMs", "flow",
 ] as const;
 const NAMESERVER_KEYS = [
   "host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs", "expiryHeartbeats", "detector", "phiThreshold",
@@ -29,7 +29,7 @@ const NAMESERVER_KEYS = [
 const DETECTORS = ["fixed", "phi"] as const;
 /** Config file keys of the name server's registry (alongside NAMESERVER_KEYS). */
 const NAMESERVER_STORE_KEYS = ["etcd"] as const;
-const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes"] as const;
+const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "flow"] as const;
 
 function sourceOf(command: Command) {
   return (key: string): string | undefined => command.getOptionValueSource(key) ?? undefined;
@@ -77,6 +77,11 @@ function storageOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput>
   set("retentionBytes", num(o.retentionBytes, "retentionBytes"));
   set("maxMessageBytes", num(o.maxMessageBytes, "maxMessageBytes"));
   return out;
+}
+
+/** Ingress flow rules: the config file's `flow:` list, validated by the broker (naming the field). */
+function flowOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
+  return o.flow === undefined ? {} : { flowRules: o.flow };
 }
 
 /** Replication and failover settings of `sluice broker` (flags or config file). */
@@ -154,6 +159,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           httpPort: num(o.httpPort, "httpPort") ?? DEFAULT_BROKER_HTTP_PORT + offset,
           nameservers: [nameserver.grpcAddress],
           ...storageOptions(o),
+          ...flowOptions(o),
           logger,
         });
         await broker.whenRegistered();
@@ -281,6 +287,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         ...(cluster === undefined ? {} : { cluster }),
         ...(etcd === undefined ? {} : { etcd }),
         ...storageOptions(o),
+        ...flowOptions(o),
         ...replicationOptions(o),
       });
       stopOnSignal(() => server.stop());

@@ -16,6 +16,7 @@ import type { ConsumerMessage } from "../consumer/options.js";
 import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
 import { listOffsets, type OffsetQuery } from "../routing/list-offsets.js";
 import { chooseReadReplica } from "../routing/read-replicas.js";
+import { deleteFlowRule, listFlowRules, setFlowRule, type BrokerFlowRules, type FlowRuleChange, type FlowRuleInput } from "./flow-rules.js";
 import { deadLetters, redrive, type DeadLetter, type DeadLettersOptions, type RedriveOptions, type RedriveResult } from "./dead-letters.js";
 import {
   describeGroup,
@@ -161,6 +162,25 @@ export class Admin {
       throw new InvalidArgumentError(`getMessage needs { offset } or { timestamp }`);
     }
     return this.fetchOne(topic, partition, offset);
+  }
+
+  /** Every live broker's ingress flow rules, with their source and live state (tokens, queue). */
+  listFlowRules(): Promise<BrokerFlowRules[]> {
+    return listFlowRules(this.context);
+  }
+
+  /**
+   * Adds or replaces the rule of its (scope, limiter) on every live broker, at once and kept
+   * across restarts. Limits are per broker, as Kafka's quotas are.
+   * @example admin.setFlowRule({ scope: "topic:orders", limiter: "token-bucket", messagesPerSecond: 50_000, burst: 100_000 })
+   */
+  setFlowRule(rule: FlowRuleInput): Promise<FlowRuleChange[]> {
+    return setFlowRule(this.context, rule);
+  }
+
+  /** Removes the (scope, limiter) rule from every live broker; UNKNOWN_FLOW_RULE where there is none. */
+  deleteFlowRule(scope: string, limiter: string): Promise<FlowRuleChange[]> {
+    return deleteFlowRule(this.context, scope, limiter);
   }
 
   async cluster(): Promise<ClusterInfo> {

@@ -10,12 +10,19 @@
  *   pipelining when nothing that failed before is waiting or in flight. So a retry never
  *   overtakes an earlier batch, and an idempotent producer's master sees sequences in order
  *   after a failover without the whole window being refused as out of order.
+ * - Pacing: while the broker's flow control holds the partition's batches (acks carry a
+ *   throttle time), at most THROTTLED_IN_FLIGHT go at once: one waits at the broker while the
+ *   next is on its way, so the limit is used fully without queueing more there than it will
+ *   admit (which would end in THROTTLED refusals and resends).
  * - Batches in flight all went to one broker: when the route moves the partition to another,
  *   the queue waits for them to come back before it sends there, so two brokers never hold
  *   its batches at once.
  */
 import type { PartitionSequencer } from "./idempotence.js";
 import type { ProducerBatch } from "./send-call.js";
+
+/** Batches of a partition in flight at once while the broker holds them (flow control). */
+export const THROTTLED_IN_FLIGHT = 2;
 
 export class PartitionQueue {
   readonly batches: ProducerBatch[] = [];
@@ -25,6 +32,8 @@ export class PartitionQueue {
   inFlightAddress: string | undefined;
   /** An attempt failed and not every failed batch has been acknowledged since. */
   recovering = false;
+  /** The last acknowledgement said the broker held the batch (flow control). */
+  throttled = false;
   /** Waiting for a backoff or a route lookup; whatever paused it resumes it. */
   paused = false;
   retryTimer: NodeJS.Timeout | undefined;
@@ -41,7 +50,8 @@ export class PartitionQueue {
   /** There is a batch to send and the in-flight rules allow sending it now. */
   get canSend(): boolean {
     if (this.batches.length === 0 || this.paused) return false;
-    return this.inFlight < (this.recovering ? 1 : this.maxInFlight);
+    if (this.recovering) return this.inFlight < 1;
+    return this.inFlight < (this.throttled ? Math.min(THROTTLED_IN_FLIGHT, this.maxInFlight) : this.maxInFlight);
   }
 
   /** Whether a batch may go to `address` now: not while earlier ones are on another broker. */

@@ -18,7 +18,8 @@ import type { BrokerConnection } from "../transport/broker-pool.js";
 import type { ProducerBatch } from "./send-call.js";
 
 export interface ProduceStreamListener {
-  streamAcknowledged(batch: ProducerBatch, baseOffset: number): void;
+  /** `throttleTimeMs`: how long the broker's flow control held the batch (0: not held). */
+  streamAcknowledged(batch: ProducerBatch, baseOffset: number, throttleTimeMs: number): void;
   streamFailed(batch: ProducerBatch, err: SluiceError): void;
   /** The stream can take batches: it just opened, or drained after pushing back. */
   streamWritable(stream: ProduceStream): void;
@@ -131,6 +132,6 @@ export class ProduceStream {
     if (batch === undefined) return; // already timed out and retried elsewhere
     this.inFlight.delete(response.correlationId);
     if (response.error !== undefined) this.listener.streamFailed(batch, fromWireError(response.error));
-    else this.listener.streamAcknowledged(batch, response.baseOffset);
+    else this.listener.streamAcknowledged(batch, response.baseOffset, response.throttleTimeMs);
   }
 }

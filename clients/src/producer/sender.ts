@@ -13,6 +13,10 @@
  *   by a dying broker, a timeout) are retried until the batch's deadline, not `retries`
  *   times: the application sees an error only when the send timeout passed. A batch keeps
  *   its bytes, and an idempotent producer's batch its sequence, across every retry.
+ * - Flow control: a batch refused with THROTTLED waits the broker's retry-after and goes
+ *   again, in order, until its deadline; while acks say the broker held batches, the queue
+ *   keeps fewer in flight (partition-queue.ts). The application sees THROTTLED only when the
+ *   send timeout passed.
  * - Idempotent producers: OUT_OF_ORDER_SEQUENCE / PRODUCER_FENCED are fatal for the send,
  *   except where an earlier batch of the partition explains them (see idempotence.ts).
  * - One sweep timer per producer fails streams whose oldest batch waits longer than the
@@ -26,6 +30,7 @@ import {
   NoBrokersAvailableError,
   NotLeaderError,
   RequestTimedOutError,
+  ThrottledError,
   UnknownPartitionError,
   type SluiceError,
 } from "../../../common/src/errors.js";
@@ -92,9 +97,10 @@ export class Sender implements ProduceStreamListener {
     if (queue.canSend) this.pump(queue);
   }
 
-  streamAcknowledged(batch: ProducerBatch, baseOffset: number): void {
+  streamAcknowledged(batch: ProducerBatch, baseOffset: number, throttleTimeMs: number): void {
     const queue = this.queueFor(batch.topic, batch.partition);
     queue.returned();
+    queue.throttled = throttleTimeMs > 0;
     queue.sequencer?.acknowledged(batch);
     batch.acknowledge(baseOffset);
     queue.settleRecovery();
@@ -119,6 +125,10 @@ export class Sender implements ProduceStreamListener {
     } else if (queue.sequencer !== undefined && SEQUENCE_REFUSALS.has(err.code) && queue.sequencer.refused(batch) !== "fatal") {
       // Explained by an earlier batch: it goes again right after that one, no backoff needed.
       delay = batch.deadlineMs > Date.now() ? 0 : -1;
+    } else if (err.code === "THROTTLED") {
+      // The broker says when it will admit the batch: wait that long, until the deadline.
+      queue.throttled = true;
+      delay = this.context.retry.throttleDelayMs(err, batch.deadlineMs);
     } else {
       delay = this.context.retry.nextDelayMs(err, retry, batch.deadlineMs, MASTER_CHANGE_CODES.has(err.code));
     }
@@ -333,13 +343,14 @@ export class Sender implements ProduceStreamListener {
         if (late.length === 0) continue;
         queue.batches.splice(0, queue.batches.length, ...queue.batches.filter((b) => b.deadlineMs > now));
         for (const batch of late) {
-          this.failBatch(
-            queue,
-            batch,
-            new RequestTimedOutError(
-              `could not deliver to ${batch.topic}/${batch.partition} within ${timeoutMs} ms (requestTimeoutMs); the partition's broker is unreachable or has no master`,
-            ),
-          );
+          const err = queue.throttled
+            ? new ThrottledError(
+                `could not deliver to ${batch.topic}/${batch.partition} within ${timeoutMs} ms (requestTimeoutMs): the broker's flow control kept it waiting; send less, or raise the limit (sluice flow list)`,
+              )
+            : new RequestTimedOutError(
+                `could not deliver to ${batch.topic}/${batch.partition} within ${timeoutMs} ms (requestTimeoutMs); the partition's broker is unreachable or has no master`,
+              );
+          this.failBatch(queue, batch, err);
         }
       }
     }
