@@ -13,7 +13,7 @@ import { messageCommands } from "./commands/message.js";
 import { produceCommand } from "./commands/produce.js";
 import { serverCommands } from "./commands/servers.js";
 import { topicCommands } from "./commands/topic.js";
-import { EXIT_USAGE, type GlobalOptions } from "./output.js";
+import { EXIT_USAGE, reportError, type GlobalOptions } from "./output.js";
 
 const program = new Command();
 program
@@ -48,4 +48,10 @@ clusterCommand(program, globals);
 flowCommand(program, globals);
 benchCommand(program, globals);
 
-await program.parseAsync(process.argv);
+// Option parsers (parseInteger) throw while commander parses, outside any action's error
+// handling: report those as one line too, never as a stack trace.
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = reportError(err);
+}

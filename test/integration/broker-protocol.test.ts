@@ -1,7 +1,8 @@
 /**
  * The broker's gRPC contract, spoken directly (no SDK): a corrupt or oversized batch is
  * refused with a typed error and nothing is appended; an unsupported protocol version is
- * refused; stored bytes come back exactly as they were sent.
+ * refused; stored bytes come back exactly as they were sent; flow control holds and refuses
+ * batches on the stream as the contract says.
  */
 import assert from "node:assert/strict";
 import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
@@ -85,6 +86,52 @@ describe("broker protocol", () => {
     const gap = await produceOnce(client, { correlationId: 22, topic: "raw", partition: 0, acks: Acks.ACKS_ALL, batch: encodeBatch([{ value: "c" }], { ...producer, baseSequence: 5 }) });
     assert.equal(gap.error?.code, "OUT_OF_ORDER_SEQUENCE");
     assert.equal(await endOffset(client, "raw"), end);
+  });
+
+  it("flow control on one stream: held acks carry throttleTimeMs, a batch past maxQueueMs is THROTTLED with the rule and a retry-after, another topic is not held", async () => {
+    const sluice = new Sluice({ nameservers: [cluster.nameserver] });
+    await sluice.admin().createTopic("paced", { partitions: 1 });
+    await sluice.admin().createTopic("unpaced", { partitions: 1 });
+    await sluice.close();
+    const put = await fetch(`http://${cluster.http}/admin/flow`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ scope: "topic:paced", limiter: "token-bucket", messagesPerSecond: 10, burst: 1, maxQueueMs: 250 }),
+    });
+    assert.equal(put.status, 200, await put.clone().text());
+    try {
+      const stream: ClientDuplexStream<ProduceRequest, ProduceResponse> = client.produce();
+      const answered: ProduceResponse[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        stream.on("data", (response: ProduceResponse) => {
+          answered.push(response);
+          if (answered.length === 5) resolve();
+        });
+        stream.once("error", reject);
+      });
+      // One token at once, then one every 100 ms: waits of 0, 100, 200 ms, and 300 > 250 refused.
+      for (let i = 1; i <= 4; i++) {
+        stream.write({ header: i === 1 ? header : undefined, correlationId: i, topic: "paced", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: `p${i}` }]) });
+      }
+      stream.write({ correlationId: 9, topic: "unpaced", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: "free" }]) });
+      await done;
+      stream.end();
+      const by = new Map(answered.map((r) => [r.correlationId, r]));
+      assert.equal(by.get(1)?.throttleTimeMs, 0);
+      assert.ok((by.get(2)?.throttleTimeMs ?? 0) >= 60, `held about 100 ms, got ${by.get(2)?.throttleTimeMs}`);
+      assert.ok((by.get(3)?.throttleTimeMs ?? 0) >= 160, `held about 200 ms, got ${by.get(3)?.throttleTimeMs}`);
+      assert.deepEqual([by.get(2)!.baseOffset - by.get(1)!.baseOffset, by.get(3)!.baseOffset - by.get(1)!.baseOffset], [1, 2], "held batches appended in order");
+      const refused = by.get(4)!;
+      assert.equal(refused.error?.code, "THROTTLED");
+      assert.equal(refused.error?.retriable, true);
+      assert.ok((refused.error?.retryAfterMs ?? 0) >= 100, `retryAfterMs ${refused.error?.retryAfterMs}`);
+      assert.match(refused.error?.message ?? "", /topic:paced token-bucket \(10 messages\/s, burst 1\): bucket empty, this batch would wait \d+ ms, more than maxQueueMs 250/);
+      assert.equal(by.get(9)?.throttleTimeMs, 0, "another topic on the same stream is not held");
+      assert.ok(answered.indexOf(by.get(9)!) < answered.indexOf(by.get(2)!), "the other topic was answered before the held batches");
+      assert.equal(await endOffset(client, "paced"), by.get(1)!.baseOffset + 3, "the refused batch appended nothing");
+    } finally {
+      await fetch(`http://${cluster.http}/admin/flow?scope=topic:paced&limiter=token-bucket`, { method: "DELETE" });
+    }
   });
 
   it("refuses a batch whose CRC does not match, and appends nothing", async () => {

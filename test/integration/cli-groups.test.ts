@@ -130,6 +130,10 @@ describe("sluice group", () => {
     const unknown = await cli("group", "describe", "nobody-here");
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /"nobody-here" does not exist.*\[UNKNOWN_GROUP\]/);
+    // A number flag refused while commander parses is one line too, not a stack trace.
+    const zero = await cli("dlq", "list", "billing", "--max", "0");
+    assert.equal(zero.code, 2);
+    assert.equal(zero.stderr.trim(), 'sluice: --max must be an integer from 1 to 9007199254740991, got "0" [INVALID_ARGUMENT]');
   });
 
   it("a queue group shows in list and describe with its members and windows, and refuses a reset while consumers are attached", async () => {
