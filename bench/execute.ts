@@ -1,16 +1,18 @@
 /**
- * One benchmark run against a running `sluice dev`: fill the topic if the run reads, then start
- * the measured `sluice bench` client with the broker's CPU and memory metered around it.
+ * One benchmark run against a running `sluice dev`: fill the topic if the run reads, set the
+ * run's flow rules if it has any, then start the measured `sluice bench` client with the
+ * broker's CPU and memory metered around it.
  */
 import { mkdirSync, readdirSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { BrokerMeter, clockTicksPerSecond, ProcessSampler, waitForWriteback } from "./proc-stats.js";
+import { decisionsDuring, flowRulesFor, FlowRulesLeftError, readFlowDecisions, withFlowRules } from "./flow-rules.js";
 import { executeMembers } from "./group-execute.js";
 import { executeRebalance } from "./rebalance-execute.js";
 import { benchArgs, clientTimeoutMs, isMemberRun, partitionsOf, prefillFor, type BenchSettings, type RunSpec } from "./plan.js";
 import { runCli, type DevServer } from "./processes.js";
-import { failure, parseBenchJson, type RunOutcome } from "./results.js";
+import { failure, isFailure, parseBenchJson, type RunOutcome } from "./results.js";
 
 /** Where `node --cpu-prof` writes, and the flags that make it. */
 export function cpuProfileFlags(dir: string): string[] {
@@ -73,12 +75,38 @@ const DELETE_TOPIC_TIMEOUT_MS = 30_000;
 export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
   const topic = freshTopic(run);
   try {
-    return await executeOnTopic(run, topic, dev, options);
+    if (run.flowRules === undefined || run.flowRules.length === 0) return await executeOnTopic(run, topic, dev, options);
+    return await executeUnderFlowRules(run, topic, dev, options);
   } finally {
     if (dev.alive()) {
       const deleted = await runCli(["--nameserver", dev.info.nameserver, "topic", "delete", topic], { timeoutMs: DELETE_TOPIC_TIMEOUT_MS });
       if (deleted.code !== 0) process.stderr.write(`bench: warning: could not delete topic ${topic}: ${deleted.stderrTail.trim().split("\n").pop() ?? ""}\n`);
     }
+  }
+}
+
+/**
+ * A run with flow rules: they are set before it and deleted after it (withFlowRules throws when
+ * one cannot be deleted, which fails the rest of the shared broker's runs), and the broker's
+ * decisions under them are counted around the client and kept in the result.
+ */
+async function executeUnderFlowRules(run: RunSpec, topic: string, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
+  const rules = flowRulesFor(run.flowRules ?? [], topic);
+  try {
+    return await withFlowRules(dev.info.nameserver, rules, async (stored) => {
+      const before = await readFlowDecisions(dev.info.http);
+      const outcome = await executeOnTopic(run, topic, dev, options);
+      if (isFailure(outcome)) return outcome;
+      const decisions = decisionsDuring(before, await readFlowDecisions(dev.info.http), stored);
+      const limit = run.flowLimitMsgsPerSec;
+      const ratio = limit === undefined ? {} : { limitMsgsPerSec: limit, achievedOfLimit: Number((outcome.msgsPerSec / limit).toFixed(4)) };
+      return { ...outcome, flow: { rules: stored, decisions, ...ratio } };
+    });
+  } catch (err) {
+    // Setting a rule failed (nothing was measured), or deleting one did: the latter must stop the
+    // broker's remaining runs, so it goes on up.
+    if (err instanceof FlowRulesLeftError) throw err;
+    return failure(run, new Date().toISOString(), [], `flow rules: ${(err as Error).message}`, null, dev.stderrTail());
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The standard benchmark set (issues #2, #4 and #5) and the environment knobs that shrink or select it.
+ * The standard benchmark set (issues #2, #4, #5 and #6) and the environment knobs that shrink or select it.
  *
  *   SLUICE_BENCH_SCALE=0.1         multiply every message count (rates stay fixed)
  *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b)
@@ -13,6 +13,8 @@
  *                                  extra node flags for the broker / the bench clients, to try a
  *                                  setting without editing code (e.g. "--max-semi-space-size=32")
  */
+import type { FlowRuleInput } from "../clients/src/admin/flow-rules.js";
+import { FLOW_RULE_TOPIC } from "./flow-rules.js";
 import type { FlushPolicy } from "./processes.js";
 
 export type BenchKind = "produce" | "consume" | "e2e" | MemberKind | ClusterKind;
@@ -55,6 +57,13 @@ export interface RunSpec {
   replication?: "sync" | "async";
   /** Cluster runs: the producer's acks. */
   acks?: "leader" | "all";
+  /**
+   * Flow rules set on the shared `sluice dev` (with the SDK, on every broker) before the run and
+   * deleted after it; FLOW_RULE_TOPIC in a scope stands for the run's topic (flow-rules.ts).
+   */
+  flowRules?: FlowRuleInput[];
+  /** The messages/s the run's flow rules hold it to: the result reports achieved / limit. */
+  flowLimitMsgsPerSec?: number;
 }
 
 export const E2E_RATE_PER_SECOND = 10_000;
@@ -69,6 +78,19 @@ export const CEILING_RUN = "three-writers-1kib";
 export const COPIES = 3;
 /** replication-lag: the steady producer's rate (1 KiB messages: 20 MB/s into each of three copies). */
 export const REPLICATION_LAG_RATE_PER_SECOND = 20_000;
+/**
+ * Issue #6, produce-1kib-flow-rules: rules of each kind of scope that match every request and
+ * never bind (limits far above what the box can do), so the run shows what evaluating rules on
+ * every request costs next to produce-1kib.
+ */
+export const NEVER_BINDING_FLOW_RULES: readonly FlowRuleInput[] = [
+  { scope: "broker", limiter: "token-bucket", messagesPerSecond: 100_000_000, burst: 100_000_000 },
+  { scope: "topic:*", limiter: "warm-up", messagesPerSecond: 100_000_000, warmUpMs: 1_000 },
+  { scope: "client:*", limiter: "concurrency", maxInFlight: 100_000 },
+];
+/** Issue #6, produce-1kib-throttled: the token bucket on the run's topic, and the burst it starts with. */
+export const THROTTLED_RATE_PER_SECOND = 50_000;
+export const THROTTLED_BURST = 5_000;
 /** rebalance runs are timed, not counted: this only caps the steady producer (100 s at its rate) should the orchestrator vanish. */
 const REBALANCE_PRODUCER_CAP = 600_000;
 /** Below this a run is too short for its figures to mean anything. */
@@ -81,6 +103,15 @@ const CLIENT_TIMEOUT_US_PER_MESSAGE = 200;
 const STANDARD_SET: readonly RunSpec[] = [
   { name: "produce-100b", kind: "produce", size: 100, messages: 2_000_000, flush: "interval" },
   { name: "produce-1kib", kind: "produce", size: 1024, messages: 500_000, flush: "interval" },
+  // Issue #6: the same load under three rules that never bind (the cost of evaluating them), and
+  // a producer pushing flat out into a topic limited to 50,000 msgs/s (the limit's accuracy:
+  // 500,000 messages take 10 s, so the 5,000 of the initial burst add 1 %).
+  { name: "produce-1kib-flow-rules", kind: "produce", size: 1024, messages: 500_000, flush: "interval", flowRules: [...NEVER_BINDING_FLOW_RULES] },
+  {
+    name: "produce-1kib-throttled", kind: "produce", size: 1024, messages: 500_000, flush: "interval",
+    flowRules: [{ scope: `topic:${FLOW_RULE_TOPIC}`, limiter: "token-bucket", messagesPerSecond: THROTTLED_RATE_PER_SECOND, burst: THROTTLED_BURST }],
+    flowLimitMsgsPerSec: THROTTLED_RATE_PER_SECOND,
+  },
   { name: "consume-100b", kind: "consume", size: 100, messages: 2_000_000, flush: "interval" },
   { name: "consume-1kib", kind: "consume", size: 1024, messages: 500_000, flush: "interval" },
   { name: "e2e-100b", kind: "e2e", size: 100, messages: 50_000, flush: "interval", rate: E2E_RATE_PER_SECOND },

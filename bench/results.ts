@@ -3,6 +3,7 @@
  * checked on the way in, plus what the orchestrator measured about the broker around it.
  */
 import type { MemberResult } from "../cli/src/bench/member-result.js";
+import type { FlowFigures } from "./flow-rules.js";
 import type { BenchResult } from "../cli/src/bench/stats.js";
 import type { BrokerUsage } from "./proc-stats.js";
 import type { BenchKind, RunSpec } from "./plan.js";
@@ -124,6 +125,8 @@ export interface RunRecord extends BenchJson, BrokerUsage {
   /** rebalance: the longest gap on the other members' own partitions after the leave. */
   othersMaxGapMs?: number;
   rebalance?: RebalanceFigures;
+  /** Runs under flow rules (issue #6): the rules, the broker's decisions under them, achieved / limit. */
+  flow?: FlowFigures;
 }
 
 /** The figures of one attempt, kept beside the median when a run is repeated. */

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the standard benchmark set of issues #2, #4 and #5 against real servers.
+ * `npm run bench`: the standard benchmark set of issues #2, #4, #5 and #6 against real servers.
  *
  * For each flush policy in the plan it starts `sluice dev` on free ports with a fresh data
  * directory, runs each benchmark as its own `sluice bench --json` client process on a fresh
@@ -25,7 +25,7 @@ import { killAll, REPO_ROOT, startDev, type FlushPolicy } from "./processes.js";
 import { executeClusterRun } from "./replication-execute.js";
 import { renderClusters } from "./replication-report.js";
 import { failure, isFailure, medianOutcome, type RunOutcome } from "./results.js";
-import { evaluateTargets, renderChecks, renderCpu, renderGroups, renderRuns } from "./targets.js";
+import { evaluateTargets, renderChecks, renderCpu, renderFlow, renderGroups, renderRuns } from "./targets.js";
 
 const PROFILE_TOP_FUNCTIONS = 20;
 /** Broker data directories in use, removed on Ctrl-C as well as at the end of their group. */
@@ -87,7 +87,7 @@ function describe(outcome: RunOutcome): string {
   return (
     `${outcome.name}: ${outcome.msgsPerSec.toLocaleString("en-US")} msgs/s, ${outcome.mbPerSec} MB/s, ` +
     `p50 ${outcome.p50Ms} ms, p99 ${outcome.p99Ms} ms, broker ${outcome.brokerCpuUsPerMsg} µs CPU/msg, ` +
-    `peak RSS ${outcome.brokerPeakRssMb} MB (${outcome.seconds} s; waited ${outcome.settleWaitMs} ms for writeback, load ${outcome.loadAverage1m})`
+    `peak RSS ${outcome.brokerPeakRssMb} MB${outcome.flow?.achievedOfLimit === undefined ? "" : `, ${outcome.flow.achievedOfLimit} × the flow limit`} (${outcome.seconds} s; waited ${outcome.settleWaitMs} ms for writeback, load ${outcome.loadAverage1m})`
   );
 }
 
@@ -195,6 +195,8 @@ async function main(): Promise<number> {
   process.stdout.write(renderCpu(outcomes) + "\n");
   const groups = renderGroups(outcomes);
   if (groups) process.stdout.write(groups + "\n");
+  const flow = renderFlow(outcomes);
+  if (flow) process.stdout.write(flow + "\n");
   const clusters = renderClusters(outcomes);
   if (clusters) process.stdout.write(clusters + "\n");
   process.stdout.write(renderChecks(checks) + "\n");

@@ -1,8 +1,8 @@
 /**
- * The targets of issues #2, #4 and #5, checked against the runs, and the summary tables printed at the end.
+ * The targets of issues #2, #4, #5 and #6, checked against the runs, and the summary tables printed at the end.
  * A missed target is reported, not fatal: benchmarks inform, they do not gate.
  */
-import { CEILING_RUN, COPIES, REBALANCE_CRASH_SESSION_TIMEOUT_MS, REBALANCE_SESSION_TIMEOUT_MS } from "./plan.js";
+import { CEILING_RUN, COPIES, REBALANCE_CRASH_SESSION_TIMEOUT_MS, REBALANCE_SESSION_TIMEOUT_MS, THROTTLED_RATE_PER_SECOND } from "./plan.js";
 import { isFailure, type RunOutcome, type RunRecord } from "./results.js";
 
 type Metric = "msgsPerSec" | "p50Ms" | "p99Ms" | "brokerCpuUsPerMsg" | "brokerPeakRssMb" | "messages" | "handoverMs" | "othersMaxGapMs";
@@ -34,6 +34,10 @@ export const OTHERS_MAX_GAP_MS = 500;
 export const SYNC_REPLICATED_FRACTION_OF_CEILING = 0.6;
 /** Issue #5: replication lag p99 under steady load, async mode. */
 export const REPLICATION_LAG_P99_MS = 50;
+/** Issue #6: rules that match every request and never bind cost at most 10 % of produce throughput. */
+export const FLOW_RULES_FRACTION_OF_PRODUCE = 0.9;
+/** Issue #6: a producer pushing flat out into a limited topic achieves the limit within ±5 %. */
+export const THROTTLED_TOLERANCE = 0.05;
 
 export const TARGETS: readonly Target[] = [
   { run: "produce-100b", metric: "msgsPerSec", label: "produce 100 B msgs/s", comparison: "atLeast", bound: 1_000_000 },
@@ -70,6 +74,19 @@ export const TARGETS: readonly Target[] = [
   },
   { run: "replication-lag-async", metric: "p99Ms", label: "async replication lag p99 ms (sent → readable on a slave)", comparison: "atMost", bound: REPLICATION_LAG_P99_MS },
   { run: "replication-lag-async", metric: "messages", label: "replication-lag messages read on the slave", comparison: "atLeast", bound: "requested" },
+  {
+    run: "produce-1kib-flow-rules", metric: "msgsPerSec", label: "1 KiB msgs/s under 3 never-binding flow rules (≥ 90 % of produce-1kib)",
+    comparison: "atLeast", bound: { fractionOf: "produce-1kib", fraction: FLOW_RULES_FRACTION_OF_PRODUCE },
+  },
+  {
+    run: "produce-1kib-throttled", metric: "msgsPerSec", label: "throttled msgs/s (≥ limit 50,000 − 5 %)",
+    comparison: "atLeast", bound: THROTTLED_RATE_PER_SECOND * (1 - THROTTLED_TOLERANCE),
+  },
+  {
+    run: "produce-1kib-throttled", metric: "msgsPerSec", label: "throttled msgs/s (≤ limit 50,000 + 5 %)",
+    comparison: "atMost", bound: THROTTLED_RATE_PER_SECOND * (1 + THROTTLED_TOLERANCE),
+  },
+  { run: "produce-1kib-throttled", metric: "messages", label: "throttled messages acknowledged (no send failed)", comparison: "atLeast", bound: "requested" },
   { run: "*", metric: "brokerPeakRssMb", label: "broker peak RSS MB", comparison: "atMost", bound: BROKER_RSS_CEILING_MB },
 ];
 
@@ -188,6 +205,24 @@ export function renderGroups(outcomes: readonly RunOutcome[]): string {
         `(ending ${formatNumber(r.othersMaxGapAfterEndMs)} ms after the leave) ` +
         `(gaps under 20 ms are not logged: 0 means none longer); ${r.othersKeptPartitions ? "all kept" : "SOME MOVED"}`,
     );
+  }
+  return lines.length > 0 ? lines.join("\n") + "\n" : "";
+}
+
+/** Runs under flow rules: achieved / limit, and each rule's decisions (requests admitted at once, held then admitted, refused). */
+export function renderFlow(outcomes: readonly RunOutcome[]): string {
+  const lines: string[] = [];
+  for (const o of outcomes) {
+    if (isFailure(o) || o.flow === undefined) continue;
+    const { flow } = o;
+    const ratio =
+      flow.limitMsgsPerSec === undefined
+        ? ""
+        : `: ${formatNumber(o.msgsPerSec)} msgs/s = ${(flow.achievedOfLimit ?? 0).toFixed(3)} × the limit ${formatNumber(flow.limitMsgsPerSec)} msgs/s`;
+    lines.push(`${o.name}${ratio} (broker CPU ${formatNumber(o.brokerCpuUsPerMsg)} µs/msg)`);
+    for (const d of flow.decisions) {
+      lines.push(`  ${d.scope} ${d.limiter}: ${formatNumber(d.admitted)} requests admitted at once, ${formatNumber(d.delayed)} held then admitted, ${formatNumber(d.refused)} refused`);
+    }
   }
   return lines.length > 0 ? lines.join("\n") + "\n" : "";
 }

@@ -1,12 +1,14 @@
 /**
  * The orchestrator's own parts: /proc parsing and metering, the bench JSON check, targets,
- * the plan, and .cpuprofile summaries. Run: node --import tsx --test bench/test/bench-tools.test.ts
+ * the plan, flow rules around a run, and .cpuprofile summaries.
+ * Run: node --import tsx --test test/unit/bench-tools.test.ts
  */
 import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { areaOf, summarizeProfile, type CpuProfile } from "../../bench/cpuprofile.js";
-import { benchArgs, benchPlan, parseBenchSettings, prefillFor } from "../../bench/plan.js";
+import { decisionsDuring, flowRulesFor, parseFlowDecisions } from "../../bench/flow-rules.js";
+import { benchArgs, benchPlan, parseBenchSettings, prefillFor, THROTTLED_RATE_PER_SECOND } from "../../bench/plan.js";
 import { BrokerMeter, parseStatCpuTicks, parseStatusKb, parseUnwrittenKb } from "../../bench/proc-stats.js";
 import { medianOutcome, parseBenchJson, type RunOutcome, type RunRecord } from "../../bench/results.js";
 import { evaluateTargets } from "../../bench/targets.js";
@@ -93,7 +95,7 @@ test("the plan scales counts, keeps the e2e rate, filters by name and rejects un
   const plan = benchPlan(settings);
   assert.deepEqual(plan.map((r) => [r.name, r.messages, r.rate]), [["produce-100b", 200_000, undefined], ["e2e-100b", 5_000, 10_000]]);
   assert.equal(benchPlan(parseBenchSettings({ SLUICE_BENCH_SCALE: "0.00001" }))[0]?.messages, 1_000);
-  assert.equal(benchPlan(parseBenchSettings({})).length, 14);
+  assert.equal(benchPlan(parseBenchSettings({})).length, 16);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_ONLY: "produce-9tb" }), /unknown runs/);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_SCALE: "-1" }), /positive/);
   assert.throws(() => parseBenchSettings({ SLUICE_BENCH_PROFILE: "1", SLUICE_BENCH_REPEAT: "3" }), /single attempt/);
@@ -104,6 +106,48 @@ test("the plan scales counts, keeps the e2e rate, filters by name and rejects un
   assert.ok(benchArgs(e2e, { nameserver: "n", topic: "t", partitions: 3 }).join(" ").endsWith("--rate 10000"));
   assert.equal(prefillFor(e2e), undefined);
   assert.equal(prefillFor({ ...e2e, kind: "consume" })?.kind, "produce");
+});
+
+test("flow runs: the topic placeholder, their targets, and the broker's decisions counted over the run", () => {
+  const plan = benchPlan(parseBenchSettings({ SLUICE_BENCH_ONLY: "produce-1kib-flow-rules,produce-1kib-throttled" }));
+  assert.deepEqual(plan.map((r) => r.flowRules?.map((rule) => rule.scope)), [["broker", "topic:*", "client:*"], ["topic:{topic}"]]);
+  const throttled = plan[1];
+  assert.ok(throttled?.flowRules);
+  const rules = flowRulesFor(throttled.flowRules, "bench-t-1");
+  assert.deepEqual(rules, [{ scope: "topic:bench-t-1", limiter: "token-bucket", messagesPerSecond: THROTTLED_RATE_PER_SECOND, burst: 5_000 }]);
+  assert.equal(throttled.flowRules[0]?.scope, "topic:{topic}", "the plan's rule is not changed");
+
+  const checks = evaluateTargets([
+    record("produce-1kib", { msgsPerSec: 300_000 }),
+    record("produce-1kib-flow-rules", { msgsPerSec: 260_000 }),
+    record("produce-1kib-throttled", { msgsPerSec: 53_000, messages: 1000 }),
+  ]);
+  const find = (run: string, label: string) => checks.find((c) => c.run === run && c.label.startsWith(label));
+  assert.equal(find("produce-1kib-flow-rules", "1 KiB msgs/s under")?.bound, 270_000);
+  assert.equal(find("produce-1kib-flow-rules", "1 KiB msgs/s under")?.met, false);
+  assert.equal(find("produce-1kib-throttled", "throttled msgs/s (≥")?.met, true);
+  assert.equal(find("produce-1kib-throttled", "throttled msgs/s (≤")?.met, false);
+  assert.equal(find("produce-1kib-throttled", "throttled messages")?.met, true);
+
+  const metrics = (admitted: number, delayed: number, refused: number): string =>
+    [
+      "# HELP sluice_flow_requests_total Produce requests decided by each flow rule",
+      "# TYPE sluice_flow_requests_total counter",
+      `sluice_flow_requests_total{scope="topic:bench-t-1",limiter="token-bucket",result="admitted"} ${admitted}`,
+      `sluice_flow_requests_total{scope="topic:bench-t-1",limiter="token-bucket",result="delayed"} ${delayed}`,
+      `sluice_flow_requests_total{scope="topic:bench-t-1",limiter="token-bucket",result="refused"} ${refused}`,
+      `sluice_flow_requests_total{scope="client:a\\"b",limiter="concurrency",result="admitted"} 7`,
+      `sluice_flow_bytes_total{scope="topic:bench-t-1",limiter="token-bucket",result="admitted"} 999999`,
+    ].join("\n");
+  const before = parseFlowDecisions(metrics(10, 2, 0));
+  // A label value's quote comes escaped (\"): the parsed scope has the plain quote.
+  assert.deepEqual(before.get('client:a"b concurrency'), { scope: 'client:a"b', limiter: "concurrency", admitted: 7, delayed: 0, refused: 0 });
+  const after = parseFlowDecisions(metrics(15, 40, 3));
+  assert.deepEqual(decisionsDuring(before, after, [...rules, { scope: "broker", limiter: "token-bucket" }]), [
+    { scope: "topic:bench-t-1", limiter: "token-bucket", admitted: 5, delayed: 38, refused: 3 },
+    // No counter yet (a rule that decided nothing): zero, not missing.
+    { scope: "broker", limiter: "token-bucket", admitted: 0, delayed: 0, refused: 0 },
+  ]);
 });
 
 test("a profile's self time is summed by function and location, within the window asked for", () => {

@@ -3,6 +3,15 @@
  * the SDK's stream plumbing without the real servers: routes point at itself, logs are
  * arrays of stamped batches in memory, Subscribe honours credit like the real broker, and
  * faults can be injected (drop a stream after N messages, refuse a batch with an error).
+ *
+ * Idempotent batches (producer id >= 0) follow Kafka's rules as the real broker keeps them:
+ * the last five batches per producer are remembered and a retry of one is answered with its
+ * first offsets, a sequence gap is OUT_OF_ORDER_SEQUENCE, an older epoch PRODUCER_FENCED.
+ *
+ * Flow control can be played too: hold every produce request before appending it and answer
+ * with a throttle time (a broker whose limiter delays), or refuse requests with THROTTLED and
+ * a retry-after (one whose limiter refuses). Every produce request is recorded in
+ * `produceRequests` with how many of its partition's requests the broker held at its arrival.
  */
 import {
   Server,
@@ -12,8 +21,23 @@ import {
   type ServerDuplexStream,
   type ServerUnaryCall,
 } from "@grpc/grpc-js";
-import { lastOffsetDeltaOf, stampBatch, validateBatch } from "../../common/src/batch/index.js";
-import { OffsetOutOfRangeError, SluiceError, UnknownTopicError } from "../../common/src/errors.js";
+import {
+  BASE_SEQUENCE_AT,
+  PRODUCER_EPOCH_AT,
+  PRODUCER_ID_AT,
+  lastOffsetDeltaOf,
+  recordCountOf,
+  stampBatch,
+  validateBatch,
+} from "../../common/src/batch/index.js";
+import {
+  OffsetOutOfRangeError,
+  OutOfOrderSequenceError,
+  ProducerFencedError,
+  SluiceError,
+  ThrottledError,
+  UnknownTopicError,
+} from "../../common/src/errors.js";
 import { toServiceError, toWireError } from "../../common/src/grpc/errors.js";
 import {
   BrokerService,
@@ -48,20 +72,75 @@ interface StoredBatch {
   bytes: Buffer;
 }
 
+/** The producer fields of a batch header (producerId -1: not idempotent). */
+export interface ProducerFields {
+  producerId: number;
+  producerEpoch: number;
+  baseSequence: number;
+  recordCount: number;
+}
+
+export function producerFieldsOf(batch: Buffer): ProducerFields {
+  return {
+    producerId: Number(batch.readBigInt64BE(PRODUCER_ID_AT)),
+    producerEpoch: batch.readInt16BE(PRODUCER_EPOCH_AT),
+    baseSequence: batch.readInt32BE(BASE_SEQUENCE_AT),
+    recordCount: recordCountOf(batch),
+  };
+}
+
+const SEQUENCE_MODULUS = 2 ** 31;
+/** Batches per producer and partition a broker remembers to recognise retries. */
+const REMEMBERED_BATCHES = 5;
+
+interface ProducerState {
+  epoch: number;
+  lastSequence: number;
+  recent: { baseSequence: number; recordCount: number; baseOffset: number }[];
+}
+
 export class FakeLog {
   readonly batches: StoredBatch[] = [];
   startOffset = 0;
   endOffset = 0;
+  private readonly producers = new Map<number, ProducerState>();
 
   append(batch: Buffer): number {
+    return this.appendProduced(batch).baseOffset;
+  }
+
+  /** Appends a batch, or recognises an idempotent retry of one held (its first offset, not appended again). */
+  appendProduced(batch: Buffer): { baseOffset: number; duplicate: boolean } {
     const bytes = Buffer.from(batch);
     validateBatch(bytes, 64 * 1024 * 1024);
+    const { producerId, producerEpoch, baseSequence, recordCount } = producerFieldsOf(bytes);
+    let state = producerId >= 0 ? this.producers.get(producerId) : undefined;
+    if (state !== undefined) {
+      if (producerEpoch < state.epoch) throw new ProducerFencedError(`producer ${producerId} epoch ${producerEpoch} is older than ${state.epoch}`);
+      if (producerEpoch === state.epoch) {
+        const held = state.recent.find((r) => r.baseSequence === baseSequence && r.recordCount === recordCount);
+        if (held !== undefined) return { baseOffset: held.baseOffset, duplicate: true };
+        const expected = (state.lastSequence + 1) % SEQUENCE_MODULUS;
+        if (baseSequence !== expected) throw new OutOfOrderSequenceError(`producer ${producerId}: sequence ${baseSequence}, expected ${expected}`);
+      } else if (baseSequence !== 0) {
+        throw new OutOfOrderSequenceError(`producer ${producerId}: new epoch ${producerEpoch} must start at sequence 0, got ${baseSequence}`);
+      }
+    }
     const baseOffset = this.endOffset;
     stampBatch(bytes, baseOffset, 0);
     const lastOffset = baseOffset + lastOffsetDeltaOf(bytes);
     this.batches.push({ baseOffset, lastOffset, bytes });
     this.endOffset = lastOffset + 1;
-    return baseOffset;
+    if (producerId >= 0) {
+      if (state === undefined || state.epoch !== producerEpoch) {
+        state = { epoch: producerEpoch, lastSequence: -1, recent: [] };
+        this.producers.set(producerId, state);
+      }
+      state.lastSequence = (baseSequence + recordCount - 1) % SEQUENCE_MODULUS;
+      state.recent.push({ baseSequence, recordCount, baseOffset });
+      if (state.recent.length > REMEMBERED_BATCHES) state.recent.shift();
+    }
+    return { baseOffset, duplicate: false };
   }
 
   /** Whole batches from the one holding `offset`, at least one, up to `maxBytes`. */
@@ -92,15 +171,57 @@ export interface Faults {
   dropSubscribeStreamAfter: number | undefined;
   /** Answer handshakes as a broker speaking only this protocol version. */
   handshakeVersion: number | undefined;
+  /**
+   * Flow control delaying: every produce request not refused is held this long (ms) before it
+   * is appended and answered. A partition's requests are held side by side, and appended in
+   * arrival order.
+   */
+  produceHoldMs: number;
+  /** Flow control delaying: the `throttleTimeMs` every produce acknowledgement carries. */
+  produceThrottleTimeMs: number;
+  /**
+   * Flow control refusing: after letting `passFirst` produce requests through, the next
+   * `count` (Infinity: all) are refused with THROTTLED and this retry-after. Counts down.
+   */
+  throttleRefusals: { count: number; retryAfterMs: number; passFirst?: number } | undefined;
+}
+
+/** One ProduceRequest as the fake broker saw it. */
+export interface ProduceRecord extends ProducerFields {
+  topic: string;
+  partition: number;
+  /** The batch as received. */
+  batch: Buffer;
+  arrivedAtMs: number;
+  /** Requests of this partition the broker held or was handling at this one's arrival, this one included. */
+  inFlight: number;
+  /** When the broker answered it (undefined while held). */
+  answeredAtMs: number | undefined;
+  /** "appended", "duplicate", or the code of the error it was answered with; undefined while held. */
+  result: string | undefined;
 }
 
 export class FakeCluster {
   readonly logs = new Map<string, FakeLog[]>();
-  readonly faults: Faults = { produceErrors: [], dropProduceStreamAfter: undefined, dropSubscribeStreamAfter: undefined, handshakeVersion: undefined };
+  readonly faults: Faults = {
+    produceErrors: [],
+    dropProduceStreamAfter: undefined,
+    dropSubscribeStreamAfter: undefined,
+    handshakeVersion: undefined,
+    produceHoldMs: 0,
+    produceThrottleTimeMs: 0,
+    throttleRefusals: undefined,
+  };
   readonly stats = { handshakes: 0, getRoutes: 0, produceStreams: 0, subscribeStreams: 0, creditGranted: 0, bytesStreamed: 0, maxOverdraftBytes: 0 };
+  /** Every produce request received (past a dropped stream's cut), in arrival order. */
+  readonly produceRequests: ProduceRecord[] = [];
   address = "";
   private readonly server = new Server();
   private readonly pumps = new Set<() => void>();
+  /** Per `topic/partition`: requests held or being handled now. */
+  private readonly produceInFlight = new Map<string, number>();
+  /** Per `topic/partition`: held requests in arrival order, with when each is due. */
+  private readonly held = new Map<string, { dueAtMs: number; run: () => void }[]>();
 
   async start(): Promise<this> {
     this.server.addService(NameServerService, {
@@ -228,19 +349,88 @@ export class FakeCluster {
         if (received === dropAfter) call.emit("error", { code: status.UNAVAILABLE, details: "fake broker dropped the produce stream" });
         return;
       }
-      const reply = { correlationId: request.correlationId, topic: request.topic, partition: request.partition, logAppendTimeMs: 0, logStartOffset: 0, throttleTimeMs: 0 };
-      const injected = this.faults.produceErrors.shift();
-      try {
-        if (injected !== undefined) throw injected;
-        const baseOffset = this.log(request.topic, request.partition).append(request.batch);
-        if (request.acks !== 1) call.write({ ...reply, baseOffset });
-        for (const pump of this.pumps) pump();
-      } catch (err) {
-        if (request.acks !== 1) call.write({ ...reply, baseOffset: -1, error: toWireError(err) });
-      }
+      const record = this.noteArrival(request);
+      // Refused at arrival, like the real broker's flow control: only admitted requests are held.
+      const refusal = this.faults.produceErrors.shift() ?? this.nextThrottleRefusal();
+      const handle = (): void => this.handleProduce(call, request, record, refusal);
+      if (refusal !== undefined) handle();
+      else this.hold(`${request.topic}/${request.partition}`, this.faults.produceHoldMs, handle);
     });
     call.on("end", () => call.end());
     call.on("error", () => undefined);
+  }
+
+  /** Highest number of `topic/partition` requests the broker held at once, among those recorded. */
+  maxProduceInFlight(topic: string, partition: number): number {
+    let max = 0;
+    for (const r of this.produceRequests) if (r.topic === topic && r.partition === partition) max = Math.max(max, r.inFlight);
+    return max;
+  }
+
+  private noteArrival(request: ProduceRequest): ProduceRecord {
+    const key = `${request.topic}/${request.partition}`;
+    const inFlight = (this.produceInFlight.get(key) ?? 0) + 1;
+    this.produceInFlight.set(key, inFlight);
+    const record: ProduceRecord = {
+      ...producerFieldsOf(request.batch),
+      topic: request.topic,
+      partition: request.partition,
+      batch: request.batch,
+      arrivedAtMs: Date.now(),
+      inFlight,
+      answeredAtMs: undefined,
+      result: undefined,
+    };
+    this.produceRequests.push(record);
+    return record;
+  }
+
+  private nextThrottleRefusal(): ThrottledError | undefined {
+    const refusals = this.faults.throttleRefusals;
+    if (refusals === undefined) return undefined;
+    if ((refusals.passFirst ?? 0) > 0) {
+      refusals.passFirst!--;
+      return undefined;
+    }
+    if (refusals.count <= 0) return undefined;
+    refusals.count--;
+    return new ThrottledError(`fake flow control: over the limit, retry in ${refusals.retryAfterMs} ms`, { retryAfterMs: refusals.retryAfterMs });
+  }
+
+  /**
+   * Runs `run` after `holdMs`, never before an earlier held request of the same partition:
+   * each timer runs the oldest waiting request, and due times never decrease.
+   */
+  private hold(key: string, holdMs: number, run: () => void): void {
+    let queue = this.held.get(key);
+    if (queue === undefined) this.held.set(key, (queue = []));
+    if (holdMs <= 0 && queue.length === 0) {
+      run();
+      return;
+    }
+    const dueAtMs = Math.max(Date.now() + holdMs, queue.at(-1)?.dueAtMs ?? 0);
+    queue.push({ dueAtMs, run });
+    setTimeout(() => queue.shift()!.run(), dueAtMs - Date.now());
+  }
+
+  private handleProduce(call: ServerDuplexStream<ProduceRequest, ProduceResponse>, request: ProduceRequest, record: ProduceRecord, refusal: SluiceError | undefined): void {
+    const reply = { correlationId: request.correlationId, topic: request.topic, partition: request.partition, logAppendTimeMs: 0, logStartOffset: 0, throttleTimeMs: 0 };
+    let response: ProduceResponse;
+    try {
+      if (refusal !== undefined) throw refusal;
+      const { baseOffset, duplicate } = this.log(request.topic, request.partition).appendProduced(request.batch);
+      record.result = duplicate ? "duplicate" : "appended";
+      response = { ...reply, baseOffset, throttleTimeMs: this.faults.produceThrottleTimeMs };
+      for (const pump of this.pumps) pump();
+    } catch (err) {
+      record.result = err instanceof SluiceError ? err.code : "error";
+      response = { ...reply, baseOffset: -1, error: toWireError(err) };
+    }
+    const key = `${request.topic}/${request.partition}`;
+    this.produceInFlight.set(key, (this.produceInFlight.get(key) ?? 1) - 1);
+    record.answeredAtMs = Date.now();
+    // A held request may outlive its stream (the client cancelled it): nobody to answer.
+    if (request.acks !== 1 && !call.cancelled) call.write(response);
   }
 
   private subscribe(call: ServerDuplexStream<SubscribeRequest, FetchResponse>): void {

@@ -20,6 +20,7 @@
 import { systemClock, type Clock } from "../../../common/src/clock.js";
 import { ThrottledError, UnknownFlowRuleError } from "../../../common/src/errors.js";
 import {
+  DEFAULT_MAX_QUEUE_MS,
   describeFlowLimit,
   flowRuleKey,
   flowRuleUnit,
@@ -124,7 +125,7 @@ class RuleState {
   }
 
   get maxQueueMs(): number {
-    return this.rule.maxQueueMs ?? 0;
+    return this.rule.maxQueueMs ?? DEFAULT_MAX_QUEUE_MS;
   }
 
   cost(request: FlowRequest): number {
@@ -357,8 +358,14 @@ class Ticket implements FlowTicket {
     if (waitMs > 0) {
       for (const state of this.delaying) state.held++;
       try {
-        await new Promise<void>((resolve) => {
-          this.cancelWait = this.controller.scheduleAfter(resolve, waitMs);
+        await new Promise<void>((resolve, reject) => {
+          const cancelTimer = this.controller.scheduleAfter(resolve, waitMs);
+          // Released while waiting (an earlier batch of its partition was refused): the wait
+          // ends here, so `held` is given back below and `ready` settles.
+          this.cancelWait = () => {
+            cancelTimer();
+            reject(new ThrottledError("the request was given up while flow control held it"));
+          };
         });
       } finally {
         this.cancelWait = undefined;
@@ -388,10 +395,6 @@ class Ticket implements FlowTicket {
       const waiter: SlotWaiter = {
         grant: () => {
           this.waitingFor = undefined;
-          if (this.released) {
-            this.handBack(state);
-            return;
-          }
           this.holding.push(state);
           this.controller.noteDecision(state, "delayed", this.request.bytes);
           resolve();
