@@ -368,6 +368,17 @@ describe("FlowController: holding a request", () => {
     for (const ticket of tickets) ticket.release();
   });
 
+  it("a wait under 1 ms is not held (a timer cannot wait less): the request goes on at once, counted admitted", () => {
+    // A leaky bucket at 10 M messages/s books requests arriving together 0.1 us apart.
+    const { flow, observer } = harness([{ scope: "broker", limiter: "leaky-bucket", messagesPerSecond: 10_000_000 }]);
+    assert.equal(flow.admit(request()).immediate, true);
+    const next = flow.admit(request());
+    assert.equal(next.immediate, true);
+    assert.equal(next.ready, undefined);
+    assert.deepEqual(observer.take().map((d) => d.result), ["admitted", "admitted"]);
+    assert.equal(state(flow, "broker", "leaky-bucket").queued, 0);
+  });
+
   it("release() of a ticket still in its rate wait stops counting it as queued", async () => {
     // produce.ts releases a held ticket whose batch was refused because an earlier batch of its
     // partition was (PartitionOrder): the ticket is released before its rate wait is over.

@@ -81,6 +81,12 @@ export interface FlowControllerOptions {
  * refusal still arrive inside this window and are refused behind it (see produce.ts).
  */
 export const MIN_RETRY_AFTER_MS = 100;
+/**
+ * Waits shorter than this are not held: a timer cannot wait less than 1 ms, and a limiter
+ * without burst (warm-up, leaky bucket) books requests arriving together microseconds apart,
+ * which would otherwise each be held a whole millisecond. The limiter has booked them anyway.
+ */
+export const MIN_HOLD_MS = 1;
 /** Matched rule lists kept per (topic, client); the cache starts over past this. */
 const MAX_MATCH_CACHE_ENTRIES = 10_000;
 
@@ -230,13 +236,14 @@ export class FlowController {
       if (wait > state.maxQueueMs) throw this.refuse(state, request, wait);
       waitMs = Math.max(waitMs, wait);
     }
+    if (waitMs < MIN_HOLD_MS) waitMs = 0;
     const concurrency: RuleState[] = [];
     const delaying: RuleState[] = [];
     for (const state of matched) {
       if (state.rate !== undefined) {
-        const wait = state.rate.take(state.cost(request), now);
-        if (wait > 0) delaying.push(state);
-        this.observer?.decided(state.rule, wait > 0 ? "delayed" : "admitted", request.bytes);
+        const held = state.rate.take(state.cost(request), now) >= MIN_HOLD_MS;
+        if (held) delaying.push(state);
+        this.observer?.decided(state.rule, held ? "delayed" : "admitted", request.bytes);
       } else {
         concurrency.push(state);
       }
