@@ -124,10 +124,13 @@ export class RetryPolicy {
   /**
    * How long a batch refused by flow control (THROTTLED) waits before it goes again: the
    * broker's retry-after plus up to 10 % jitter (so producers refused together do not come
-   * back together), or -1 when that passes the deadline. No exponential growth: the broker
+   * back together), or -1 when that passes the deadline or `retries` is 0. No exponential growth: the broker
    * knows when it will admit the batch, and waiting longer only loses throughput.
    */
   throttleDelayMs(err: SluiceError, deadlineMs: number): number {
+    // `retries: 0` means never retry, here too. A retry-after ending past the deadline gives
+    // up at once: waiting could only end in the same refusal.
+    if (this.options.retries === 0) return -1;
     const base = err.retryAfterMs ?? this.options.initialRetryMs;
     const delay = Math.round(base * (1 + THROTTLE_JITTER * this.random()));
     return this.now() + delay < deadlineMs ? delay : -1;

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { decodeRecords } from "../../common/src/batch/index.js";
-import { SluiceError } from "../../common/src/errors.js";
+import { SluiceError, StorageFullError, ThrottledError } from "../../common/src/errors.js";
 import { Sluice, type RetryOptions } from "../../clients/src/index.js";
 import { THROTTLED_IN_FLIGHT } from "../../clients/src/producer/partition-queue.js";
 import { FakeCluster, type ProduceRecord } from "./clients-fake-cluster.js";
@@ -259,5 +259,25 @@ describe("producer pacing under broker flow control (fake broker)", () => {
     }
     assert.equal(nextSequence, count);
     assert.ok(Math.max(...[...byBatch.values()].map((a) => a.length)) >= 3, "a batch was refused more than retries: 1 allows");
+  });
+
+  it("refusals by flow control do not use up `retries`: a later retriable failure still gets its retries; `retries: 0` gives up at once", async () => {
+    cluster.createTopic("mixed", 1);
+    // Three refusals, then two disk-full failures: retries: 2 covers the failures only if the
+    // refusals did not count.
+    sluice = new Sluice({ nameservers: [cluster.address], clientId: "flow-pacing-retries", retry: { retries: 2, initialRetryMs: 10, maxRetryMs: 20 } });
+    const throttled = (): ThrottledError => new ThrottledError("fake: slow down", { retryAfterMs: 20 });
+    cluster.faults.produceErrors.push(throttled(), throttled(), throttled(), new StorageFullError("fake: disk full"), new StorageFullError("fake: disk full"));
+    await sluice.producer({ lingerMs: 0 }).send("mixed", [{ value: "one" }]);
+    assert.deepEqual(storedValues(cluster, "mixed"), ["one"]);
+    assert.equal(requestsOf(cluster, "mixed").length, 6);
+
+    await sluice.close();
+    sluice = new Sluice({ nameservers: [cluster.address], clientId: "flow-pacing-no-retries", retry: { retries: 0 } });
+    cluster.faults.produceErrors.push(throttled());
+    const started = Date.now();
+    await assert.rejects(sluice.producer({ lingerMs: 0 }).send("mixed", [{ value: "two" }]), (e: unknown) => e instanceof SluiceError && e.code === "THROTTLED");
+    assert.ok(Date.now() - started < 500, "retries: 0 never retries, THROTTLED included");
+    assert.equal(requestsOf(cluster, "mixed").length, 7);
   });
 });

@@ -57,6 +57,8 @@ export class SendCall {
 export class ProducerBatch {
   /** Attempts that failed so far. */
   attempts = 0;
+  /** Of `attempts`, those refused by flow control: they do not count as retries (backoff, `retries`). */
+  throttledAttempts = 0;
   /** When the batch was last written to a stream (ms since the epoch). */
   sentAtMs = 0;
   /**

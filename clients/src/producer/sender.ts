@@ -117,7 +117,10 @@ export class Sender implements ProduceStreamListener {
   /** A failed attempt: back into the queue after a backoff, or the batch's sends fail. */
   private retryOrFail(queue: PartitionQueue, batch: ProducerBatch, err: SluiceError): void {
     this.context.routes.noteError(batch.topic, err);
-    const retry = batch.attempts++;
+    // Refusals by flow control are pacing, not failures: they do not use up `retries` or
+    // grow the backoff of a later failure.
+    const retry = batch.attempts++ - batch.throttledAttempts;
+    if (err.code === "THROTTLED") batch.throttledAttempts++;
     if (err.retriable && !this.closed) this.options.onRetriableFailure?.(batch.topic, batch.partition, err);
     let delay: number;
     if (this.closed) {
