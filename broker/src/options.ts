@@ -18,6 +18,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_MAX_FETCH_BYTES = 4 * 1024 * 1024;
 /** Bytes of produce data one stream may have waiting for the log before it is paused. */
 export const DEFAULT_MAX_PENDING_PRODUCE_BYTES = 32 * 1024 * 1024;
+/** Batches held by flow control, broker-wide: what throttled producers may make the broker keep. */
+export const DEFAULT_MAX_HELD_PRODUCE_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 /** Replication defaults (R10–R12): a slave more than this far behind leaves the in-sync set. */
 export const DEFAULT_MAX_SLAVE_LAG_MS = 10_000;
@@ -80,6 +82,8 @@ export interface BrokerOptions {
    * defaults filled in. Rules changed at run time (`sluice flow`) are layered over them.
    */
   flowRules: FlowRule[];
+  /** Batch bytes flow control may hold at once, broker-wide; past it a batch that would be held is refused. */
+  maxHeldProduceBytes: number;
 }
 
 export type BrokerOptionsInput = Partial<Omit<BrokerOptions, "flowRules">> &
@@ -120,6 +124,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     leaseTtlMs: input.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     fenceMarginMs: input.fenceMarginMs ?? DEFAULT_FENCE_MARGIN_MS,
     flowRules: parseFlowRules(input.flowRules ?? [], "flow"),
+    maxHeldProduceBytes: input.maxHeldProduceBytes ?? DEFAULT_MAX_HELD_PRODUCE_BYTES,
   };
   if (!GROUP_NAME.test(options.group)) {
     throw new InvalidConfigError(`broker name "${options.group}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
@@ -142,6 +147,7 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
   requireInteger("max-message-bytes", options.maxMessageBytes, 1024, 64 * 1024 * 1024 - 1024);
   requireInteger("max-fetch-bytes", options.maxFetchBytes, 1024, 64 * 1024 * 1024 - 1024);
   requireInteger("max-pending-produce-bytes", options.maxPendingProduceBytes, 1024, 2 ** 40);
+  requireInteger("max-held-produce-bytes", options.maxHeldProduceBytes, 1024, 2 ** 40);
   requireInteger("shutdown-timeout-ms", options.shutdownTimeoutMs, 0, 600_000);
   requireInteger("group-initial-rebalance-delay-ms", options.groupInitialRebalanceDelayMs, 0, 60_000);
   checkReplicationMode(options.replication);

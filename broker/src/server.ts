@@ -96,7 +96,8 @@ export class Broker {
     const flowStore = new FlowRuleStore(options.dataDir);
     let flow: FlowController | undefined;
     const flowMetrics = new FlowMetrics(registry, () => flow);
-    flow = new FlowController(flowStore.effective(options.flowRules), { clock, observer: flowMetrics });
+    // Limiters measure intervals on a monotonic clock, whatever `clock` the broker runs on.
+    flow = new FlowController(flowStore.effective(options.flowRules, logger), { observer: flowMetrics, maxHeldBytes: options.maxHeldProduceBytes });
     const flowController = flow;
 
     // HTTP first, so /healthz answers while a long recovery runs and /readyz says why not yet.

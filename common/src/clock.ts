@@ -6,6 +6,13 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
+/**
+ * Milliseconds that never jump: performance.now() on the epoch scale of the process start.
+ * For intervals (rate limiters, timeouts) that a wall-clock step (NTP) must not stretch or
+ * reverse; not for timestamps stored or shown.
+ */
+export const monotonicClock: Clock = { now: () => performance.timeOrigin + performance.now() };
+
 /** A clock that moves only when told to, for failure detectors and rate limiters. */
 export class FakeClock implements Clock {
   constructor(private current = 0) {}

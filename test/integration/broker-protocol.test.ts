@@ -134,6 +134,39 @@ describe("broker protocol", () => {
     }
   });
 
+  it("flow control: batches held when their stream goes away are never appended, and their limits are given back", async () => {
+    const sluice = new Sluice({ nameservers: [cluster.nameserver] });
+    await sluice.admin().createTopic("dropped", { partitions: 1 });
+    await sluice.close();
+    const put = await fetch(`http://${cluster.http}/admin/flow`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ scope: "topic:dropped", limiter: "leaky-bucket", messagesPerSecond: 1, maxQueueMs: 5000 }),
+    });
+    assert.equal(put.status, 200, await put.clone().text());
+    try {
+      const stream: ClientDuplexStream<ProduceRequest, ProduceResponse> = client.produce();
+      stream.on("error", () => undefined);
+      const first = new Promise<ProduceResponse>((resolve) => stream.once("data", resolve));
+      // The first passes at once; the next two are held 1 s and 2 s.
+      for (let i = 1; i <= 3; i++) {
+        stream.write({ header: i === 1 ? header : undefined, correlationId: i, topic: "dropped", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: `d${i}` }]) });
+      }
+      assert.equal((await first).error, undefined);
+      const queued = async (): Promise<number> => {
+        const listing = (await (await fetch(`http://${cluster.http}/admin/flow`)).json()) as { rules: { scope: string; state: { queued: number } }[] };
+        return listing.rules.find((r) => r.scope === "topic:dropped")!.state.queued;
+      };
+      assert.equal(await queued(), 2);
+      stream.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      assert.equal(await endOffset(client, "dropped"), 1, "the held batches of the cancelled stream were not appended");
+      assert.equal(await queued(), 0);
+    } finally {
+      await fetch(`http://${cluster.http}/admin/flow?scope=topic:dropped&limiter=leaky-bucket`, { method: "DELETE" });
+    }
+  });
+
   it("refuses a batch whose CRC does not match, and appends nothing", async () => {
     const before = await endOffset(client, "raw");
     const batch = encodeBatch([{ value: "flip me" }]);

@@ -49,7 +49,7 @@ describe("flow control (real broker)", () => {
   before(async () => {
     const config = writeConfig([{ scope: "topic:limited", limiter: "token-bucket", messagesPerSecond: LIMIT, burst: 200 }]);
     cluster = await startDev({ extra: ["--config", config] });
-    await createTopics(cluster.nameserver, "limited", "free", "changing", "strict");
+    await createTopics(cluster.nameserver, "limited", "free", "changing", "strict", "light");
   });
 
   after(async () => {
@@ -99,6 +99,38 @@ describe("flow control (real broker)", () => {
     console.log(
       `flow: limited topic ${achieved.toFixed(0)} msgs/s (limit ${LIMIT}); other topic ${togetherRate.toFixed(0)} msgs/s beside it, ${aloneRate.toFixed(0)} alone`,
     );
+  });
+
+  it("one producer writing a throttled and a free topic: the free topic's sends are not slowed by the held batches", async () => {
+    const nameserver = cluster.nameserver;
+    const set = await runCli(
+      ["flow", "set", "--scope", "topic:heavy", "--limiter", "token-bucket", "--bytes-per-second", "4194304", "--burst", "65536", "--max-queue-ms", "10000"],
+      { nameserver },
+    );
+    assert.equal(set.code, 0, set.stderr);
+    const sluice = new Sluice({ nameservers: [nameserver], clientId: "shared-producer", requestTimeoutMs: 60_000 });
+    try {
+      await sluice.admin().createTopic("heavy", { partitions: 1 });
+      const producer = sluice.producer({ lingerMs: 1 });
+      await producer.send("light", [{ value: "warm" }]);
+      // 40 MiB for a topic allowed 4 MiB/s with waits up to 10 s: the broker holds more than a
+      // stream's append backlog (32 MiB) of it, which must not pause the stream "light" shares.
+      const chunk = "x".repeat(10_240);
+      const heavy = Array.from({ length: 40 }, () => producer.send("heavy", Array.from({ length: 100 }, () => ({ value: chunk }))));
+      await sleep(500);
+      const latencies: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const started = Date.now();
+        await producer.send("light", [{ value: `light-${i}` }]);
+        latencies.push(Date.now() - started);
+      }
+      assert.ok(Math.max(...latencies) < 500, `light sends beside a throttled topic on the same producer took ${latencies.join(", ")} ms`);
+      const deleted = await runCli(["flow", "delete", "--scope", "topic:heavy", "--limiter", "token-bucket"], { nameserver });
+      assert.equal(deleted.code, 0, deleted.stderr);
+      await Promise.all(heavy);
+    } finally {
+      await sluice.close();
+    }
   });
 
   it("applies `sluice flow set` and `flow delete` to a live producer within 1 s, and keeps them across a restart", async () => {

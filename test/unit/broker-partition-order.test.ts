@@ -36,10 +36,10 @@ function heldTicket(): FlowTicket & { admit(): void; refuse(error: unknown): voi
     refuse = reject;
   });
   ready.catch(() => undefined); // as the controller does: the caller may never look
-  return { immediate: false, ready, release: () => undefined, admit, refuse };
+  return { immediate: false, ready, release: () => undefined, cancel: () => undefined, admit, refuse };
 }
 
-const IMMEDIATE: FlowTicket = { immediate: true, ready: undefined, release: () => undefined };
+const IMMEDIATE: FlowTicket = { immediate: true, ready: undefined, release: () => undefined, cancel: () => undefined };
 
 const P0 = "orders\u00000";
 const P1 = "orders\u00001";
@@ -155,6 +155,27 @@ describe("PartitionOrder: keeping a partition's batches in order", () => {
   });
 });
 
+describe("PartitionOrder.wouldWait: whether a batch will be held (its bytes count toward the held budget)", () => {
+  it("a held ticket, or any ticket behind a held batch of its partition, would wait; nothing else", async () => {
+    const order = new PartitionOrder(() => 0);
+    assert.equal(order.wouldWait(P0, IMMEDIATE), false);
+    const a = heldTicket();
+    assert.equal(order.wouldWait(P0, a), true);
+    assert.equal(order.wouldWait(P0, IMMEDIATE), false, "asking changed nothing");
+    const aReady = order.after(P0, a);
+    assert.equal(order.wouldWait(P0, IMMEDIATE), true, "an immediate batch behind a held one is held too");
+    assert.equal(order.wouldWait(P1, IMMEDIATE), false, "another partition is not held");
+    a.admit();
+    assert.equal((await stateOf(aReady)).state, "resolved");
+    assert.equal(order.wouldWait(P0, IMMEDIATE), false, "the tail was not cleared");
+    const b = heldTicket();
+    order.after(P0, b);
+    b.refuse(throttled(100));
+    await flush();
+    assert.equal(order.wouldWait(P0, IMMEDIATE), false, "a refused tail was kept");
+  });
+});
+
 describe("PartitionOrder: the refusing window", () => {
   it("a THROTTLED refusal makes the partition refuse for its retry-after, counting down", () => {
     let nowMs = 10_000;
@@ -265,7 +286,33 @@ describe("PartitionOrder with the flow controller, as produce.ts drives them", (
     };
   }
 
-  it("a batch refused because an earlier one was refused gives back what it held: no slot, no queued count", async () => {
+  /** produce.ts's data handler, reduced to flow control and ordering. */
+  function producer(flow: FlowController, order: PartitionOrder, outcomes: string[]) {
+    return (name: string, topic: string, partition: number, messages = 1): FlowTicket => {
+      const key = `${topic}\u0000${partition}`;
+      order.checkNotRefusing(key, topic, partition);
+      const ticket = flow.admit({ topic, clientId: "app", messages, bytes: 10 });
+      const ready = order.after(key, ticket);
+      if (ready === undefined) {
+        outcomes.push(`${name} appended`);
+        return ticket;
+      }
+      void ready.then(
+        () => {
+          outcomes.push(`${name} appended`);
+          ticket.release();
+        },
+        (error: unknown) => {
+          ticket.cancel();
+          order.refused(key, error);
+          outcomes.push(`${name} refused`);
+        },
+      );
+      return ticket;
+    };
+  }
+
+  it("batches refused for want of a slot, one on its own and one behind it, charge nothing and hold nothing", async () => {
     const clock = new FakeClock(0);
     const time = fakeTime(clock);
     const flow = new FlowController(
@@ -277,40 +324,55 @@ describe("PartitionOrder with the flow controller, as produce.ts drives them", (
     );
     const order = new PartitionOrder(() => clock.now());
     const outcomes: string[] = [];
-    // produce.ts's data handler, reduced to flow control and ordering.
-    const produce = (name: string, topic: string, partition: number): FlowTicket => {
-      const key = `${topic}\u0000${partition}`;
-      order.checkNotRefusing(key, topic, partition);
-      const ticket = flow.admit({ topic, clientId: "app", messages: 1, bytes: 10 });
-      const ready = order.after(key, ticket);
-      if (ready === undefined) {
-        outcomes.push(`${name} appended`);
-        return ticket;
-      }
-      void ready
-        .then(
-          () => outcomes.push(`${name} appended`),
-          (error: unknown) => {
-            order.refused(key, error);
-            outcomes.push(`${name} refused`);
-          },
-        )
-        .finally(() => ticket.release());
-      return ticket;
-    };
-
+    const produce = producer(flow, order, outcomes);
     const holder = produce("x", "payments", 0); // takes the only broker slot until released
-    produce("a", "orders", 0); // a token now, then no slot: refused 150 ms after arrival
-    produce("b", "orders", 0); // waits 1000 ms for a token, behind a
+    produce("a", "orders", 0); // no slot: queued, refused 150 ms after arrival
+    produce("b", "orders", 0); // queued behind a, refused with it
+    const status = (limiter: string) => flow.list().find((r) => r.limiter === limiter)!.state;
+    assert.deepEqual(status("concurrency"), { queued: 2, inFlight: 1 });
     await time.advance(150);
     assert.deepEqual(outcomes, ["x appended", "a refused", "b refused"]);
     assert.throws(() => produce("c", "orders", 0), ThrottledError, "the partition does not refuse within a's retry-after");
-
-    const status = (limiter: string) => flow.list().find((r) => r.limiter === limiter)!.state;
     assert.deepEqual(status("concurrency"), { queued: 0, inFlight: 1 });
+    assert.deepEqual(status("token-bucket"), { available: 1, queued: 0 }, "a refused batch took a token");
     holder.release();
     assert.deepEqual(status("concurrency"), { queued: 0, inFlight: 0 });
-    await time.advance(2000);
-    assert.equal(status("token-bucket").queued, 0, "b's ticket, released while in its rate wait, is still counted as queued");
+  });
+
+  it("a batch charged and held behind one refused at its rate stage is given up: its booking refunded, its slot freed", async () => {
+    const clock = new FakeClock(0);
+    const time = fakeTime(clock);
+    const decisions: string[] = [];
+    const flow = new FlowController(
+      [
+        { rule: parseFlowRule({ scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 10, maxQueueMs: 150 }), source: "config" },
+        { rule: parseFlowRule({ scope: "broker", limiter: "concurrency", maxInFlight: 1, maxQueueMs: 1000 }), source: "config" },
+      ],
+      { clock, schedule: time.schedule, observer: { decided: (rule, result) => decisions.push(`${rule.limiter} ${result}`), held: () => undefined } },
+    );
+    const order = new PartitionOrder(() => clock.now());
+    const outcomes: string[] = [];
+    const produce = producer(flow, order, outcomes);
+    const first = produce("p", "orders", 1); // passes the outlet at 0 with the only slot
+    produce("a", "orders", 0, 2);
+    produce("b", "orders", 0);
+    await time.advance(60);
+    // a gets the slot: 60 ms waited + 140 to its pass at 200 > 150, refused. b then gets the
+    // slot and is booked at 100 (60 + 40 <= 150), but a was refused ahead of it: b is given up.
+    first.release();
+    await time.advance(0);
+    assert.deepEqual(outcomes, ["p appended", "a refused", "b refused"]);
+    assert.deepEqual(decisions.slice(2).sort(), ["concurrency delayed", "concurrency delayed", "leaky-bucket delayed", "leaky-bucket refused"], "a refused, b charged");
+    const status = (limiter: string) => flow.list().find((r) => r.limiter === limiter)!.state;
+    assert.deepEqual(status("concurrency"), { queued: 0, inFlight: 0 }, "b's slot was not freed");
+    assert.deepEqual(status("leaky-bucket"), { queued: 0 });
+    // b's outlet time is free again: a batch of another partition passes at 100, not at 200.
+    produce("c", "orders", 1);
+    await time.advance(39);
+    assert.deepEqual(outcomes.slice(3), []);
+    await time.advance(1);
+    assert.deepEqual(outcomes.slice(3), ["c appended"], "b's booking was not refunded");
+    assert.equal(clock.now(), 100);
+    assert.deepEqual(status("concurrency"), { queued: 0, inFlight: 0 });
   });
 });

@@ -1,158 +1,22 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { FakeClock } from "../../common/src/clock.js";
-import { SluiceError, ThrottledError, UnknownFlowRuleError } from "../../common/src/errors.js";
-import { parseFlowRule, type FlowRule } from "../../common/src/flow/rules.js";
+import { UnknownFlowRuleError } from "../../common/src/errors.js";
+import { parseFlowRule } from "../../common/src/flow/rules.js";
+import { FlowController, MIN_RETRY_AFTER_MS } from "../../broker/src/flow/flow-controller.js";
 import {
-  FlowController,
-  MIN_RETRY_AFTER_MS,
-  type FlowObserver,
-  type FlowRequest,
-  type FlowRuleSource,
-  type FlowTicket,
-  type Schedule,
-} from "../../broker/src/flow/flow-controller.js";
+  assertImmediate,
+  assertThrottled,
+  harness,
+  OPEN_TICKET,
+  refusal,
+  request,
+  START_MS,
+  state,
+  stateOf,
+} from "./flow-fixtures.js";
 
-// No test sleeps: the controller reads a FakeClock and waits through a fake scheduler whose
-// timers fire, in due order, only when the test advances it (together with the clock).
-
-/** Lets every pending promise callback run (setImmediate comes after the microtask queue). */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-interface FakeTimer {
-  readonly dueMs: number;
-  readonly sequence: number;
-  readonly run: () => void;
-}
-
-class FakeScheduler {
-  private timers: FakeTimer[] = [];
-  private nextSequence = 0;
-
-  constructor(readonly clock: FakeClock) {}
-
-  readonly schedule: Schedule = (run, delayMs) => {
-    const timer: FakeTimer = { dueMs: this.clock.now() + Math.max(0, delayMs), sequence: this.nextSequence++, run };
-    this.timers.push(timer);
-    // Due order, then creation order for timers due at the same time (as setTimeout does).
-    this.timers.sort((a, b) => a.dueMs - b.dueMs || a.sequence - b.sequence);
-    return () => {
-      this.timers = this.timers.filter((t) => t !== timer);
-    };
-  };
-
-  /** Timers not yet fired nor cancelled. */
-  get pending(): number {
-    return this.timers.length;
-  }
-
-  /** Moves the clock by `ms`, firing each timer at its own due time and letting its callbacks settle. */
-  async advance(ms: number): Promise<void> {
-    const targetMs = this.clock.now() + ms;
-    await flush();
-    for (;;) {
-      const next = this.timers[0];
-      if (next === undefined || next.dueMs > targetMs) break;
-      this.timers.shift();
-      this.clock.set(Math.max(this.clock.now(), next.dueMs));
-      next.run();
-      await flush();
-    }
-    this.clock.set(targetMs);
-    await flush();
-  }
-}
-
-type PromiseState = "pending" | "resolved" | "rejected";
-
-/** The state of a promise once pending callbacks ran; records the rejection reason. */
-async function stateOf(promise: Promise<unknown> | undefined): Promise<{ state: PromiseState; error?: unknown }> {
-  assert.ok(promise !== undefined, "the ticket has no ready promise");
-  const seen: { state: PromiseState; error?: unknown } = { state: "pending" };
-  promise.then(
-    () => (seen.state = "resolved"),
-    (error: unknown) => {
-      seen.state = "rejected";
-      seen.error = error;
-    },
-  );
-  await flush();
-  return seen;
-}
-
-interface Decision {
-  scope: string;
-  limiter: string;
-  result: "admitted" | "delayed" | "refused";
-  bytes: number;
-}
-
-class RecordingObserver implements FlowObserver {
-  readonly decisions: Decision[] = [];
-  readonly heldMs: number[] = [];
-  decided(rule: FlowRule, result: "admitted" | "delayed" | "refused", bytes: number): void {
-    this.decisions.push({ scope: rule.scope, limiter: rule.limiter, result, bytes });
-  }
-  held(waitMs: number): void {
-    this.heldMs.push(waitMs);
-  }
-  take(): Decision[] {
-    return this.decisions.splice(0);
-  }
-}
-
-interface Harness {
-  clock: FakeClock;
-  scheduler: FakeScheduler;
-  observer: RecordingObserver;
-  flow: FlowController;
-}
-
-/** A controller over normalised rules (parseFlowRule fills the defaults, as the broker does). */
-function harness(rules: readonly unknown[], source: FlowRuleSource = "config", startMs = 1_000_000): Harness {
-  const clock = new FakeClock(startMs);
-  const scheduler = new FakeScheduler(clock);
-  const observer = new RecordingObserver();
-  const flow = new FlowController(
-    rules.map((rule, i) => ({ rule: parseFlowRule(rule, `flow[${i}]`), source })),
-    { clock, schedule: scheduler.schedule, observer },
-  );
-  return { clock, scheduler, observer, flow };
-}
-
-function request(fields: Partial<FlowRequest> = {}): FlowRequest {
-  return { topic: "orders", clientId: "app-1", messages: 1, bytes: 100, ...fields };
-}
-
-/** The shared ticket the controller hands out when no rule holds a request. */
-const OPEN_TICKET: FlowTicket = new FlowController().admit(request());
-
-function state(flow: FlowController, scope: string, limiter: string): { available?: number; queued: number; inFlight?: number } {
-  const rule = flow.list().find((r) => r.scope === scope && r.limiter === limiter);
-  assert.ok(rule !== undefined, `no rule ${scope} ${limiter} in list()`);
-  return rule.state;
-}
-
-function assertThrottled(error: unknown, retryAfterMs: number, ...phrases: string[]): void {
-  assert.ok(error instanceof ThrottledError, `expected a ThrottledError, got ${String(error)}`);
-  assert.ok(error instanceof SluiceError);
-  assert.equal(error.code, "THROTTLED");
-  assert.equal(error.retriable, true);
-  assert.equal(error.retryAfterMs, retryAfterMs);
-  for (const phrase of phrases) assert.ok(error.message.includes(phrase), `message ${JSON.stringify(error.message)} lacks ${JSON.stringify(phrase)}`);
-}
-
-function refusal(flow: FlowController, req: FlowRequest): ThrottledError {
-  try {
-    flow.admit(req);
-  } catch (error) {
-    assert.ok(error instanceof ThrottledError, `expected a ThrottledError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail(`admit(${JSON.stringify(req)}) was not refused`);
-}
+// Rate rules, rule changes and the held-bytes budget. Concurrency rules, the order of the
+// slot and rate stages, and cancel() are in flow-controller-concurrency.test.ts.
 
 describe("FlowController: which rules apply", () => {
   it("with no rule at all every request gets the shared immediate ticket", () => {
@@ -163,6 +27,7 @@ describe("FlowController: which rules apply", () => {
     assert.equal(ticket.ready, undefined);
     ticket.release();
     ticket.release();
+    ticket.cancel();
     assert.equal(flow.size, 0);
     assert.deepEqual(flow.list(), []);
   });
@@ -231,7 +96,7 @@ describe("FlowController: all-or-nothing refusal", () => {
     const { flow, scheduler, observer } = harness(rules);
     const t0 = scheduler.clock.now();
     // t0: 10 messages empty the bucket; 100 bytes pass the idle pacer at once (its last pass is now t0).
-    assert.equal(flow.admit(request({ messages: 10, bytes: 100 })), OPEN_TICKET);
+    assertImmediate(flow.admit(request({ messages: 10, bytes: 100 })));
     assert.equal(state(flow, "topic:orders", "token-bucket").available, 0);
     observer.take();
 
@@ -258,7 +123,7 @@ describe("FlowController: all-or-nothing refusal", () => {
   it("a refusal by the second rule leaves the first rule's tokens untouched even when it would pass at once", () => {
     const { flow } = harness(rules);
     // Bucket 10 → 7; the pacer passes 300 bytes now (last pass t0).
-    assert.equal(flow.admit(request({ messages: 3, bytes: 300 })), OPEN_TICKET);
+    assertImmediate(flow.admit(request({ messages: 3, bytes: 300 })));
     assert.equal(state(flow, "topic:orders", "token-bucket").available, 7);
     // The bucket lets 5 messages through at once; the pacer would hold 250 bytes 250 ms > 200.
     const error = refusal(flow, request({ messages: 5, bytes: 250 }));
@@ -286,7 +151,7 @@ describe("FlowController: all-or-nothing refusal", () => {
     flow.admit(request({ messages: 100_000 }));
     assert.match(refusal(flow, request({ messages: 1 })).message, /^throttled by topic:orders token-bucket \(50000 messages\/s, burst 100000\): bucket empty, /);
     // A cold warm-up limiter passes the first request now and books the next a cold interval later.
-    assert.equal(flow.admit(request({ topic: "logs", bytes: 1 })), OPEN_TICKET);
+    assertImmediate(flow.admit(request({ topic: "logs", bytes: 1 })));
     const error = refusal(flow, request({ topic: "logs", bytes: 1 }));
     assert.match(error.message, /^throttled by topic:logs warm-up \(1000 bytes\/s, warm-up 10000 ms x3\): warming up or at its rate, /);
   });
@@ -302,7 +167,8 @@ describe("FlowController: holding a request", () => {
     const { flow, scheduler, observer } = harness(rules);
     const t0 = scheduler.clock.now();
     const first = flow.admit(request({ messages: 10, bytes: 100 }));
-    assert.equal(first, OPEN_TICKET, "no wait and no concurrency rule: the shared ticket");
+    assertImmediate(first, "no wait and no concurrency rule: the request goes on at once");
+    assert.notEqual(first, OPEN_TICKET, "a matched request gets a ticket of its own (cancel() must refund it)");
     assert.deepEqual(observer.take(), [
       { scope: "topic:orders", limiter: "token-bucket", result: "admitted", bytes: 100 },
       { scope: "broker", limiter: "leaky-bucket", result: "admitted", bytes: 100 },
@@ -358,7 +224,7 @@ describe("FlowController: holding a request", () => {
     flow.admit(request());
     const tickets = ["b", "c", "d"].map((name) => {
       const ticket = flow.admit(request());
-      void ticket.ready!.then(() => order.push(`${name}@${scheduler.clock.now() - 1_000_000}`));
+      void ticket.ready!.then(() => order.push(`${name}@${scheduler.clock.now() - START_MS}`));
       return ticket;
     });
     assert.equal(state(flow, "topic:orders", "leaky-bucket").queued, 3);
@@ -379,31 +245,40 @@ describe("FlowController: holding a request", () => {
     assert.equal(state(flow, "broker", "leaky-bucket").queued, 0);
   });
 
-  it("release() of a ticket still in its rate wait stops counting it as queued", async () => {
-    // produce.ts releases a held ticket whose batch was refused because an earlier batch of its
-    // partition was (PartitionOrder): the ticket is released before its rate wait is over.
-    const { flow, scheduler } = harness([{ scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 10, maxQueueMs: 1000 }]);
-    flow.admit(request());
-    const held = flow.admit(request());
+  it("release() of a ticket still in its rate wait gives it up: ready rejects, not queued, its booking given back", async () => {
+    // produce.ts gives up a held ticket whose batch was refused because an earlier batch of its
+    // partition was (PartitionOrder): the batch never runs, so it must cost nothing.
+    const { flow, scheduler, observer } = harness([{ scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 10, maxQueueMs: 1000 }]);
+    const t0 = scheduler.clock.now();
+    assertImmediate(flow.admit(request()));
+    const held = flow.admit(request()); // booked at t0 + 100
     assert.equal(state(flow, "topic:orders", "leaky-bucket").queued, 1);
     held.release();
-    await scheduler.advance(1000);
+    assert.equal((await stateOf(held.ready)).state, "rejected", "a given-up ticket's ready must never resolve");
     assert.equal(scheduler.pending, 0, "the released ticket's timer was not cancelled");
     assert.equal(state(flow, "topic:orders", "leaky-bucket").queued, 0, "list() (and sluice_flow_queued_requests) still counts a released ticket");
+    // Its outlet slot is free again: the next request passes at t0 + 100, not t0 + 200.
+    const next = flow.admit(request());
+    await scheduler.advance(100);
+    assert.equal((await stateOf(next.ready)).state, "resolved");
+    assert.equal(scheduler.clock.now() - t0, 100);
+    assert.deepEqual(observer.heldMs, [100], "only the request that went on counts as held");
+    held.release();
+    held.cancel();
   });
 });
 
 describe("FlowController: maxQueueMs 0 refuses instead of delaying", () => {
   it("a leaky bucket with maxQueueMs 0 refuses anything that would wait, and passes once the outlet is free", async () => {
     const { flow, scheduler } = harness([{ scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 10 }]);
-    assert.equal(flow.require("topic:orders", "leaky-bucket").maxQueueMs, 500, "the parser's default");
+    assert.equal(flow.ruleFor("topic:orders", "leaky-bucket").maxQueueMs, 500, "the parser's default");
     const { flow: direct, scheduler: directScheduler } = harness([{ scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 10, maxQueueMs: 0 }]);
-    assert.equal(direct.admit(request()), OPEN_TICKET);
+    assertImmediate(direct.admit(request()));
     assertThrottled(refusal(direct, request()), MIN_RETRY_AFTER_MS, "would wait 100 ms, more than maxQueueMs 0");
     await directScheduler.advance(99);
     refusal(direct, request());
     await directScheduler.advance(1);
-    assert.equal(direct.admit(request()), OPEN_TICKET);
+    assertImmediate(direct.admit(request()));
     assert.equal(directScheduler.pending, 0, "nothing is ever held");
     // With the default 500 ms the same second request is held instead.
     flow.admit(request());
@@ -415,242 +290,73 @@ describe("FlowController: maxQueueMs 0 refuses instead of delaying", () => {
 
   it("a token bucket with maxQueueMs 0 passes a burst, then refuses", () => {
     const { flow } = harness([{ scope: "broker", limiter: "token-bucket", messagesPerSecond: 10, burst: 3, maxQueueMs: 0 }]);
-    for (let i = 0; i < 3; i++) assert.equal(flow.admit(request()), OPEN_TICKET);
+    for (let i = 0; i < 3; i++) assertImmediate(flow.admit(request()));
     assertThrottled(refusal(flow, request()), MIN_RETRY_AFTER_MS, "bucket empty");
-  });
-
-  it("a full concurrency rule with maxQueueMs 0 refuses at once, without queueing", async () => {
-    const { flow } = harness([{ scope: "broker", limiter: "concurrency", maxInFlight: 1, maxQueueMs: 0 }]);
-    const holder = flow.admit(request());
-    assert.equal(holder.immediate, true);
-    const refused = flow.admit(request());
-    const settled = await stateOf(refused.ready);
-    assert.equal(settled.state, "rejected", "no time passed, yet the request is not refused");
-    assertThrottled(settled.error, MIN_RETRY_AFTER_MS, "broker concurrency (1 in flight)", "1 requests in flight", "maxQueueMs 0");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 });
-  });
-});
-
-describe("FlowController: concurrency", () => {
-  const rule = { scope: "broker", limiter: "concurrency", maxInFlight: 2, maxQueueMs: 500 };
-
-  it("takes free slots at once (immediate ticket) and gives them back on release()", () => {
-    const { flow, observer } = harness([rule]);
-    const a = flow.admit(request({ bytes: 10 }));
-    const b = flow.admit(request({ bytes: 20 }));
-    for (const ticket of [a, b]) {
-      assert.equal(ticket.immediate, true);
-      assert.equal(ticket.ready, undefined);
-      assert.notEqual(ticket, OPEN_TICKET, "a slot holder must be released, so it cannot be the shared ticket");
-    }
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 });
-    assert.deepEqual(observer.take(), [
-      { scope: "broker", limiter: "concurrency", result: "admitted", bytes: 10 },
-      { scope: "broker", limiter: "concurrency", result: "admitted", bytes: 20 },
-    ]);
-    a.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 });
-    a.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 }, "a second release() freed another slot");
-    b.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
-  });
-
-  it("a full rule queues requests FIFO and hands each freed slot to the first waiter", async () => {
-    const { flow, observer } = harness([rule]);
-    const a = flow.admit(request());
-    const b = flow.admit(request());
-    const c = flow.admit(request({ bytes: 3 }));
-    const d = flow.admit(request({ bytes: 4 }));
-    assert.equal(c.immediate, false);
-    assert.equal(d.immediate, false);
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 2, inFlight: 2 });
-    observer.take();
-    assert.equal((await stateOf(c.ready)).state, "pending");
-
-    b.release();
-    assert.equal((await stateOf(c.ready)).state, "resolved");
-    assert.equal((await stateOf(d.ready)).state, "pending");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 1, inFlight: 2 }, "the slot was handed over, not freed");
-    assert.deepEqual(observer.take(), [{ scope: "broker", limiter: "concurrency", result: "delayed", bytes: 3 }]);
-
-    b.release(); // twice: harmless, d stays queued
-    assert.equal((await stateOf(d.ready)).state, "pending");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 1, inFlight: 2 });
-
-    a.release();
-    assert.equal((await stateOf(d.ready)).state, "resolved");
-    c.release();
-    d.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
-  });
-
-  it("a newcomer does not take a slot ahead of a waiter", async () => {
-    const { flow } = harness([{ ...rule, maxInFlight: 1 }]);
-    const a = flow.admit(request());
-    const b = flow.admit(request());
-    a.release();
-    const c = flow.admit(request());
-    assert.equal(c.immediate, false, "c barged past b");
-    assert.equal((await stateOf(b.ready)).state, "resolved");
-    b.release();
-    assert.equal((await stateOf(c.ready)).state, "resolved");
-    c.release();
-  });
-
-  it("a waiter still queued maxQueueMs after its arrival is refused with THROTTLED and leaves the queue", async () => {
-    const { flow, scheduler, observer } = harness([rule]);
-    const holders = [flow.admit(request()), flow.admit(request())];
-    await scheduler.advance(100);
-    const late = flow.admit(request({ bytes: 7 }));
-    observer.take();
-    await scheduler.advance(499);
-    assert.equal((await stateOf(late.ready)).state, "pending");
-    await scheduler.advance(1);
-    const settled = await stateOf(late.ready);
-    assert.equal(settled.state, "rejected");
-    assertThrottled(settled.error, 250, "throttled by broker concurrency (2 in flight)", "2 requests in flight", "no slot freed within maxQueueMs 500", "retry in 250 ms");
-    assert.deepEqual(observer.take(), [{ scope: "broker", limiter: "concurrency", result: "refused", bytes: 7 }]);
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 });
-    // The refused waiter is out of line: a freed slot is simply freed.
-    holders[0]!.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 });
-    late.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 }, "releasing the refused ticket freed a slot it never held");
-    holders[1]!.release();
-  });
-
-  it("a waiter granted a slot before its deadline is not refused later", async () => {
-    const { flow, scheduler } = harness([rule]);
-    const a = flow.admit(request());
-    flow.admit(request());
-    const c = flow.admit(request());
-    await scheduler.advance(200);
-    a.release();
-    assert.equal((await stateOf(c.ready)).state, "resolved");
-    assert.equal(scheduler.pending, 0, "the deadline timer was not cancelled");
-    await scheduler.advance(1000);
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 });
-  });
-
-  it("release() of a waiting ticket takes it out of the queue; the next slot goes to the one behind it", async () => {
-    const { flow, scheduler } = harness([rule]);
-    const a = flow.admit(request());
-    flow.admit(request());
-    const c = flow.admit(request());
-    const d = flow.admit(request());
-    c.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 1, inFlight: 2 });
-    assert.equal(scheduler.pending, 1, "the released waiter's deadline timer was not cancelled");
-    a.release();
-    assert.equal((await stateOf(d.ready)).state, "resolved");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 });
-    c.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 });
-  });
-
-  it("a slot handed to a ticket released at once goes on to the next waiter", async () => {
-    const { flow } = harness([{ ...rule, maxInFlight: 1 }]);
-    const a = flow.admit(request());
-    const b = flow.admit(request());
-    const c = flow.admit(request());
-    a.release(); // hands the slot to b ...
-    b.release(); // ... which gives it up before its continuation ran
-    assert.equal((await stateOf(c.ready)).state, "resolved");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 });
-    c.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
-  });
-
-  it("a request under two concurrency rules takes a slot of each, and waits for the full one", async () => {
-    const { flow } = harness([
-      { scope: "broker", limiter: "concurrency", maxInFlight: 3, maxQueueMs: 500 },
-      { scope: "topic:orders", limiter: "concurrency", maxInFlight: 1, maxQueueMs: 500 },
-    ]);
-    const a = flow.admit(request());
-    assert.equal(a.immediate, true);
-    const b = flow.admit(request());
-    assert.equal(b.immediate, false);
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 }, "b holds its broker slot while it waits for the topic's");
-    assert.deepEqual(state(flow, "topic:orders", "concurrency"), { queued: 1, inFlight: 1 });
-    const other = flow.admit(request({ topic: "payments" }));
-    assert.equal(other.immediate, true);
-    a.release();
-    assert.equal((await stateOf(b.ready)).state, "resolved");
-    b.release();
-    other.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
-    assert.deepEqual(state(flow, "topic:orders", "concurrency"), { queued: 0, inFlight: 0 });
-  });
-
-  it("a rate wait comes first, then the slot wait, whose maxQueueMs counts from arrival", async () => {
-    const { flow, scheduler, observer } = harness([
-      { scope: "topic:orders", limiter: "token-bucket", messagesPerSecond: 10, burst: 1, maxQueueMs: 1000 },
-      { scope: "broker", limiter: "concurrency", maxInFlight: 1, maxQueueMs: 300 },
-    ]);
-    const a = flow.admit(request());
-    assert.equal(a.immediate, true);
-    const b = flow.admit(request());
-    assert.equal(b.immediate, false);
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 }, "b queues for a slot only after its rate wait");
-    assert.equal(state(flow, "topic:orders", "token-bucket").queued, 1);
-    observer.take();
-    await scheduler.advance(100);
-    assert.deepEqual(observer.heldMs, [100]);
-    assert.equal(state(flow, "topic:orders", "token-bucket").queued, 0);
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 1, inFlight: 1 });
-    await scheduler.advance(50);
-    a.release();
-    assert.equal((await stateOf(b.ready)).state, "resolved");
-    assert.deepEqual(observer.take(), [{ scope: "broker", limiter: "concurrency", result: "delayed", bytes: 100 }]);
-
-    // c waits 50 ms for the rest of a token, then for b's slot: refused 300 ms after it
-    // arrived, not 300 ms after its rate wait ended.
-    const arrivedMs = scheduler.clock.now();
-    const c = flow.admit(request());
-    await scheduler.advance(299);
-    assert.equal((await stateOf(c.ready)).state, "pending");
-    await scheduler.advance(1);
-    const settled = await stateOf(c.ready);
-    assert.equal(settled.state, "rejected");
-    assert.equal(scheduler.clock.now() - arrivedMs, 300);
-    assertThrottled(settled.error, 150, "broker concurrency", "maxQueueMs 300");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 });
-    b.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
-  });
-
-  it("a rate wait that already used up the concurrency rule's maxQueueMs is refused when no slot is free", async () => {
-    const { flow, scheduler } = harness([
-      { scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 5, maxQueueMs: 1000 },
-      { scope: "broker", limiter: "concurrency", maxInFlight: 1, maxQueueMs: 100 },
-    ]);
-    const a = flow.admit(request());
-    const b = flow.admit(request()); // 200 ms rate wait, longer than the slot's 100 ms
-    await scheduler.advance(200);
-    const settled = await stateOf(b.ready);
-    assert.equal(settled.state, "rejected");
-    assertThrottled(settled.error, MIN_RETRY_AFTER_MS, "broker concurrency");
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 });
-    a.release();
-    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
   });
 });
 
 describe("FlowController: changing rules", () => {
   const bucket = { scope: "topic:orders", limiter: "token-bucket", messagesPerSecond: 1, burst: 2, maxQueueMs: 0 };
 
-  it("set() replaces the limiter of its key with a fresh one", () => {
+  it("set() of a rule equal to the one in force keeps its state (re-applied rules hand out no fresh burst)", () => {
+    const { flow } = harness([bucket]);
+    assertImmediate(flow.admit(request({ messages: 2 })));
+    refusal(flow, request());
+    flow.set(parseFlowRule(bucket), "config");
+    assert.equal(flow.size, 1);
+    assert.equal(state(flow, "topic:orders", "token-bucket").available, 0, "re-applying the same rule refilled the bucket");
+    refusal(flow, request());
+    // The same rule from another source: the state stays, the source is updated.
+    flow.set(parseFlowRule(bucket));
+    assert.equal(flow.list()[0]!.source, "runtime", "set() defaults to a runtime rule");
+    assert.equal(state(flow, "topic:orders", "token-bucket").available, 0);
+    refusal(flow, request());
+  });
+
+  it("set() of a changed rule starts a fresh limiter", () => {
     const { flow } = harness([bucket]);
     flow.admit(request({ messages: 2 }));
-    refusal(flow, request());
-    flow.set(parseFlowRule(bucket));
-    assert.equal(flow.size, 1);
-    assert.equal(flow.admit(request({ messages: 2 })), OPEN_TICKET, "the replaced limiter kept its state");
     flow.set(parseFlowRule({ ...bucket, burst: 5 }));
     assert.equal(state(flow, "topic:orders", "token-bucket").available, 5);
-    assert.equal(flow.require("topic:orders", "token-bucket").burst, 5);
-    assert.equal(flow.list()[0]!.source, "runtime", "set() defaults to a runtime rule");
+    assert.equal(flow.ruleFor("topic:orders", "token-bucket").burst, 5);
+    assertImmediate(flow.admit(request({ messages: 5 })));
+    refusal(flow, request());
+  });
+
+  it("set() of an equal warm-up rule keeps a warm limiter warm; a changed one starts cold", async () => {
+    // 100 messages/s, warm-up 1000 ms, cold factor 3: stable 10 ms, 100 stored permits when cold.
+    const warmUp = { scope: "topic:orders", limiter: "warm-up", messagesPerSecond: 100, warmUpMs: 1000, maxQueueMs: 5000 };
+    const { flow, scheduler, observer } = harness([warmUp]);
+    assert.equal(state(flow, "topic:orders", "warm-up").available, 100, "starts cold");
+    // One batch of 100 spends every stored permit (1500 ms booked): the limiter is warm.
+    assertImmediate(flow.admit(request({ messages: 100 })));
+    await scheduler.advance(1500);
+    assert.equal(state(flow, "topic:orders", "warm-up").available, 0);
+    flow.set(parseFlowRule(warmUp));
+    assert.equal(state(flow, "topic:orders", "warm-up").available, 0, "re-applying the same rule cooled the limiter");
+    assertImmediate(flow.admit(request()));
+    flow.admit(request());
+    await scheduler.advance(100);
+    assert.deepEqual(observer.heldMs, [10], "a warm limiter spaces requests at the stable 10 ms");
+    flow.set(parseFlowRule({ ...warmUp, maxQueueMs: 4000 }));
+    assert.equal(state(flow, "topic:orders", "warm-up").available, 100, "a changed rule starts cold");
+  });
+
+  it("set() of an equal concurrency rule keeps its slots; a changed one starts empty and old holders give back to the old one", () => {
+    const rule = { scope: "broker", limiter: "concurrency", maxInFlight: 2, maxQueueMs: 0 };
+    const { flow } = harness([rule]);
+    const a = assertImmediate(flow.admit(request()));
+    const b = assertImmediate(flow.admit(request()));
+    flow.set(parseFlowRule(rule));
+    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 2 }, "re-applying the rule forgot the requests in flight");
+    flow.set(parseFlowRule({ ...rule, maxInFlight: 3 }));
+    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
+    const c = assertImmediate(flow.admit(request()));
+    a.release();
+    b.release();
+    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 1 }, "an old holder freed a slot of the new limiter");
+    c.release();
+    assert.deepEqual(state(flow, "broker", "concurrency"), { queued: 0, inFlight: 0 });
   });
 
   it("set() applies a new rule to the next request of a topic already seen (match cache cleared)", () => {
@@ -675,10 +381,10 @@ describe("FlowController: changing rules", () => {
     assert.equal(flow.admit(request({ messages: 100 })), OPEN_TICKET, "the deleted rule still applies to a topic seen before");
   });
 
-  it("delete() and require() of an unknown pair throw UnknownFlowRuleError naming the rules present", () => {
+  it("delete() and ruleFor() of an unknown pair throw UnknownFlowRuleError naming the rules present", () => {
     const { flow } = harness([bucket, { scope: "broker", limiter: "concurrency", maxInFlight: 4 }]);
-    assert.deepEqual(flow.require("broker", "concurrency"), parseFlowRule({ scope: "broker", limiter: "concurrency", maxInFlight: 4 }));
-    for (const call of [() => flow.delete("topic:orders", "leaky-bucket"), () => flow.require("topic:order", "token-bucket")]) {
+    assert.deepEqual(flow.ruleFor("broker", "concurrency"), parseFlowRule({ scope: "broker", limiter: "concurrency", maxInFlight: 4 }));
+    for (const call of [() => flow.delete("topic:orders", "leaky-bucket"), () => flow.ruleFor("topic:order", "token-bucket")]) {
       assert.throws(call, (error: unknown) => {
         assert.ok(error instanceof UnknownFlowRuleError);
         assert.equal(error.code, "UNKNOWN_FLOW_RULE");
@@ -703,5 +409,69 @@ describe("FlowController: changing rules", () => {
       { scope: "broker", limiter: "leaky-bucket", bytesPerSecond: 1000, maxQueueMs: 500, source: "config", state: { queued: 0 } },
       { scope: "client:loader-*", limiter: "concurrency", maxQueueMs: 500, maxInFlight: 3, source: "runtime", state: { queued: 0, inFlight: 0 } },
     ]);
+  });
+});
+
+describe("FlowController: the broker-wide budget of held bytes", () => {
+  it("reserveHeld/releaseHeld count held bytes; past the budget a reservation is refused, the first one always passes", () => {
+    const { flow } = harness([], "config", { maxHeldBytes: 1000 });
+    assert.equal(flow.heldBytes, 0);
+    // A batch larger than the whole budget is still held when nothing else is: else it could never pass.
+    assert.equal(flow.reserveHeld(5000), true);
+    assert.equal(flow.heldBytes, 5000);
+    assert.equal(flow.reserveHeld(1), false);
+    assert.equal(flow.heldBytes, 5000, "a refused reservation was counted");
+    flow.releaseHeld(5000);
+    assert.equal(flow.heldBytes, 0);
+    assert.equal(flow.reserveHeld(600), true);
+    assert.equal(flow.reserveHeld(400), true, "exactly the budget is within it");
+    assert.equal(flow.reserveHeld(1), false);
+    flow.releaseHeld(400);
+    assert.equal(flow.reserveHeld(401), false);
+    assert.equal(flow.reserveHeld(400), true);
+    flow.releaseHeld(400);
+    flow.releaseHeld(600);
+    assert.equal(flow.heldBytes, 0);
+  });
+
+  it("the default budget is 256 MiB (268435456 bytes); its refusal is THROTTLED, retry after 100 ms, naming maxHeldProduceBytes", () => {
+    const { flow } = harness([]);
+    assert.equal(flow.reserveHeld(1), true);
+    assert.equal(flow.reserveHeld(256 * 1024 * 1024 - 1), true);
+    assert.equal(flow.reserveHeld(1), false);
+    assert.equal(MIN_RETRY_AFTER_MS, 100);
+    assertThrottled(flow.heldBudgetRefusal(), 100, "268435456", "maxHeldProduceBytes", "retry in 100 ms");
+  });
+});
+
+describe("FlowController: warm-up with maxQueueMs 0 (direct reject)", () => {
+  it("offered exactly its rate, it reaches >= 90 % of the rate after 2 x warmUpMs: refused demand is not idle time", () => {
+    const { flow, clock } = harness([{ scope: "topic:orders", limiter: "warm-up", messagesPerSecond: 1000, warmUpMs: 1000, maxQueueMs: 0 }]);
+    const admittedPerSecond = [0, 0, 0];
+    // One request every 1 ms (the rate); a refused one is dropped, not resent.
+    for (let t = 0; t < 3000; t++) {
+      clock.set(START_MS + t);
+      try {
+        assertImmediate(flow.admit(request()));
+        admittedPerSecond[Math.floor(t / 1000)]! += 1;
+      } catch (error) {
+        assertThrottled(error, MIN_RETRY_AFTER_MS, "topic:orders warm-up");
+      }
+    }
+    assert.ok(admittedPerSecond[0]! < 900, `the limiter did not start cold: ${admittedPerSecond.join(", ")} per second`);
+    assert.ok(admittedPerSecond[2]! >= 900, `admitted per second: ${admittedPerSecond.join(", ")}; the third second should reach 900 of 1000`);
+  });
+});
+
+describe("FlowController: time that moves between calls", () => {
+  it("with maxQueueMs 0 a request that would not wait passes, though the clock moved while it was decided", () => {
+    // A real clock advances between reads (microseconds): that is not waiting.
+    let nowMs = 1_000;
+    const ticking = { now: () => (nowMs += 0.001) };
+    const flow = new FlowController([{ rule: parseFlowRule({ scope: "topic:orders", limiter: "leaky-bucket", messagesPerSecond: 1, maxQueueMs: 0 }), source: "config" }], {
+      clock: ticking,
+    });
+    assert.equal(flow.admit({ topic: "orders", clientId: "a", messages: 1, bytes: 10 }).immediate, true);
+    assert.throws(() => flow.admit({ topic: "orders", clientId: "a", messages: 1, bytes: 10 }), /queue full/);
   });
 });

@@ -396,3 +396,156 @@ describe("options and requests are checked once, at the door", () => {
     assert.equal(new WarmUp({ ratePerSecond: 100, warmUpMs: 1_000 }).coldFactor, 3);
   });
 });
+
+describe("refund: a booking that will never run is given back", () => {
+  /** Waits for a spread of costs and times from `nowMs` on: what every later request would see. */
+  const probes = (limiter: RateLimiter, nowMs: number): number[] =>
+    [0, 1, 3, 5, 10, 25].flatMap((cost) => [0, 50, 1_000].map((afterMs) => limiter.probe(cost, nowMs + afterMs)));
+
+  /** Takes `cost` at `nowMs`, refunds it, and checks every probe is as before the take. */
+  function assertRefundRestores(limiter: RateLimiter, cost: number, nowMs: number): void {
+    const before = probes(limiter, nowMs);
+    const availableBefore = limiter.available(nowMs);
+    limiter.take(cost, nowMs);
+    limiter.refund(limiter.lastBooking);
+    assert.deepEqual(probes(limiter, nowMs), before);
+    assert.equal(limiter.available(nowMs), availableBefore);
+  }
+
+  const tokenBucket = (): TokenBucket => new TokenBucket({ ratePerSecond: 10, burst: 10 });
+  const leakyBucket = (): LeakyBucket => new LeakyBucket({ ratePerSecond: 10 });
+
+  it("token bucket, last booking passed at once (full, part-full, oversized into debt): restored exactly", () => {
+    assertRefundRestores(tokenBucket(), 4, 0);
+    const partFull = tokenBucket();
+    partFull.take(8, 0);
+    assertRefundRestores(partFull, 3, 100);
+    assertRefundRestores(tokenBucket(), 25, 0);
+  });
+
+  it("token bucket, last booking held for tokens: restored exactly (a smaller request is not held to its pass time)", () => {
+    const bucket = tokenBucket();
+    bucket.take(10, 0);
+    assertRefundRestores(bucket, 5, 0);
+  });
+
+  it("leaky bucket, last booking queued behind a pass: restored exactly", () => {
+    const bucket = leakyBucket();
+    bucket.take(1, 0);
+    assertRefundRestores(bucket, 2, 50);
+  });
+
+  it("leaky bucket, last booking passed at once after idle: restored exactly", () => {
+    const bucket = leakyBucket();
+    bucket.take(1, 0);
+    assertRefundRestores(bucket, 2, 1_000);
+    assertRefundRestores(leakyBucket(), 2, 0);
+  });
+
+  it("warm-up, last booking (cold, part-warm, warm): restored exactly", () => {
+    const make = (): WarmUp => new WarmUp({ ratePerSecond: 100, warmUpMs: 1_000, coldFactor: 3 });
+    for (const [setupCost, atMs, cost] of [[0, 0, 5], [1, 0, 5], [50, 300, 20], [100, 3_000, 1]] as const) {
+      const limiter = make();
+      if (setupCost > 0) limiter.take(setupCost, 0);
+      assertRefundRestores(limiter, cost, atMs);
+    }
+  });
+
+  it("only the latest booking is undone: an earlier one, or one refunded twice, gives nothing back", () => {
+    for (const limiter of [tokenBucket(), leakyBucket(), new WarmUp({ ratePerSecond: 10, warmUpMs: 1_000 })] as RateLimiter[]) {
+      limiter.take(3, 0);
+      const first = limiter.lastBooking;
+      limiter.take(3, 0);
+      const second = limiter.lastBooking;
+      const afterBoth = probes(limiter, 0);
+      limiter.refund(first);
+      assert.deepEqual(probes(limiter, 0), afterBoth, "an earlier booking is not undone");
+      limiter.refund(second);
+      const afterSecond = probes(limiter, 0);
+      limiter.refund(second);
+      assert.deepEqual(probes(limiter, 0), afterSecond, "a booking is undone once");
+      limiter.refund(first);
+      assert.deepEqual(probes(limiter, 0), probes(limiter.constructor === TokenBucket ? tokenBucket() : limiter.constructor === LeakyBucket ? leakyBucket() : new WarmUp({ ratePerSecond: 10, warmUpMs: 1_000 }), 0), "newest first, both come back");
+    }
+  });
+
+  it("a refund before anything was taken changes nothing", () => {
+    for (const limiter of [tokenBucket(), leakyBucket(), new WarmUp({ ratePerSecond: 10, warmUpMs: 1_000 })]) {
+      const before = probes(limiter, 0);
+      limiter.refund(1);
+      assert.deepEqual(probes(limiter, 0), before);
+    }
+  });
+
+  // Stream close gives up every held batch of the stream in arrival order, so earlier bookings
+  // are refunded while later ones (of other streams) stay booked. Whatever a refund does then,
+  // the limiter must not let more through than either the booking never made or the booking kept
+  // (the warm-up alone may let more through after an extra booking: it is warmer).
+  const makers: [string, () => RateLimiter][] = [
+    ["token-bucket", () => new TokenBucket({ ratePerSecond: 50, burst: 20 })],
+    ["leaky-bucket", () => new LeakyBucket({ ratePerSecond: 50 })],
+    ["warm-up", () => new WarmUp({ ratePerSecond: 50, warmUpMs: 2_000, coldFactor: 3 })],
+  ];
+  for (const [name, make] of makers) {
+    it(`${name}: refunding an earlier booking lets no more through than never booking it or keeping it`, () => {
+      for (let seed = 1; seed <= 100; seed++) {
+        const random = seededRandom(seed);
+        const bookings: { cost: number; atMs: number }[] = [];
+        let nowMs = 0;
+        for (let i = 0; i < 5; i++) {
+          nowMs += random() < 0.5 ? 0 : random() * 300;
+          bookings.push({ cost: Math.ceil(random() * 30), atMs: nowMs });
+        }
+        const refundedIndex = Math.floor(random() * 4); // never the last
+        const limiters = { refunded: make(), never: make(), kept: make() };
+        const passes: Record<keyof typeof limiters, [number, number][]> = { refunded: [], never: [], kept: [] };
+        let refundedBooking = 0;
+        const book = (which: keyof typeof limiters, cost: number, atMs: number, counted: boolean): void => {
+          const passMs = atMs + limiters[which].take(cost, atMs);
+          if (counted) passes[which].push([passMs, cost]);
+          else if (which === "refunded") refundedBooking = limiters.refunded.lastBooking;
+        };
+        bookings.forEach(({ cost, atMs }, i) => {
+          book("refunded", cost, atMs, i !== refundedIndex);
+          book("kept", cost, atMs, i !== refundedIndex);
+          if (i !== refundedIndex) book("never", cost, atMs, true);
+        });
+        limiters.refunded.refund(refundedBooking);
+        for (let i = 0; i < 60; i++) {
+          const cost = 1 + Math.floor(random() * 5);
+          const atMs = nowMs + random() * 50 * i;
+          for (const which of ["refunded", "never", "kept"] as const) book(which, cost, atMs, true);
+        }
+        const passedBy = (which: keyof typeof limiters, atMs: number): number =>
+          passes[which].reduce((sum, [passMs, cost]) => sum + (passMs <= atMs + 1e-9 ? cost : 0), 0);
+        for (const [atMs] of passes.refunded) {
+          const extra = passedBy("refunded", atMs) - Math.max(passedBy("never", atMs), passedBy("kept", atMs));
+          assert.ok(extra <= 0, `seed ${seed}: by ${atMs.toFixed(1)} ms ${extra} more units passed after refunding booking ${refundedIndex} of ${JSON.stringify(bookings)}`);
+        }
+      }
+    });
+  }
+});
+
+describe("noteRefused: refused demand", () => {
+  it("token bucket and leaky bucket bank no idle time: a refusal changes nothing", () => {
+    for (const limiter of [new TokenBucket({ ratePerSecond: 10, burst: 10 }), new LeakyBucket({ ratePerSecond: 10 })] as RateLimiter[]) {
+      limiter.take(10, 0);
+      const before = [1, 5, 10].map((cost) => limiter.probe(cost, 400));
+      limiter.noteRefused(400);
+      assert.deepEqual([1, 5, 10].map((cost) => limiter.probe(cost, 400)), before);
+    }
+  });
+
+  it("warm-up with maxQueueMs 0 offered exactly its rate reaches >= 90 % of it after 2 x warmUpMs", () => {
+    const limiter = new WarmUp({ ratePerSecond: 1_000, warmUpMs: 1_000, coldFactor: 3 });
+    const admittedPerSecond = [0, 0, 0];
+    for (let nowMs = 0; nowMs < 3_000; nowMs++) {
+      const { admitted } = admit(limiter, 1, nowMs, 0);
+      if (admitted) admittedPerSecond[Math.floor(nowMs / 1_000)]! += 1;
+      else limiter.noteRefused(nowMs);
+    }
+    assert.ok(admittedPerSecond[0]! < 900, `did not start cold: ${admittedPerSecond.join(", ")}`);
+    assert.ok(admittedPerSecond[2]! >= 900, `admitted per second ${admittedPerSecond.join(", ")}: stuck below the rate`);
+  });
+});

@@ -40,12 +40,13 @@ const topicBucket = { scope: "topic:orders", limiter: "token-bucket", messagesPe
 
 describe("flow rules: validation", () => {
   it("refuses rates that are not finite numbers > 0, naming the field and the where prefix", () => {
-    refuses({ ...topicBucket, messagesPerSecond: -5 }, /^flow\[2\]\.messagesPerSecond must be a number > 0, got -5$/, "flow[2]");
-    refuses({ ...topicBucket, messagesPerSecond: 0 }, /^messagesPerSecond must be a number > 0, got 0$/);
-    refuses({ ...topicBucket, messagesPerSecond: Number.NaN }, /messagesPerSecond must be a number > 0, got NaN/);
+    refuses({ ...topicBucket, messagesPerSecond: -5 }, /^flow\[2\]\.messagesPerSecond must be a number > 0 and at most 1000000000000, got -5$/, "flow[2]");
+    refuses({ ...topicBucket, messagesPerSecond: 0 }, /^messagesPerSecond must be a number > 0 and at most 1000000000000, got 0$/);
+    refuses({ ...topicBucket, bytesPerSecond: 1e16, messagesPerSecond: undefined }, /^bytesPerSecond must be a number > 0 and at most 1000000000000, got 10000000000000000$/);
+    refuses({ ...topicBucket, messagesPerSecond: Number.NaN }, /messagesPerSecond must be a number > 0 and at most 1000000000000, got NaN/);
     refuses({ ...topicBucket, messagesPerSecond: Number.POSITIVE_INFINITY }, /got Infinity/);
-    refuses({ ...topicBucket, messagesPerSecond: "1000" }, /messagesPerSecond must be a number > 0, got "1000"/);
-    refuses({ scope: "broker", limiter: "leaky-bucket", bytesPerSecond: -1 }, /bytesPerSecond must be a number > 0, got -1/);
+    refuses({ ...topicBucket, messagesPerSecond: "1000" }, /messagesPerSecond must be a number > 0 and at most 1000000000000, got "1000"/);
+    refuses({ scope: "broker", limiter: "leaky-bucket", bytesPerSecond: -1 }, /bytesPerSecond must be a number > 0 and at most 1000000000000, got -1/);
     assert.equal(parseFlowRule({ ...topicBucket, messagesPerSecond: 0.5 }).messagesPerSecond, 0.5, "fractional rates are rates");
   });
 

@@ -4,11 +4,11 @@
  *
  * - Rules are keyed by (scope, limiter). A request is measured in the unit of each rule: its
  *   messages, its batch bytes, or one in-flight request (concurrency).
- * - All-or-nothing: every rate rule is probed first; if any would hold the request longer
- *   than its `maxQueueMs` the request is refused (THROTTLED, with the scope, the reason and a
- *   retry-after) and no limiter is charged. Otherwise every rate rule is charged and the
- *   request waits for the longest of their waits, then takes a slot of every concurrency rule
- *   (FIFO, again bounded by `maxQueueMs`).
+ * - Order (ticket.ts): a slot of every concurrency rule first (FIFO, bounded by the rule's
+ *   `maxQueueMs`), then every rate rule probed at once; if any would hold the request past its
+ *   `maxQueueMs` (counted from arrival) the request is refused (THROTTLED, with the scope, the
+ *   reason and a retry-after) and no rate rule is charged. Otherwise all are charged and the
+ *   request waits for the longest of their waits. A request given up later hands it all back.
  * - Waiting is the broker holding the request: the answer comes later, the producer is paced,
  *   and nothing fails while it stays within the limits (Kafka and Redpanda delay too).
  * - A scope limits only what it names: a topic's rule never slows another topic, a client's
@@ -17,42 +17,16 @@
  *
  * The hot path with no matching rule is one map lookup.
  */
-import { systemClock, type Clock } from "../../../common/src/clock.js";
-import { ThrottledError, UnknownFlowRuleError } from "../../../common/src/errors.js";
-import {
-  DEFAULT_MAX_QUEUE_MS,
-  describeFlowLimit,
-  flowRuleKey,
-  flowRuleUnit,
-  parseFlowScope,
-  type FlowRule,
-  type FlowScope,
-} from "../../../common/src/flow/rules.js";
-import { ConcurrencyLimit } from "./concurrency.js";
-import { LeakyBucket } from "./leaky-bucket.js";
-import type { RateLimiter } from "./rate-limiter.js";
-import { TokenBucket } from "./token-bucket.js";
-import { WarmUp } from "./warm-up.js";
+import { monotonicClock, type Clock } from "../../../common/src/clock.js";
+import { ThrottledError, UnknownFlowRuleError, type SluiceError } from "../../../common/src/errors.js";
+import { describeFlowLimit, flowRuleKey, type FlowRule } from "../../../common/src/flow/rules.js";
+import { DEFAULT_MAX_HELD_PRODUCE_BYTES } from "../options.js";
+import { RuleState, type FlowRequest, type FlowRuleSource } from "./rule-state.js";
+import { Ticket, type FlowTicket, type TicketHost } from "./ticket.js";
 
-/** What flow control needs to know about a produce request. */
-export interface FlowRequest {
-  readonly topic: string;
-  readonly clientId: string;
-  readonly messages: number;
-  readonly bytes: number;
-}
-
-/** A request let through (now or later). `release` must be called once its append settled. */
-export interface FlowTicket {
-  /** True when the request may go on at once: no wait and every concurrency slot taken. */
-  readonly immediate: boolean;
-  /** Resolves when the request may go on; rejects with a ThrottledError. Undefined when immediate. */
-  readonly ready: Promise<void> | undefined;
-  /** Frees the concurrency slots the request holds or waits for. Safe to call more than once. */
-  release(): void;
-}
-
-export type FlowRuleSource = "config" | "runtime";
+export type { FlowRequest, FlowRuleSource } from "./rule-state.js";
+export type { FlowTicket } from "./ticket.js";
+export { MIN_HOLD_MS } from "./ticket.js";
 
 /** A rule as `flow list` shows it. */
 export interface FlowRuleStatus extends FlowRule {
@@ -69,123 +43,79 @@ export interface FlowObserver {
 export type Schedule = (run: () => void, delayMs: number) => () => void;
 
 export interface FlowControllerOptions {
+  /** Monotonic time: a wall-clock step would make every limiter refuse or let through a flood. @defaultValue monotonicClock */
   readonly clock?: Clock;
   /** Timer for waits; tests pass a fake one. @defaultValue setTimeout */
   readonly schedule?: Schedule;
   readonly observer?: FlowObserver;
+  /**
+   * Batch bytes the broker may hold at once for all streams. Past it a request that would be
+   * held is refused (THROTTLED) instead: held batches are memory a throttled producer makes
+   * the broker keep. @defaultValue DEFAULT_MAX_HELD_PRODUCE_BYTES
+   */
+  readonly maxHeldBytes?: number;
 }
 
 /**
  * A refused request is told to come back no sooner than this. Besides not inviting a retry
  * storm, it keeps a partition's order: batches a producer pipelined before it heard of the
- * refusal still arrive inside this window and are refused behind it (see produce.ts).
+ * refusal still arrive inside this window and are refused behind it (see partition-order.ts).
  */
 export const MIN_RETRY_AFTER_MS = 100;
-/**
- * Waits shorter than this are not held: a timer cannot wait less than 1 ms, and a limiter
- * without burst (warm-up, leaky bucket) books requests arriving together microseconds apart,
- * which would otherwise each be held a whole millisecond. The limiter has booked them anyway.
- */
-export const MIN_HOLD_MS = 1;
 /** Matched rule lists kept per (topic, client); the cache starts over past this. */
 const MAX_MATCH_CACHE_ENTRIES = 10_000;
 
-const OPEN_TICKET: FlowTicket = { immediate: true, ready: undefined, release: () => undefined };
-
-interface SlotWaiter {
-  grant(): void;
-  cancelTimer: () => void;
-}
-
-class RuleState {
-  readonly key: string;
-  readonly scope: FlowScope;
-  readonly unit: "messages" | "bytes" | "requests";
-  readonly rate: RateLimiter | undefined;
-  readonly slots: ConcurrencyLimit<SlotWaiter> | undefined;
-  /** Requests a rate rule is holding (concurrency rules count their queue themselves). */
-  held = 0;
-
-  constructor(
-    readonly rule: FlowRule,
-    readonly source: FlowRuleSource,
-  ) {
-    this.key = flowRuleKey(rule);
-    this.scope = parseFlowScope(rule.scope);
-    this.unit = flowRuleUnit(rule);
-    const ratePerSecond = rule.messagesPerSecond ?? rule.bytesPerSecond ?? 0;
-    switch (rule.limiter) {
-      case "token-bucket":
-        this.rate = new TokenBucket({ ratePerSecond, burst: rule.burst! });
-        break;
-      case "leaky-bucket":
-        this.rate = new LeakyBucket({ ratePerSecond });
-        break;
-      case "warm-up":
-        this.rate = new WarmUp({ ratePerSecond, warmUpMs: rule.warmUpMs!, coldFactor: rule.coldFactor! });
-        break;
-      case "concurrency":
-        this.slots = new ConcurrencyLimit<SlotWaiter>({ maxInFlight: rule.maxInFlight! });
-        break;
-    }
-  }
-
-  get maxQueueMs(): number {
-    return this.rule.maxQueueMs ?? DEFAULT_MAX_QUEUE_MS;
-  }
-
-  cost(request: FlowRequest): number {
-    return this.unit === "messages" ? request.messages : this.unit === "bytes" ? request.bytes : 1;
-  }
-
-  matches(request: FlowRequest): boolean {
-    const scope = this.scope;
-    if (scope.kind === "broker") return true;
-    return scope.matches(scope.kind === "topic" ? request.topic : request.clientId);
-  }
-
-  /** Why this rule holds requests back, for the refusal message. */
-  reason(): string {
-    switch (this.rule.limiter) {
-      case "token-bucket":
-        return "bucket empty";
-      case "leaky-bucket":
-        return "queue full";
-      case "warm-up":
-        return "warming up or at its rate";
-      case "concurrency":
-        return `${this.slots!.inFlight} requests in flight`;
-    }
-  }
-}
+const OPEN_TICKET: FlowTicket = { immediate: true, ready: undefined, release: () => undefined, cancel: () => undefined };
 
 export class FlowController {
   private readonly rules = new Map<string, RuleState>();
-  private readonly matchCache = new Map<string, RuleState[]>();
+  /** Per (topic, client): the matching rate rules and concurrency rules. */
+  private readonly matchCache = new Map<string, { rated: RuleState[]; concurrency: RuleState[] }>();
   private readonly clock: Clock;
-  private readonly schedule: Schedule;
   private readonly observer: FlowObserver | undefined;
+  private readonly maxHeldBytes: number;
+  private heldBytesNow = 0;
+  private readonly host: TicketHost;
 
   constructor(rules: readonly { rule: FlowRule; source: FlowRuleSource }[] = [], options: FlowControllerOptions = {}) {
-    this.clock = options.clock ?? systemClock;
-    this.schedule =
+    this.clock = options.clock ?? monotonicClock;
+    const schedule: Schedule =
       options.schedule ??
       ((run, delayMs) => {
         const timer = setTimeout(run, delayMs);
         return () => clearTimeout(timer);
       });
     this.observer = options.observer;
+    this.maxHeldBytes = options.maxHeldBytes ?? DEFAULT_MAX_HELD_PRODUCE_BYTES;
+    this.host = {
+      now: () => this.clock.now(),
+      schedule,
+      decided: (state, result, bytes) => this.observer?.decided(state.rule, result, bytes),
+      held: (waitMs) => this.observer?.held(waitMs),
+      refusal: (state, request, waitMs) => this.refusal(state, request, waitMs),
+    };
     for (const { rule, source } of rules) this.rules.set(flowRuleKey(rule), new RuleState(rule, source));
   }
 
-  /** Adds or replaces the rule of its (scope, limiter); the replaced limiter starts afresh. */
+  /**
+   * Adds or replaces the rule of its (scope, limiter). Setting a rule equal to the one in
+   * force changes nothing (automation re-applying its rules must not hand out fresh bursts or
+   * cool a warm limiter); a changed rule starts with a fresh limiter, and requests already
+   * holding a slot of a replaced concurrency rule give it back to the old one.
+   */
   set(rule: FlowRule, source: FlowRuleSource = "runtime"): void {
-    this.rules.set(flowRuleKey(rule), new RuleState(rule, source));
+    const key = flowRuleKey(rule);
+    const current = this.rules.get(key);
+    if (current !== undefined && sameRule(current.rule, rule)) {
+      if (current.source !== source) this.rules.set(key, Object.assign(current, { source }));
+      return;
+    }
+    this.rules.set(key, new RuleState(rule, source));
     this.matchCache.clear();
   }
 
   /** The rule of a (scope, limiter) pair; UNKNOWN_FLOW_RULE when there is none. */
-  require(scope: string, limiter: string): FlowRule {
+  ruleFor(scope: string, limiter: string): FlowRule {
     const state = this.rules.get(flowRuleKey({ scope, limiter }));
     if (state === undefined) {
       const known = [...this.rules.values()].map((r) => `${r.rule.scope} ${r.rule.limiter}`);
@@ -198,7 +128,7 @@ export class FlowController {
 
   /** Removes a rule; UNKNOWN_FLOW_RULE when there is none for the pair. */
   delete(scope: string, limiter: string): FlowRule {
-    const rule = this.require(scope, limiter);
+    const rule = this.ruleFor(scope, limiter);
     this.rules.delete(flowRuleKey(rule));
     this.matchCache.clear();
     return rule;
@@ -219,41 +149,46 @@ export class FlowController {
     return this.rules.size;
   }
 
+  /** Batch bytes held now (requests waiting for their limits), broker-wide. */
+  get heldBytes(): number {
+    return this.heldBytesNow;
+  }
+
   /**
    * Decides a request: throws ThrottledError (nothing charged) when a limit would hold it
-   * past its `maxQueueMs`; otherwise returns the ticket to wait on and release.
+   * past its `maxQueueMs`; otherwise returns the ticket to wait on, then release or cancel.
    */
   admit(request: FlowRequest): FlowTicket {
     if (this.rules.size === 0) return OPEN_TICKET;
-    const matched = this.matching(request);
-    if (matched.length === 0) return OPEN_TICKET;
+    const { rated, concurrency } = this.matching(request);
+    if (rated.length === 0 && concurrency.length === 0) return OPEN_TICKET;
+    return new Ticket(this.host, request, rated, concurrency);
+  }
 
-    const now = this.clock.now();
-    let waitMs = 0;
-    for (const state of matched) {
-      if (state.rate === undefined) continue;
-      const wait = state.rate.probe(state.cost(request), now);
-      if (wait > state.maxQueueMs) throw this.refuse(state, request, wait);
-      waitMs = Math.max(waitMs, wait);
-    }
-    if (waitMs < MIN_HOLD_MS) waitMs = 0;
-    const concurrency: RuleState[] = [];
-    const delaying: RuleState[] = [];
-    for (const state of matched) {
-      if (state.rate !== undefined) {
-        const held = state.rate.take(state.cost(request), now) >= MIN_HOLD_MS;
-        if (held) delaying.push(state);
-        this.observer?.decided(state.rule, held ? "delayed" : "admitted", request.bytes);
-      } else {
-        concurrency.push(state);
-      }
-    }
-    if (waitMs <= 0 && concurrency.length === 0) return OPEN_TICKET;
-    return new Ticket(this, delaying, concurrency, waitMs, request, now);
+  /**
+   * Counts `bytes` as held until `releaseHeld`; false (nothing counted) when that would pass
+   * the broker-wide budget — the caller then cancels the ticket and refuses the request.
+   */
+  reserveHeld(bytes: number): boolean {
+    if (this.heldBytesNow + bytes > this.maxHeldBytes && this.heldBytesNow > 0) return false;
+    this.heldBytesNow += bytes;
+    return true;
+  }
+
+  releaseHeld(bytes: number): void {
+    this.heldBytesNow -= bytes;
+  }
+
+  /** The refusal sent when the held budget is used up. */
+  heldBudgetRefusal(): ThrottledError {
+    return new ThrottledError(
+      `throttled: this broker already holds ${this.heldBytesNow} bytes of batches waiting for their flow limits, its budget (maxHeldProduceBytes ${this.maxHeldBytes}); retry in ${MIN_RETRY_AFTER_MS} ms`,
+      { retryAfterMs: MIN_RETRY_AFTER_MS },
+    );
   }
 
   /** The refusal of `request` by `state`, counted. */
-  refuse(state: RuleState, request: FlowRequest, waitMs: number | undefined): ThrottledError {
+  private refusal(state: RuleState, request: FlowRequest, waitMs: number | undefined): SluiceError {
     this.observer?.decided(state.rule, "refused", request.bytes);
     const rule = state.rule;
     const limit = describeFlowLimit(rule);
@@ -261,7 +196,7 @@ export class FlowController {
       // Concurrency: no slot freed in time; when one will is unknown.
       const retryAfterMs = Math.max(MIN_RETRY_AFTER_MS, Math.ceil(state.maxQueueMs / 2));
       return new ThrottledError(
-        `throttled by ${rule.scope} ${rule.limiter} (${limit}): ${state.reason()}, no slot freed within maxQueueMs ${state.maxQueueMs}; retry in ${retryAfterMs} ms`,
+        `throttled by ${rule.scope} ${rule.limiter} (${limit}): ${state.reason()}, none freed within maxQueueMs ${state.maxQueueMs}; retry in ${retryAfterMs} ms`,
         { retryAfterMs },
       );
     }
@@ -272,160 +207,21 @@ export class FlowController {
     );
   }
 
-  /** @internal */
-  nowMs(): number {
-    return this.clock.now();
-  }
-
-  /** @internal */
-  scheduleAfter(run: () => void, delayMs: number): () => void {
-    return this.schedule(run, delayMs);
-  }
-
-  /** @internal */
-  noteHeld(waitMs: number): void {
-    this.observer?.held(waitMs);
-  }
-
-  /** @internal */
-  noteDecision(state: RuleState, result: "admitted" | "delayed", bytes: number): void {
-    this.observer?.decided(state.rule, result, bytes);
-  }
-
-  private matching(request: FlowRequest): RuleState[] {
+  private matching(request: FlowRequest): { rated: RuleState[]; concurrency: RuleState[] } {
     const cacheKey = `${request.topic}\u0000${request.clientId}`;
     let matched = this.matchCache.get(cacheKey);
     if (matched === undefined) {
       if (this.matchCache.size >= MAX_MATCH_CACHE_ENTRIES) this.matchCache.clear();
-      matched = [...this.rules.values()].filter((state) => state.matches(request));
+      const all = [...this.rules.values()].filter((state) => state.matches(request));
+      matched = { rated: all.filter((s) => s.rate !== undefined), concurrency: all.filter((s) => s.slots !== undefined) };
       this.matchCache.set(cacheKey, matched);
     }
     return matched;
   }
 }
 
-/**
- * A request that waits: first the longest rate wait, then a slot of each concurrency rule
- * in turn, each within that rule's `maxQueueMs` counted from the request's arrival.
- */
-class Ticket implements FlowTicket {
-  readonly immediate: boolean;
-  readonly ready: Promise<void> | undefined;
-  /** Concurrency rules whose slot this request holds. */
-  private readonly holding: RuleState[] = [];
-  private released = false;
-  private cancelWait: (() => void) | undefined;
-  private waitingFor: { state: RuleState; waiter: SlotWaiter } | undefined;
-
-  constructor(
-    private readonly controller: FlowController,
-    /** Rate rules that hold the request (their wait is above zero). */
-    private readonly delaying: readonly RuleState[],
-    private readonly concurrency: readonly RuleState[],
-    waitMs: number,
-    private readonly request: FlowRequest,
-    private readonly arrivedAtMs: number,
-  ) {
-    if (waitMs <= 0 && this.takeFreeSlots(0)) {
-      this.immediate = true;
-      this.ready = undefined;
-      return;
-    }
-    this.immediate = false;
-    this.ready = this.wait(waitMs);
-    // The caller may give up on the ticket before it is ready (an earlier batch refused).
-    this.ready.catch(() => undefined);
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.cancelWait?.();
-    if (this.waitingFor !== undefined) {
-      const { state, waiter } = this.waitingFor;
-      waiter.cancelTimer();
-      state.slots!.remove(waiter);
-      this.waitingFor = undefined;
-    }
-    for (const state of this.holding.splice(0)) this.handBack(state);
-  }
-
-  /** Takes slots without waiting, starting at concurrency rule `from`; false at the first full one. */
-  private takeFreeSlots(from: number): boolean {
-    for (let i = from; i < this.concurrency.length; i++) {
-      const state = this.concurrency[i]!;
-      if (!state.slots!.tryAcquire()) return false;
-      this.holding.push(state);
-      this.controller.noteDecision(state, "admitted", this.request.bytes);
-    }
-    return true;
-  }
-
-  private async wait(waitMs: number): Promise<void> {
-    if (waitMs > 0) {
-      for (const state of this.delaying) state.held++;
-      try {
-        await new Promise<void>((resolve, reject) => {
-          const cancelTimer = this.controller.scheduleAfter(resolve, waitMs);
-          // Released while waiting (an earlier batch of its partition was refused): the wait
-          // ends here, so `held` is given back below and `ready` settles.
-          this.cancelWait = () => {
-            cancelTimer();
-            reject(new ThrottledError("the request was given up while flow control held it"));
-          };
-        });
-      } finally {
-        this.cancelWait = undefined;
-        for (const state of this.delaying) state.held--;
-      }
-      this.controller.noteHeld(waitMs);
-    }
-    for (let i = this.holding.length; i < this.concurrency.length; i++) {
-      if (this.released) return;
-      const state = this.concurrency[i]!;
-      if (state.slots!.tryAcquire()) {
-        this.holding.push(state);
-        this.controller.noteDecision(state, "admitted", this.request.bytes);
-        continue;
-      }
-      await this.waitForSlot(state);
-    }
-  }
-
-  private waitForSlot(state: RuleState): Promise<void> {
-    const remainingMs = this.arrivedAtMs + state.maxQueueMs - this.controller.nowMs();
-    if (remainingMs <= 0) {
-      this.release();
-      return Promise.reject(this.controller.refuse(state, this.request, undefined));
-    }
-    return new Promise<void>((resolve, reject) => {
-      const waiter: SlotWaiter = {
-        grant: () => {
-          this.waitingFor = undefined;
-          this.holding.push(state);
-          this.controller.noteDecision(state, "delayed", this.request.bytes);
-          resolve();
-        },
-        cancelTimer: () => undefined,
-      };
-      waiter.cancelTimer = this.controller.scheduleAfter(() => {
-        if (!state.slots!.remove(waiter)) return;
-        this.waitingFor = undefined;
-        const error = this.controller.refuse(state, this.request, undefined);
-        this.release();
-        reject(error);
-      }, remainingMs);
-      state.slots!.enqueue(waiter);
-      this.waitingFor = { state, waiter };
-    });
-  }
-
-  /** Gives a slot back: to the first waiter, or free. */
-  private handBack(state: RuleState): void {
-    const next = state.slots!.release();
-    if (next !== undefined) {
-      next.cancelTimer();
-      next.grant();
-    }
-  }
+function sameRule(a: FlowRule, b: FlowRule): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof FlowRule>;
+  for (const key of keys) if (a[key] !== b[key]) return false;
+  return true;
 }

@@ -15,7 +15,7 @@
  * (probe first, refuse when wait > maxQueueMs, else take). maxQueueMs = 0 gives Sentinel's
  * "direct reject": anything that would have to wait is refused.
  */
-import { requireFiniteAbove, requireRequest, type RateLimiter } from "./rate-limiter.js";
+import { BookingUndo, requireFiniteAbove, requireRequest, type RateLimiter } from "./rate-limiter.js";
 
 export interface LeakyBucketOptions {
   /** Messages or bytes let through per second, evenly spaced. Finite, > 0. */
@@ -26,6 +26,7 @@ export class LeakyBucket implements RateLimiter {
   readonly ratePerSecond: number;
   /** Pass time of the last booked request; -Infinity = nothing passed yet. */
   private lastPassMs = Number.NEGATIVE_INFINITY;
+  private readonly bookings = new BookingUndo<number>();
 
   constructor(options: LeakyBucketOptions) {
     this.ratePerSecond = requireFiniteAbove("LeakyBucket", "ratePerSecond", options.ratePerSecond, 0);
@@ -39,10 +40,23 @@ export class LeakyBucket implements RateLimiter {
   take(cost: number, nowMs: number): number {
     requireRequest("LeakyBucket", cost, nowMs);
     const passAtMs = this.passAt(cost, nowMs);
+    this.bookings.record(this.lastPassMs);
     // A zero cost occupies no outlet time; booking it at `now` would push later requests back.
     if (cost > 0) this.lastPassMs = passAtMs;
     return passAtMs - nowMs;
   }
+
+  get lastBooking(): number {
+    return this.bookings.lastBooking;
+  }
+
+  refund(booking: number): void {
+    const before = this.bookings.undo(booking);
+    if (before !== undefined) this.lastPassMs = before;
+  }
+
+  /** A pacer banks no idle time: nothing to note. */
+  noteRefused(): void {}
 
   /** A pacer holds no tokens. */
   available(): undefined {

@@ -19,6 +19,20 @@ export interface RateLimiter {
   take(cost: number, nowMs: number): number;
   /** For metrics and `flow list`: available tokens (token-bucket, warm-up: stored permits), or undefined. */
   available(nowMs: number): number | undefined;
+  /** Identifies the latest take (0 before any), for refund. */
+  readonly lastBooking: number;
+  /**
+   * Gives back what take `booking` booked, because that request will never run (refused
+   * behind an earlier batch, its stream gone). Exact when it is the latest booking still on
+   * record; otherwise nothing is given back, which never lets more through than the rate.
+   * Cancel the latest first to get them all back.
+   */
+  refund(booking: number): void;
+  /**
+   * A request was refused at `nowMs`: there was demand, so the time up to now was not idle.
+   * Only a limiter that credits idle time (warm-up cools down while idle) needs to know.
+   */
+  noteRefused(nowMs: number): void;
 }
 
 // The guards below catch programming errors: user input is validated by the rule parser
@@ -48,5 +62,34 @@ export function requireRequest(owner: string, cost: number, nowMs: number): void
   }
   if (!Number.isFinite(nowMs)) {
     throw new InvalidArgumentError(`${owner}: nowMs must be a finite number, got ${nowMs}`);
+  }
+}
+
+/** How many recent bookings a limiter can undo (refund), newest first. */
+export const UNDO_DEPTH = 64;
+
+/** The states before a limiter's recent bookings, to undo the latest (see RateLimiter.refund). */
+export class BookingUndo<S> {
+  private readonly entries: { booking: number; before: S }[] = [];
+  private latest = 0;
+
+  get lastBooking(): number {
+    return this.latest;
+  }
+
+  /** Records the state before a new booking; returns the booking's id. */
+  record(before: S): number {
+    this.latest++;
+    this.entries.push({ booking: this.latest, before });
+    if (this.entries.length > UNDO_DEPTH) this.entries.shift();
+    return this.latest;
+  }
+
+  /** The state before `booking` when it is the latest on record (and forgets it); else undefined. */
+  undo(booking: number): S | undefined {
+    const top = this.entries[this.entries.length - 1];
+    if (top === undefined || top.booking !== booking) return undefined;
+    this.entries.pop();
+    return top.before;
   }
 }

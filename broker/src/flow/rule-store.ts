@@ -12,7 +12,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidConfigError } from "../../../common/src/errors.js";
-import { flowRuleKey, parseFlowRule, parseFlowRules, type FlowRule } from "../../../common/src/flow/rules.js";
+import { flowRuleKey, parseFlowRules, type FlowRule } from "../../../common/src/flow/rules.js";
+import type { Logger } from "../../../common/src/logger.js";
 import { writeFileDurably } from "../storage/storage-io.js";
 import type { FlowRuleSource } from "./flow-controller.js";
 
@@ -34,11 +35,17 @@ export class FlowRuleStore {
   }
 
   /** The rules in force at start: the config's, minus deletions, with run-time rules over them. */
-  effective(configRules: readonly FlowRule[]): { rule: FlowRule; source: FlowRuleSource }[] {
+  effective(configRules: readonly FlowRule[], logger?: Logger): { rule: FlowRule; source: FlowRuleSource }[] {
     const byKey = new Map<string, { rule: FlowRule; source: FlowRuleSource }>();
     for (const rule of configRules) byKey.set(flowRuleKey(rule), { rule, source: "config" });
-    for (const gone of this.changes.deleted) byKey.delete(flowRuleKey(gone));
-    for (const rule of this.changes.set) byKey.set(flowRuleKey(rule), { rule, source: "runtime" });
+    // Said at start, so an edit of the config file that a run-time change hides is not a mystery.
+    for (const gone of this.changes.deleted) {
+      if (byKey.delete(flowRuleKey(gone))) logger?.warn({ rule: gone, file: this.path }, "a flow rule of the config file stays deleted: it was deleted at run time (sluice flow delete)");
+    }
+    for (const rule of this.changes.set) {
+      if (byKey.get(flowRuleKey(rule))?.source === "config") logger?.warn({ rule, file: this.path }, "a flow rule of the config file is replaced by the one set at run time (sluice flow set)");
+      byKey.set(flowRuleKey(rule), { rule, source: "runtime" });
+    }
     return [...byKey.values()];
   }
 
@@ -85,10 +92,9 @@ export class FlowRuleStore {
   }
 
   private save(changes: StoredChanges): void {
-    // Re-validated so a rule that reached here unnormalised is stored as the broker runs it.
-    const normalised: StoredChanges = { set: changes.set.map((r, i) => parseFlowRule(r, `set[${i}]`)), deleted: changes.deleted };
-    const text = JSON.stringify({ version: FORMAT_VERSION, ...normalised }, null, 2) + "\n";
+    // Rules arrive parsed (parseFlowRule fills every default), so they are stored as run.
+    const text = JSON.stringify({ version: FORMAT_VERSION, ...changes }, null, 2) + "\n";
     writeFileDurably(this.path, text);
-    this.changes = normalised;
+    this.changes = changes;
   }
 }

@@ -17,7 +17,7 @@
  *   t >= stateMs: min(burst, tokens + (t − stateMs)·rate/1000)
  *   t <  stateMs: tokens − (stateMs − t)·rate/1000   (the bucket is booked into the future)
  */
-import { requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
+import { BookingUndo, requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
 
 export interface TokenBucketOptions {
   /** Tokens (messages or bytes) added per second. Finite, > 0. */
@@ -39,6 +39,7 @@ export class TokenBucket implements RateLimiter {
   private tokens: number;
   /** Pass time of the last booked request; -Infinity = full since forever. */
   private stateMs = Number.NEGATIVE_INFINITY;
+  private readonly bookings = new BookingUndo<{ tokens: number; stateMs: number }>();
 
   constructor(options: TokenBucketOptions) {
     this.ratePerSecond = requireFiniteAbove("TokenBucket", "ratePerSecond", options.ratePerSecond, 0);
@@ -54,10 +55,25 @@ export class TokenBucket implements RateLimiter {
   take(cost: number, nowMs: number): number {
     requireRequest("TokenBucket", cost, nowMs);
     const plan = this.plan(cost, nowMs);
+    this.bookings.record({ tokens: this.tokens, stateMs: this.stateMs });
     this.tokens = plan.tokensAfter;
     this.stateMs = plan.passAtMs;
     return plan.passAtMs - nowMs;
   }
+
+  get lastBooking(): number {
+    return this.bookings.lastBooking;
+  }
+
+  refund(booking: number): void {
+    const before = this.bookings.undo(booking);
+    if (before === undefined) return;
+    this.tokens = before.tokens;
+    this.stateMs = before.stateMs;
+  }
+
+  /** Idle time only refills up to the burst, whatever the demand: nothing to note. */
+  noteRefused(): void {}
 
   /** The level now: may be negative (debt, or requests booked into the future). */
   available(nowMs: number): number {

@@ -25,7 +25,7 @@
  * It starts cold (stored = max).
  */
 import { DEFAULT_COLD_FACTOR } from "../../../common/src/flow/rules.js";
-import { requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
+import { BookingUndo, requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
 
 export interface WarmUpOptions {
   /** The stable rate once warm, messages or bytes per second. Finite, > 0. */
@@ -55,6 +55,9 @@ export class WarmUp implements RateLimiter {
   private storedPermits: number;
   /** When the next request may pass; -Infinity = never used (idle since forever). */
   private nextFreeMs = Number.NEGATIVE_INFINITY;
+  /** Refused requests showed demand until here: time before it is not idle (see noteRefused). */
+  private demandUntilMs = Number.NEGATIVE_INFINITY;
+  private readonly bookings = new BookingUndo<{ storedPermits: number; nextFreeMs: number }>();
 
   constructor(options: WarmUpOptions) {
     this.ratePerSecond = requireFiniteAbove("WarmUp", "ratePerSecond", options.ratePerSecond, 0);
@@ -77,9 +80,31 @@ export class WarmUp implements RateLimiter {
   take(cost: number, nowMs: number): number {
     requireRequest("WarmUp", cost, nowMs);
     const plan = this.plan(cost, nowMs);
+    this.bookings.record({ storedPermits: this.storedPermits, nextFreeMs: this.nextFreeMs });
     this.storedPermits = plan.storedAfter;
     this.nextFreeMs = plan.nextFreeAfterMs;
     return plan.passAtMs - nowMs;
+  }
+
+  get lastBooking(): number {
+    return this.bookings.lastBooking;
+  }
+
+  refund(booking: number): void {
+    const before = this.bookings.undo(booking);
+    if (before === undefined) return;
+    this.storedPermits = before.storedPermits;
+    this.nextFreeMs = before.nextFreeMs;
+  }
+
+  /**
+   * Refused demand is not idle time: without this, a rule that refuses at once
+   * (`maxQueueMs: 0`) would bank the gaps between admitted requests as stored permits and
+   * stay cold for ever under a load at exactly its rate. A refusal counts as demand for one
+   * stable interval past it.
+   */
+  noteRefused(nowMs: number): void {
+    this.demandUntilMs = Math.max(this.demandUntilMs, nowMs + this.stableIntervalMs);
   }
 
   /** Stored permits now: `maxPermits` when fully cold, 0 after long saturation. */
@@ -100,7 +125,8 @@ export class WarmUp implements RateLimiter {
   private resync(nowMs: number): { storedPermits: number; nextFreeMs: number } {
     if (nowMs <= this.nextFreeMs) return { storedPermits: this.storedPermits, nextFreeMs: this.nextFreeMs };
     if (this.nextFreeMs === Number.NEGATIVE_INFINITY) return { storedPermits: this.maxPermits, nextFreeMs: nowMs };
-    const gained = (nowMs - this.nextFreeMs) / this.coolDownMsPerPermit;
+    const idleFromMs = Math.max(this.nextFreeMs, this.demandUntilMs);
+    const gained = Math.max(0, nowMs - idleFromMs) / this.coolDownMsPerPermit;
     return { storedPermits: Math.min(this.maxPermits, this.storedPermits + gained), nextFreeMs: nowMs };
   }
 

@@ -18,7 +18,12 @@ export class PartitionOrder {
   /** Per partition: batches arriving before this time (ms) are refused. */
   private readonly refusingUntil = new Map<string, number>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** Whether a batch with this ticket would wait (held itself, or behind a held batch). */
+  wouldWait(key: string, ticket: FlowTicket): boolean {
+    return !ticket.immediate || this.tails.has(key);
+  }
 
   /** Throws THROTTLED while the partition refuses batches after an earlier refusal. */
   checkNotRefusing(key: string, topic: string, partition: number): void {
@@ -29,9 +34,10 @@ export class PartitionOrder {
       this.refusingUntil.delete(key);
       return;
     }
+    const retryAfterMs = Math.ceil(until - now);
     throw new ThrottledError(
-      `${topic}/${partition}: an earlier batch on this stream was throttled, so later ones sent before the producer heard of it are refused too and the partition keeps its order; resend them in order in ${until - now} ms`,
-      { retryAfterMs: until - now },
+      `${topic}/${partition}: an earlier batch on this stream was throttled, so later ones sent before the producer heard of it are refused too and the partition keeps its order; resend them in order in ${retryAfterMs} ms`,
+      { retryAfterMs },
     );
   }
 

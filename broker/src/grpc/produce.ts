@@ -6,46 +6,72 @@
  * epoch stamp, and for `acks: "all"` the write gate before and the replication wait after.
  * An idempotent producer's retry of a batch the log already holds is answered with the
  * original offsets and appended nothing. Acks for one partition leave in append order because the
- * log resolves appends in order. A stream whose appends fall behind by more than
- * `maxPendingProduceBytes` is paused, so HTTP/2 flow control pushes back on the producer
- * instead of the broker buffering without bound.
+ * log resolves appends in order.
+ *
+ * Flow control (broker/src/flow/) decides each batch before anything else happens to it: at
+ * once, held (answered later, with `throttleTimeMs`), or refused (THROTTLED). Held batches of
+ * a partition go on in arrival order (partition-order.ts). They do not count toward the
+ * stream's backlog: a stream whose *appends* fall behind by more than `maxPendingProduceBytes`
+ * is paused (HTTP/2 flow control then pushes back on the producer), but a throttled topic must
+ * not pause the other topics sharing the stream, so held bytes have their own broker-wide
+ * budget instead. Held batches of a stream that goes away, or of a broker shutting down or
+ * stepping down, are given up at once: never appended, their limits refunded.
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { validateBatch } from "../../../common/src/batch/layout.js";
 import { toWireError } from "../../../common/src/grpc/errors.js";
-import { InvalidTopicNameError, toSluiceError } from "../../../common/src/errors.js";
+import {
+  BrokerUnavailableError,
+  InvalidTopicNameError,
+  ShuttingDownError,
+  toSluiceError,
+  type SluiceError,
+} from "../../../common/src/errors.js";
 import { isInternalTopic } from "../../../common/src/protocol.js";
 import { Acks, type ProduceRequest, type ProduceResponse } from "../../../proto/gen/sluice/v1/broker.js";
 import { appendAsMaster } from "../master-append.js";
-import type { AppendResult } from "../storage/partition-log.js";
 import type { FlowTicket } from "../flow/flow-controller.js";
-import type { PartitionLog } from "../storage/partition-log.js";
+import type { AppendResult } from "../storage/partition-log.js";
 import { checkHeader, checkWritable, type BrokerContext } from "./context.js";
 import { PartitionOrder } from "./partition-order.js";
 
 export function handleProduce(context: BrokerContext) {
-  const { metrics, logger, options } = context;
+  const { metrics, logger, options, flow } = context;
   return (call: ServerDuplexStream<ProduceRequest, ProduceResponse>): void => {
     let headerChecked = false;
     /** From the stream's first request header: what `client:` flow rules match. */
     let clientId = "";
     const order = new PartitionOrder();
+    /** Tickets of batches still waiting for flow control, to give up if the stream goes. */
+    const waiting = new Set<FlowTicket>();
     let pendingBytes = 0;
     let pendingAppends = 0;
     let paused = false;
     let ended = false;
     metrics.activeStreams.inc({ kind: "produce" });
 
+    /** Gives up every batch still held, answering each with `reason` (when anyone listens). */
+    const giveUpHeld = (reason: SluiceError): void => {
+      // Newest first: each limiter can undo its latest bookings exactly (RateLimiter.refund).
+      for (const ticket of [...waiting].reverse()) ticket.cancel(reason);
+    };
+
     let finished = false;
     const finishIfDrained = (): void => {
       if (!finished && (ended || context.shuttingDown()) && pendingAppends === 0) {
         finished = true;
-        context.streamClosers.delete(finishIfDrained);
+        context.streamClosers.delete(closeAtShutdown);
         call.end();
       }
     };
-    // At shutdown the stream ends after its last ack, so no appended batch loses its ack.
-    context.streamClosers.add(finishIfDrained);
+    // At shutdown or demotion held batches are answered at once (SHUTTING_DOWN / NOT_LEADER:
+    // retriable, the producer resends them to whoever serves next), and the stream ends after
+    // its last ack, so no appended batch loses its ack.
+    const closeAtShutdown = (): void => {
+      if (waiting.size > 0) giveUpHeld(notWritableReason(context));
+      finishIfDrained();
+    };
+    context.streamClosers.add(closeAtShutdown);
 
     const reply = (request: ProduceRequest, response: ProduceResponse): void => {
       if (request.acks === Acks.ACKS_NONE || call.cancelled || call.destroyed) return;
@@ -70,9 +96,18 @@ export function handleProduce(context: BrokerContext) {
       });
     };
 
-    /** Releases what a request held once it is answered, refused or failed. */
-    const settled = (size: number): void => {
-      pendingBytes -= size;
+    /** A batch now counts toward the stream's append backlog. */
+    const pending = (size: number): void => {
+      pendingBytes += size;
+      if (pendingBytes > options.maxPendingProduceBytes && !paused) {
+        paused = true;
+        call.pause();
+      }
+    };
+
+    /** A batch is answered, refused or failed. */
+    const settled = (size: number, counted: boolean): void => {
+      if (counted) pendingBytes -= size;
       pendingAppends--;
       if (paused && pendingBytes <= options.maxPendingProduceBytes / 2) {
         paused = false;
@@ -81,14 +116,20 @@ export function handleProduce(context: BrokerContext) {
       finishIfDrained();
     };
 
-    const append = (request: ProduceRequest, log: PartitionLog, recordCount: number, startedAt: number, throttleTimeMs: number): Promise<void> => {
+    const append = (request: ProduceRequest, recordCount: number, startedAt: number, throttleTimeMs: number): Promise<void> => {
       const acksAll = request.acks === Acks.ACKS_ALL;
       let duplicate: AppendResult | null = null;
       let appended: Promise<AppendResult>;
       try {
-        // A held request re-checks what may have changed while it waited (role, shutdown).
-        if (throttleTimeMs > 0) checkWritable(context);
-        if (acksAll) context.replication.checkWriteGate(request.topic, request.partition);
+        // A held batch re-checks what may have changed while it waited (role, shutdown, the
+        // write gate, the topic itself).
+        if (throttleTimeMs > 0) {
+          checkWritable(context);
+          if (acksAll) context.replication.checkWriteGate(request.topic, request.partition);
+        }
+        const log = context.topics.log(request.topic, request.partition);
+        // Sequences are checked here, not on arrival: an earlier held batch of the producer
+        // may not be in the log yet.
         duplicate = log.checkProducer(request.batch);
         appended =
           duplicate === null
@@ -124,10 +165,11 @@ export function handleProduce(context: BrokerContext) {
 
     call.on("data", (request: ProduceRequest) => {
       const startedAt = performance.now();
-      let log: PartitionLog;
+      const size = request.batch.length;
+      const partitionKey = `${request.topic}\u0000${request.partition}`;
       let recordCount: number;
       let ticket: FlowTicket;
-      const partitionKey = `${request.topic}\u0000${request.partition}`;
+      let ready: Promise<void> | undefined;
       try {
         if (!headerChecked) {
           checkHeader(request.header);
@@ -140,44 +182,53 @@ export function handleProduce(context: BrokerContext) {
         if (isInternalTopic(request.topic)) {
           throw new InvalidTopicNameError(`"${request.topic}" is an internal topic: only Sluice writes to it`);
         }
-        log = context.topics.log(request.topic, request.partition);
+        context.topics.log(request.topic, request.partition);
         const maxBytes = context.topics.topic(request.topic)?.settings.maxMessageBytes ?? options.maxMessageBytes;
         recordCount = validateBatch(request.batch, maxBytes);
+        // Refused before flow control, so a batch that cannot be written uses no one's limits.
+        if (request.acks === Acks.ACKS_ALL) context.replication.checkWriteGate(request.topic, request.partition);
         order.checkNotRefusing(partitionKey, request.topic, request.partition);
-        ticket = context.flow.admit({ topic: request.topic, clientId, messages: recordCount, bytes: request.batch.length });
+        ticket = flow.admit({ topic: request.topic, clientId, messages: recordCount, bytes: size });
+        if (order.wouldWait(partitionKey, ticket) && !flow.reserveHeld(size)) {
+          ticket.cancel();
+          throw flow.heldBudgetRefusal();
+        }
+        ready = order.after(partitionKey, ticket);
       } catch (err) {
         order.refused(partitionKey, err);
         refuse(request, err);
         return;
       }
-      const size = request.batch.length;
-      pendingBytes += size;
       pendingAppends++;
-      if (pendingBytes > options.maxPendingProduceBytes && !paused) {
-        paused = true;
-        call.pause();
-      }
-      const ready = order.after(partitionKey, ticket);
       if (ready === undefined) {
-        void append(request, log, recordCount, startedAt, 0).finally(() => {
+        pending(size);
+        void append(request, recordCount, startedAt, 0).finally(() => {
           ticket.release();
-          settled(size);
+          settled(size, true);
         });
         return;
       }
       // Held by flow control, or behind a held batch of the same partition.
+      waiting.add(ticket);
+      let counted = false;
       ready
         .then(
-          () => append(request, log, recordCount, startedAt, Math.max(1, Math.round(performance.now() - startedAt))),
+          () => {
+            waiting.delete(ticket);
+            flow.releaseHeld(size);
+            pending(size);
+            counted = true;
+            return append(request, recordCount, startedAt, Math.max(1, Math.round(performance.now() - startedAt))).finally(() => ticket.release());
+          },
           (err: unknown) => {
+            waiting.delete(ticket);
+            flow.releaseHeld(size);
+            ticket.cancel();
             order.refused(partitionKey, err);
             refuse(request, err);
           },
         )
-        .finally(() => {
-          ticket.release();
-          settled(size);
-        });
+        .finally(() => settled(size, counted));
     });
 
     call.on("end", () => {
@@ -189,12 +240,25 @@ export function handleProduce(context: BrokerContext) {
     const onClose = (): void => {
       if (closed) return;
       closed = true;
-      context.streamClosers.delete(finishIfDrained);
+      context.streamClosers.delete(closeAtShutdown);
       metrics.activeStreams.dec({ kind: "produce" });
+      // Nobody will read the answers: held batches are given up, not appended later behind
+      // the producer's back (it resends them on a new stream).
+      giveUpHeld(new BrokerUnavailableError("the produce stream closed while its batch was held by flow control"));
     };
     call.on("close", onClose);
     call.on("cancelled", onClose);
   };
+}
+
+/** Why a held batch is given up at shutdown or demotion: what checkWritable says now. */
+function notWritableReason(context: BrokerContext): SluiceError {
+  try {
+    checkWritable(context);
+  } catch (err) {
+    return toSluiceError(err);
+  }
+  return new ShuttingDownError();
 }
 
 /** An idempotent retry of a batch the log holds: its first offsets, once replicated as asked. */

@@ -43,7 +43,7 @@ export function registerFlowAdmin(app: FastifyInstance, options: FlowAdminOption
     },
     async (request) => {
       const { scope, limiter } = request.query;
-      flow.require(scope, limiter);
+      flow.ruleFor(scope, limiter);
       store.recordDelete(scope, limiter);
       flow.delete(scope, limiter);
       return { broker, deleted: { scope, limiter } };

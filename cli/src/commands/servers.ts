@@ -21,7 +21,7 @@ const FLUSH = ["sync", "interval", "os"] as const;
 const BROKER_KEYS = [
   "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
   "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster", "etcd",
-  "replication", "minInSyncSlaves", "maxSlaveLagMs", "replicationThrottleBytes", "leaseTtlMs", "fenceMarginMs", "flow",
+  "replication", "minInSyncSlaves", "maxSlaveLagMs", "replicationThrottleBytes", "leaseTtlMs", "fenceMarginMs", "flow", "maxHeldProduceBytes",
 ] as const;
 const NAMESERVER_KEYS = [
   "host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs", "expiryHeartbeats", "detector", "phiThreshold",
@@ -29,7 +29,7 @@ const NAMESERVER_KEYS = [
 const DETECTORS = ["fixed", "phi"] as const;
 /** Config file keys of the name server's registry (alongside NAMESERVER_KEYS). */
 const NAMESERVER_STORE_KEYS = ["etcd"] as const;
-const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "flow"] as const;
+const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "flow", "maxHeldProduceBytes"] as const;
 
 function sourceOf(command: Command) {
   return (key: string): string | undefined => command.getOptionValueSource(key) ?? undefined;
@@ -81,7 +81,11 @@ function storageOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput>
 
 /** Ingress flow rules: the config file's `flow:` list, validated by the broker (naming the field). */
 function flowOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
-  return o.flow === undefined ? {} : { flowRules: o.flow };
+  const out: Partial<BrokerOptionsInput> = {};
+  if (o.flow !== undefined) out.flowRules = o.flow;
+  const held = num(o.maxHeldProduceBytes, "maxHeldProduceBytes");
+  if (held !== undefined) out.maxHeldProduceBytes = held;
+  return out;
 }
 
 /** Replication and failover settings of `sluice broker` (flags or config file). */

@@ -122,6 +122,9 @@ export class Sender implements ProduceStreamListener {
     const retry = batch.attempts++ - batch.throttledAttempts;
     if (err.code === "THROTTLED") batch.throttledAttempts++;
     if (err.retriable && !this.closed) this.options.onRetriableFailure?.(batch.topic, batch.partition, err);
+    // Another failure ends "throttled": a broker that then stops answering is not reported
+    // as flow control keeping the batch waiting.
+    if (err.code !== "THROTTLED") queue.throttled = false;
     let delay: number;
     if (this.closed) {
       delay = -1;

@@ -26,6 +26,8 @@ export const MAX_MAX_QUEUE_MS = 10_000;
 /** Guava's SmoothWarmingUp default: a cold limiter starts at a third of its rate. */
 export const DEFAULT_COLD_FACTOR = 3;
 export const MAX_WARM_UP_MS = 3_600_000;
+/** Far above any broker (1 TB/s); keeps the default burst (one second of rate) an exact integer. */
+export const MAX_RATE_PER_SECOND = 1e12;
 
 export interface FlowRule {
   /** "broker" | "topic:<name or glob>" | "client:<clientId or glob>" */
@@ -36,7 +38,7 @@ export interface FlowRule {
   bytesPerSecond?: number;
   /** token-bucket only, in the rule's unit, integer >= 1. @defaultValue one second of rate, rounded up */
   burst?: number;
-  /** Longest a request may be held, 0..60000; 0 refuses at once instead of delaying. @defaultValue 500 */
+  /** Longest a request may be held, 0..10000; 0 refuses at once instead of delaying. @defaultValue 500 */
   maxQueueMs?: number;
   /** warm-up only, required: how long the rate climbs from rate / coldFactor to rate, 1..3600000. */
   warmUpMs?: number;
@@ -231,8 +233,8 @@ function parseRate(raw: Record<string, unknown>, limiter: FlowLimiterKind, where
     throw new InvalidConfigError(`${fieldName(where, "messagesPerSecond")} or ${fieldName(where, "bytesPerSecond")} is required for limiter ${limiter}`);
   }
   const value = raw[field];
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidConfigError(`${fieldName(where, field)} must be a number > 0, got ${show(value)}`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || value > MAX_RATE_PER_SECOND) {
+    throw new InvalidConfigError(`${fieldName(where, field)} must be a number > 0 and at most ${MAX_RATE_PER_SECOND}, got ${show(value)}`);
   }
   return [field, value];
 }

@@ -30,7 +30,7 @@ export function toServiceError(err: unknown): Partial<ServiceError> {
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_METADATA, e.code);
   metadata.set(ERROR_RETRIABLE_METADATA, String(e.retriable));
-  if (e.retryAfterMs !== undefined) metadata.set(ERROR_RETRY_AFTER_METADATA, String(e.retryAfterMs));
+  if (e.retryAfterMs !== undefined) metadata.set(ERROR_RETRY_AFTER_METADATA, String(Math.ceil(e.retryAfterMs)));
   return { code: e.grpcStatus, details: e.message, metadata };
 }
 
@@ -63,7 +63,8 @@ export function fromServiceError(err: unknown, target = "server"): SluiceError {
 
 export function toWireError(err: unknown): WireError {
   const e = toSluiceError(err);
-  return { code: e.code, message: e.message, retriable: e.retriable, retryAfterMs: e.retryAfterMs ?? 0 };
+  // uint32 on the wire: a fractional value would fail the whole stream's serialization.
+  return { code: e.code, message: e.message, retriable: e.retriable, retryAfterMs: Math.max(0, Math.ceil(e.retryAfterMs ?? 0)) };
 }
 
 export function fromWireError(wire: WireError): SluiceError {
