@@ -5,27 +5,7 @@ import { InvalidArgumentError, NotLeaderError, SluiceError, ThrottledError } fro
 import { parseFlowRule } from "../../common/src/flow/rules.js";
 import { FlowController, MIN_RETRY_AFTER_MS, type FlowTicket, type Schedule } from "../../broker/src/flow/flow-controller.js";
 import { PartitionOrder } from "../../broker/src/grpc/partition-order.js";
-
-/** Lets every pending promise callback run (setImmediate comes after the microtask queue). */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-type PromiseState = "pending" | "resolved" | "rejected";
-
-async function stateOf(promise: Promise<unknown> | undefined): Promise<{ state: PromiseState; error?: unknown }> {
-  assert.ok(promise !== undefined, "expected a promise, got undefined (go on at once)");
-  const seen: { state: PromiseState; error?: unknown } = { state: "pending" };
-  promise.then(
-    () => (seen.state = "resolved"),
-    (error: unknown) => {
-      seen.state = "rejected";
-      seen.error = error;
-    },
-  );
-  await flush();
-  return seen;
-}
+import { flush, stateOf } from "./flow-fixtures.js";
 
 /** A ticket the test settles by hand, standing in for one flow control holds. */
 function heldTicket(): FlowTicket & { admit(): void; refuse(error: unknown): void } {

@@ -22,23 +22,14 @@ import {
   type ServerUnaryCall,
 } from "@grpc/grpc-js";
 import {
-  BASE_SEQUENCE_AT,
-  PRODUCER_EPOCH_AT,
-  PRODUCER_ID_AT,
-  lastOffsetDeltaOf,
-  recordCountOf,
-  stampBatch,
-  validateBatch,
-} from "../../common/src/batch/index.js";
-import {
   OffsetOutOfRangeError,
-  OutOfOrderSequenceError,
-  ProducerFencedError,
   SluiceError,
   ThrottledError,
   UnknownTopicError,
 } from "../../common/src/errors.js";
 import { toServiceError, toWireError } from "../../common/src/grpc/errors.js";
+import { FakeLog, producerHeader, type ProducerHeader } from "./clients-fake-log.js";
+export { FakeLog, producerHeader, type ProducerHeader } from "./clients-fake-log.js";
 import {
   BrokerService,
   OffsetSpec,
@@ -66,102 +57,6 @@ import {
 } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { DescribePartitionsRequest, DescribePartitionsResponse, FetchRequest } from "../../proto/gen/sluice/v1/broker.js";
 
-interface StoredBatch {
-  baseOffset: number;
-  lastOffset: number;
-  bytes: Buffer;
-}
-
-/** The producer fields of a batch header (producerId -1: not idempotent). */
-export interface ProducerFields {
-  producerId: number;
-  producerEpoch: number;
-  baseSequence: number;
-  recordCount: number;
-}
-
-export function producerFieldsOf(batch: Buffer): ProducerFields {
-  return {
-    producerId: Number(batch.readBigInt64BE(PRODUCER_ID_AT)),
-    producerEpoch: batch.readInt16BE(PRODUCER_EPOCH_AT),
-    baseSequence: batch.readInt32BE(BASE_SEQUENCE_AT),
-    recordCount: recordCountOf(batch),
-  };
-}
-
-const SEQUENCE_MODULUS = 2 ** 31;
-/** Batches per producer and partition a broker remembers to recognise retries. */
-const REMEMBERED_BATCHES = 5;
-
-interface ProducerState {
-  epoch: number;
-  lastSequence: number;
-  recent: { baseSequence: number; recordCount: number; baseOffset: number }[];
-}
-
-export class FakeLog {
-  readonly batches: StoredBatch[] = [];
-  startOffset = 0;
-  endOffset = 0;
-  private readonly producers = new Map<number, ProducerState>();
-
-  append(batch: Buffer): number {
-    return this.appendProduced(batch).baseOffset;
-  }
-
-  /** Appends a batch, or recognises an idempotent retry of one held (its first offset, not appended again). */
-  appendProduced(batch: Buffer): { baseOffset: number; duplicate: boolean } {
-    const bytes = Buffer.from(batch);
-    validateBatch(bytes, 64 * 1024 * 1024);
-    const { producerId, producerEpoch, baseSequence, recordCount } = producerFieldsOf(bytes);
-    let state = producerId >= 0 ? this.producers.get(producerId) : undefined;
-    if (state !== undefined) {
-      if (producerEpoch < state.epoch) throw new ProducerFencedError(`producer ${producerId} epoch ${producerEpoch} is older than ${state.epoch}`);
-      if (producerEpoch === state.epoch) {
-        const held = state.recent.find((r) => r.baseSequence === baseSequence && r.recordCount === recordCount);
-        if (held !== undefined) return { baseOffset: held.baseOffset, duplicate: true };
-        const expected = (state.lastSequence + 1) % SEQUENCE_MODULUS;
-        if (baseSequence !== expected) throw new OutOfOrderSequenceError(`producer ${producerId}: sequence ${baseSequence}, expected ${expected}`);
-      } else if (baseSequence !== 0) {
-        throw new OutOfOrderSequenceError(`producer ${producerId}: new epoch ${producerEpoch} must start at sequence 0, got ${baseSequence}`);
-      }
-    }
-    const baseOffset = this.endOffset;
-    stampBatch(bytes, baseOffset, 0);
-    const lastOffset = baseOffset + lastOffsetDeltaOf(bytes);
-    this.batches.push({ baseOffset, lastOffset, bytes });
-    this.endOffset = lastOffset + 1;
-    if (producerId >= 0) {
-      if (state === undefined || state.epoch !== producerEpoch) {
-        state = { epoch: producerEpoch, lastSequence: -1, recent: [] };
-        this.producers.set(producerId, state);
-      }
-      state.lastSequence = (baseSequence + recordCount - 1) % SEQUENCE_MODULUS;
-      state.recent.push({ baseSequence, recordCount, baseOffset });
-      if (state.recent.length > REMEMBERED_BATCHES) state.recent.shift();
-    }
-    return { baseOffset, duplicate: false };
-  }
-
-  /** Whole batches from the one holding `offset`, at least one, up to `maxBytes`. */
-  read(offset: number, maxBytes: number): { records: Buffer; nextOffset: number } {
-    if (offset < this.startOffset || offset > this.endOffset) {
-      throw new OffsetOutOfRangeError("fake", 0, offset, this.startOffset, this.endOffset);
-    }
-    const parts: Buffer[] = [];
-    let size = 0;
-    let nextOffset = offset;
-    for (const batch of this.batches) {
-      if (batch.lastOffset < offset) continue;
-      if (parts.length > 0 && size + batch.bytes.length > maxBytes) break;
-      parts.push(batch.bytes);
-      size += batch.bytes.length;
-      nextOffset = batch.lastOffset + 1;
-    }
-    return { records: Buffer.concat(parts), nextOffset };
-  }
-}
-
 export interface Faults {
   /** Error the next ProduceRequests get instead of an append (one per entry, in order). */
   produceErrors: SluiceError[];
@@ -187,7 +82,7 @@ export interface Faults {
 }
 
 /** One ProduceRequest as the fake broker saw it. */
-export interface ProduceRecord extends ProducerFields {
+export interface ProduceRecord extends ProducerHeader {
   topic: string;
   partition: number;
   /** The batch as received. */
@@ -372,7 +267,7 @@ export class FakeCluster {
     const inFlight = (this.produceInFlight.get(key) ?? 0) + 1;
     this.produceInFlight.set(key, inFlight);
     const record: ProduceRecord = {
-      ...producerFieldsOf(request.batch),
+      ...producerHeader(request.batch),
       topic: request.topic,
       partition: request.partition,
       batch: request.batch,
@@ -418,7 +313,7 @@ export class FakeCluster {
     let response: ProduceResponse;
     try {
       if (refusal !== undefined) throw refusal;
-      const { baseOffset, duplicate } = this.log(request.topic, request.partition).appendProduced(request.batch);
+      const { baseOffset, duplicate } = this.log(request.topic, request.partition).append(request.batch);
       record.result = duplicate ? "duplicate" : "appended";
       response = { ...reply, baseOffset, throttleTimeMs: this.faults.produceThrottleTimeMs };
       for (const pump of this.pumps) pump();

@@ -11,17 +11,10 @@
  * an older epoch PRODUCER_FENCED, a newer epoch must start at sequence 0.
  */
 import { Server, ServerCredentials, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall } from "@grpc/grpc-js";
-import {
-  BASE_SEQUENCE_AT,
-  PRODUCER_EPOCH_AT,
-  PRODUCER_ID_AT,
-  lastOffsetDeltaOf,
-  recordCountOf,
-  stampBatch,
-  validateBatch,
-} from "../../common/src/batch/index.js";
-import { NotLeaderError, OutOfOrderSequenceError, ProducerFencedError, SluiceError, UnknownTopicError } from "../../common/src/errors.js";
+import { NotLeaderError, SluiceError, UnknownTopicError } from "../../common/src/errors.js";
 import { toServiceError, toWireError } from "../../common/src/grpc/errors.js";
+import { FakeLog, producerHeader, type ProducerHeader } from "./clients-fake-log.js";
+export { producerHeader, type ProducerHeader } from "./clients-fake-log.js";
 import {
   BrokerService,
   OffsetSpec,
@@ -36,94 +29,6 @@ import {
   type SubscribeRequest,
 } from "../../proto/gen/sluice/v1/broker.js";
 import { NameServerService, type GetRoutesRequest, type GetRoutesResponse, type TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
-
-const SEQUENCE_MODULUS = 2 ** 31;
-const REMEMBERED_BATCHES = 5;
-
-export interface ProducerHeader {
-  producerId: number;
-  producerEpoch: number;
-  baseSequence: number;
-  recordCount: number;
-}
-
-export function producerHeader(batch: Buffer): ProducerHeader {
-  return {
-    producerId: Number(batch.readBigInt64BE(PRODUCER_ID_AT)),
-    producerEpoch: batch.readInt16BE(PRODUCER_EPOCH_AT),
-    baseSequence: batch.readInt32BE(BASE_SEQUENCE_AT),
-    recordCount: recordCountOf(batch),
-  };
-}
-
-interface RememberedBatch {
-  baseSequence: number;
-  recordCount: number;
-  baseOffset: number;
-}
-
-interface ProducerState {
-  epoch: number;
-  lastSequence: number;
-  recent: RememberedBatch[];
-}
-
-export class FakeReplicatedLog {
-  readonly batches: { baseOffset: number; lastOffset: number; bytes: Buffer }[] = [];
-  endOffset = 0;
-  private readonly producers = new Map<number, ProducerState>();
-
-  /** Appends (or recognises) a batch: its base offset and whether it was a retry of one held. */
-  append(batch: Buffer): { baseOffset: number; duplicate: boolean } {
-    const bytes = Buffer.from(batch);
-    validateBatch(bytes, 64 * 1024 * 1024);
-    const { producerId, producerEpoch, baseSequence, recordCount } = producerHeader(bytes);
-    let state = producerId >= 0 ? this.producers.get(producerId) : undefined;
-    if (state !== undefined) {
-      if (producerEpoch < state.epoch) throw new ProducerFencedError(`producer ${producerId} epoch ${producerEpoch} is older than ${state.epoch}`);
-      if (producerEpoch === state.epoch) {
-        const held = state.recent.find((r) => r.baseSequence === baseSequence && r.recordCount === recordCount);
-        if (held !== undefined) return { baseOffset: held.baseOffset, duplicate: true };
-        const expected = (state.lastSequence + 1) % SEQUENCE_MODULUS;
-        if (baseSequence !== expected) {
-          throw new OutOfOrderSequenceError(`producer ${producerId}: sequence ${baseSequence}, expected ${expected}`);
-        }
-      } else if (baseSequence !== 0) {
-        throw new OutOfOrderSequenceError(`producer ${producerId}: new epoch ${producerEpoch} must start at sequence 0, got ${baseSequence}`);
-      }
-    }
-    const baseOffset = this.endOffset;
-    stampBatch(bytes, baseOffset, 1);
-    const lastOffset = baseOffset + lastOffsetDeltaOf(bytes);
-    this.batches.push({ baseOffset, lastOffset, bytes });
-    this.endOffset = lastOffset + 1;
-    if (producerId >= 0) {
-      if (state === undefined || state.epoch !== producerEpoch) {
-        state = { epoch: producerEpoch, lastSequence: -1, recent: [] };
-        this.producers.set(producerId, state);
-      }
-      state.lastSequence = (baseSequence + recordCount - 1) % SEQUENCE_MODULUS;
-      state.recent.push({ baseSequence, recordCount, baseOffset });
-      if (state.recent.length > REMEMBERED_BATCHES) state.recent.shift();
-    }
-    return { baseOffset, duplicate: false };
-  }
-
-  /** Whole batches from the one holding `offset`, at least one, up to `maxBytes`. */
-  read(offset: number, maxBytes: number): { records: Buffer; nextOffset: number } {
-    const parts: Buffer[] = [];
-    let size = 0;
-    let nextOffset = offset;
-    for (const batch of this.batches) {
-      if (batch.lastOffset < offset) continue;
-      if (parts.length > 0 && size + batch.bytes.length > maxBytes) break;
-      parts.push(batch.bytes);
-      size += batch.bytes.length;
-      nextOffset = batch.lastOffset + 1;
-    }
-    return { records: Buffer.concat(parts), nextOffset };
-  }
-}
 
 export interface BrokerFaults {
   /** Errors the next ProduceRequests get instead of an append, one per entry in order; null lets one through. */
@@ -283,7 +188,7 @@ export class FakeGroupBroker {
 
 export class FakeGroup {
   readonly brokers: FakeGroupBroker[] = [];
-  readonly logs = new Map<string, FakeReplicatedLog[]>();
+  readonly logs = new Map<string, FakeLog[]>();
   /** What the name server says; `undefined` master = the group has no live master. */
   routeMaster: FakeGroupBroker | undefined;
   routeSlaves: FakeGroupBroker[] = [];
@@ -314,10 +219,10 @@ export class FakeGroup {
   }
 
   createTopic(topic: string, partitions: number): void {
-    this.logs.set(topic, Array.from({ length: partitions }, () => new FakeReplicatedLog()));
+    this.logs.set(topic, Array.from({ length: partitions }, () => new FakeLog(1)));
   }
 
-  log(topic: string, partition: number): FakeReplicatedLog {
+  log(topic: string, partition: number): FakeLog {
     const log = this.logs.get(topic)?.[partition];
     if (log === undefined) throw new UnknownTopicError(topic, " in the fake group");
     return log;

@@ -6,6 +6,7 @@ import { TokenBucket } from "../../broker/src/flow/token-bucket.js";
 import { LeakyBucket } from "../../broker/src/flow/leaky-bucket.js";
 import { WarmUp } from "../../broker/src/flow/warm-up.js";
 import { ConcurrencyLimit } from "../../broker/src/flow/concurrency.js";
+import { seededRandom } from "../helpers/seeded-random.js";
 
 // Time is a plain number of milliseconds: the limiters never read a clock.
 
@@ -16,17 +17,6 @@ function admit(limiter: RateLimiter, cost: number, nowMs: number, maxQueueMs: nu
   return { admitted: true, waitMs: limiter.take(cost, nowMs) };
 }
 
-/** A small seeded PRNG (mulberry32) so the random runs are the same on every run. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function assertNear(actual: number, expected: number, tolerance: number, what: string): void {
   assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual}, expected ${expected} ± ${tolerance}`);

@@ -11,6 +11,7 @@ import {
   type AssignorName,
   type TopicPartition,
 } from "../../broker/src/groups/assignors.js";
+import { seededRandom } from "../helpers/seeded-random.js";
 
 /** `parts("t", 0, 2)` → [{t,0},{t,2}]. */
 function parts(topic: string, ...partitions: number[]): TopicPartition[] {
@@ -100,17 +101,6 @@ function loadSpread(assignment: Map<string, TopicPartition[]>): number {
   return Math.max(...loads) - Math.min(...loads);
 }
 
-/** mulberry32: a tiny seeded PRNG so the property test sees the same inputs on every run. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled<T>(items: readonly T[], random: () => number): T[] {
   const out = [...items];

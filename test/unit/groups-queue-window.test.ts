@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { InvalidConfigError } from "../../common/src/errors.js";
 import { DEFAULT_MAX_QUEUE_WINDOW, QueueWindow, type Lease, type WindowSnapshot } from "../../broker/src/groups/queue-window.js";
+import { seededRandom as random } from "../helpers/seeded-random.js";
 
 const INVISIBLE_MS = 30_000;
 const MAX_DELIVERIES = 3;
@@ -469,16 +470,6 @@ class ModelWindow {
   }
 }
 
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function runAgainstModel(seed: number, keyed: boolean): void {
   const rand = random(seed);

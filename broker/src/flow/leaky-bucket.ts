@@ -15,20 +15,20 @@
  * (probe first, refuse when wait > maxQueueMs, else take). maxQueueMs = 0 gives Sentinel's
  * "direct reject": anything that would have to wait is refused.
  */
-import { BookingUndo, requireFiniteAbove, requireRequest, type RateLimiter } from "./rate-limiter.js";
+import { UndoableLimiter, requireFiniteAbove, requireRequest, type RateLimiter } from "./rate-limiter.js";
 
 export interface LeakyBucketOptions {
   /** Messages or bytes let through per second, evenly spaced. Finite, > 0. */
   ratePerSecond: number;
 }
 
-export class LeakyBucket implements RateLimiter {
+export class LeakyBucket extends UndoableLimiter<number> implements RateLimiter {
   readonly ratePerSecond: number;
   /** Pass time of the last booked request; -Infinity = nothing passed yet. */
   private lastPassMs = Number.NEGATIVE_INFINITY;
-  private readonly bookings = new BookingUndo<number>();
 
   constructor(options: LeakyBucketOptions) {
+    super();
     this.ratePerSecond = requireFiniteAbove("LeakyBucket", "ratePerSecond", options.ratePerSecond, 0);
   }
 
@@ -40,19 +40,18 @@ export class LeakyBucket implements RateLimiter {
   take(cost: number, nowMs: number): number {
     requireRequest("LeakyBucket", cost, nowMs);
     const passAtMs = this.passAt(cost, nowMs);
-    this.bookings.record(this.lastPassMs);
+    this.booked();
     // A zero cost occupies no outlet time; booking it at `now` would push later requests back.
     if (cost > 0) this.lastPassMs = passAtMs;
     return passAtMs - nowMs;
   }
 
-  get lastBooking(): number {
-    return this.bookings.lastBooking;
+  protected snapshot(): number {
+    return this.lastPassMs;
   }
 
-  refund(booking: number): void {
-    const before = this.bookings.undo(booking);
-    if (before !== undefined) this.lastPassMs = before;
+  protected restore(state: number): void {
+    this.lastPassMs = state;
   }
 
   /** A pacer banks no idle time: nothing to note. */

@@ -68,28 +68,32 @@ export function requireRequest(owner: string, cost: number, nowMs: number): void
 /** How many recent bookings a limiter can undo (refund), newest first. */
 export const UNDO_DEPTH = 64;
 
-/** The states before a limiter's recent bookings, to undo the latest (see RateLimiter.refund). */
-export class BookingUndo<S> {
-  private readonly entries: { booking: number; before: S }[] = [];
+/**
+ * What the three rate limiters share for refunds: the state before each of their recent
+ * bookings, so the latest one can be undone exactly.
+ */
+export abstract class UndoableLimiter<S> {
+  private readonly undo: { booking: number; before: S }[] = [];
   private latest = 0;
 
   get lastBooking(): number {
     return this.latest;
   }
 
-  /** Records the state before a new booking; returns the booking's id. */
-  record(before: S): number {
-    this.latest++;
-    this.entries.push({ booking: this.latest, before });
-    if (this.entries.length > UNDO_DEPTH) this.entries.shift();
-    return this.latest;
+  refund(booking: number): void {
+    const top = this.undo[this.undo.length - 1];
+    if (top === undefined || top.booking !== booking) return;
+    this.undo.pop();
+    this.restore(top.before);
   }
 
-  /** The state before `booking` when it is the latest on record (and forgets it); else undefined. */
-  undo(booking: number): S | undefined {
-    const top = this.entries[this.entries.length - 1];
-    if (top === undefined || top.booking !== booking) return undefined;
-    this.entries.pop();
-    return top.before;
+  /** Call in `take`, before the state changes: records what a refund would restore. */
+  protected booked(): void {
+    this.latest++;
+    this.undo.push({ booking: this.latest, before: this.snapshot() });
+    if (this.undo.length > UNDO_DEPTH) this.undo.shift();
   }
+
+  protected abstract snapshot(): S;
+  protected abstract restore(state: S): void;
 }

@@ -17,7 +17,7 @@
  *   t >= stateMs: min(burst, tokens + (t − stateMs)·rate/1000)
  *   t <  stateMs: tokens − (stateMs − t)·rate/1000   (the bucket is booked into the future)
  */
-import { BookingUndo, requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
+import { UndoableLimiter, requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
 
 export interface TokenBucketOptions {
   /** Tokens (messages or bytes) added per second. Finite, > 0. */
@@ -32,16 +32,16 @@ interface TokenBucketPlan {
   tokensAfter: number;
 }
 
-export class TokenBucket implements RateLimiter {
+export class TokenBucket extends UndoableLimiter<{ tokens: number; stateMs: number }> implements RateLimiter {
   readonly ratePerSecond: number;
   readonly burst: number;
   /** Level of the bucket at `stateMs`, right after the last booked request; negative = debt. */
   private tokens: number;
   /** Pass time of the last booked request; -Infinity = full since forever. */
   private stateMs = Number.NEGATIVE_INFINITY;
-  private readonly bookings = new BookingUndo<{ tokens: number; stateMs: number }>();
 
   constructor(options: TokenBucketOptions) {
+    super();
     this.ratePerSecond = requireFiniteAbove("TokenBucket", "ratePerSecond", options.ratePerSecond, 0);
     this.burst = requireFiniteAtLeast("TokenBucket", "burst", options.burst, 1);
     this.tokens = this.burst;
@@ -55,22 +55,21 @@ export class TokenBucket implements RateLimiter {
   take(cost: number, nowMs: number): number {
     requireRequest("TokenBucket", cost, nowMs);
     const plan = this.plan(cost, nowMs);
-    this.bookings.record({ tokens: this.tokens, stateMs: this.stateMs });
+    this.booked();
     this.tokens = plan.tokensAfter;
     this.stateMs = plan.passAtMs;
     return plan.passAtMs - nowMs;
   }
 
-  get lastBooking(): number {
-    return this.bookings.lastBooking;
+  protected snapshot(): { tokens: number; stateMs: number } {
+    return { tokens: this.tokens, stateMs: this.stateMs };
   }
 
-  refund(booking: number): void {
-    const before = this.bookings.undo(booking);
-    if (before === undefined) return;
-    this.tokens = before.tokens;
-    this.stateMs = before.stateMs;
+  protected restore(state: { tokens: number; stateMs: number }): void {
+    this.tokens = state.tokens;
+    this.stateMs = state.stateMs;
   }
+
 
   /** Idle time only refills up to the burst, whatever the demand: nothing to note. */
   noteRefused(): void {}

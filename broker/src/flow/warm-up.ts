@@ -25,7 +25,7 @@
  * It starts cold (stored = max).
  */
 import { DEFAULT_COLD_FACTOR } from "../../../common/src/flow/rules.js";
-import { BookingUndo, requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
+import { UndoableLimiter, requireFiniteAbove, requireFiniteAtLeast, requireRequest, type RateLimiter } from "./rate-limiter.js";
 
 export interface WarmUpOptions {
   /** The stable rate once warm, messages or bytes per second. Finite, > 0. */
@@ -42,7 +42,7 @@ interface WarmUpPlan {
   nextFreeAfterMs: number;
 }
 
-export class WarmUp implements RateLimiter {
+export class WarmUp extends UndoableLimiter<{ storedPermits: number; nextFreeMs: number }> implements RateLimiter {
   readonly ratePerSecond: number;
   readonly warmUpMs: number;
   readonly coldFactor: number;
@@ -57,9 +57,9 @@ export class WarmUp implements RateLimiter {
   private nextFreeMs = Number.NEGATIVE_INFINITY;
   /** Refused requests showed demand until here: time before it is not idle (see noteRefused). */
   private demandUntilMs = Number.NEGATIVE_INFINITY;
-  private readonly bookings = new BookingUndo<{ storedPermits: number; nextFreeMs: number }>();
 
   constructor(options: WarmUpOptions) {
+    super();
     this.ratePerSecond = requireFiniteAbove("WarmUp", "ratePerSecond", options.ratePerSecond, 0);
     this.warmUpMs = requireFiniteAtLeast("WarmUp", "warmUpMs", options.warmUpMs, 1);
     this.coldFactor = requireFiniteAbove("WarmUp", "coldFactor", options.coldFactor ?? DEFAULT_COLD_FACTOR, 1);
@@ -80,22 +80,21 @@ export class WarmUp implements RateLimiter {
   take(cost: number, nowMs: number): number {
     requireRequest("WarmUp", cost, nowMs);
     const plan = this.plan(cost, nowMs);
-    this.bookings.record({ storedPermits: this.storedPermits, nextFreeMs: this.nextFreeMs });
+    this.booked();
     this.storedPermits = plan.storedAfter;
     this.nextFreeMs = plan.nextFreeAfterMs;
     return plan.passAtMs - nowMs;
   }
 
-  get lastBooking(): number {
-    return this.bookings.lastBooking;
+  protected snapshot(): { storedPermits: number; nextFreeMs: number } {
+    return { storedPermits: this.storedPermits, nextFreeMs: this.nextFreeMs };
   }
 
-  refund(booking: number): void {
-    const before = this.bookings.undo(booking);
-    if (before === undefined) return;
-    this.storedPermits = before.storedPermits;
-    this.nextFreeMs = before.nextFreeMs;
+  protected restore(state: { storedPermits: number; nextFreeMs: number }): void {
+    this.storedPermits = state.storedPermits;
+    this.nextFreeMs = state.nextFreeMs;
   }
+
 
   /**
    * Refused demand is not idle time: without this, a rule that refuses at once

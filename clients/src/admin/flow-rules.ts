@@ -24,17 +24,7 @@ import { deadlineFromNow, type ClientContext } from "../context.js";
 import { toClusterBroker, type ClusterBroker } from "./types.js";
 
 /** A rule as the user writes it: parseFlowRule checks it and fills in the defaults. */
-export interface FlowRuleInput {
-  scope: string;
-  limiter: FlowLimiterKind | (string & {});
-  messagesPerSecond?: number;
-  bytesPerSecond?: number;
-  burst?: number;
-  maxQueueMs?: number;
-  warmUpMs?: number;
-  coldFactor?: number;
-  maxInFlight?: number;
-}
+export type FlowRuleInput = Omit<FlowRule, "limiter"> & { limiter: FlowLimiterKind | (string & {}) };
 
 /** A limiter's live state on one broker. */
 export interface FlowRuleState {
