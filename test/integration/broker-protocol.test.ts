@@ -260,3 +260,43 @@ describe("broker protocol", () => {
     assert.ok(Date.now() - started < 4000, "answered on append, not at the deadline");
   });
 });
+
+describe("broker protocol: shutdown with batches held by flow control", () => {
+  it("answers held batches SHUTTING_DOWN at once on SIGTERM, appends none of them, and exits without waiting out their holds", async () => {
+    const cluster = await startDev();
+    const client = new BrokerClient(cluster.broker, credentials.createInsecure());
+    try {
+      const sluice = new Sluice({ nameservers: [cluster.nameserver] });
+      await sluice.admin().createTopic("held", { partitions: 1 });
+      await sluice.admin().setFlowRule({ scope: "topic:held", limiter: "leaky-bucket", messagesPerSecond: 1, maxQueueMs: 5000 });
+      await sluice.close();
+      const stream: ClientDuplexStream<ProduceRequest, ProduceResponse> = client.produce();
+      stream.on("error", () => undefined);
+      const answered: ProduceResponse[] = [];
+      stream.on("data", (response: ProduceResponse) => answered.push(response));
+      // The first passes at once; the next two would be held 1 s and 2 s.
+      for (let i = 1; i <= 3; i++) {
+        stream.write({ header: i === 1 ? header : undefined, correlationId: i, topic: "held", partition: 0, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value: `h${i}` }]) });
+      }
+      const deadline = Date.now() + 2_000;
+      while (answered.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const stopping = Date.now();
+      await cluster.process.stop("SIGTERM");
+      const stopMs = Date.now() - stopping;
+      assert.deepEqual(answered.map((r) => [r.correlationId, r.error?.code ?? "ok"]), [[1, "ok"], [2, "SHUTTING_DOWN"], [3, "SHUTTING_DOWN"]]);
+      assert.ok(stopMs < 1_500, `shutdown took ${stopMs} ms: it waited out the holds`);
+      const again = await startDev({ dataDir: cluster.dataDir });
+      const reader = new BrokerClient(again.broker, credentials.createInsecure());
+      try {
+        assert.equal(await endOffset(reader, "held"), 1, "only the batch that passed was appended");
+      } finally {
+        reader.close();
+        await again.process.stop();
+      }
+    } finally {
+      client.close();
+      await cluster.process.stop();
+    }
+  });
+});
