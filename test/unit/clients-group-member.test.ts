@@ -186,6 +186,10 @@ class FakePartitions implements MemberPartitions {
     return new Map(kind === "yielded" ? this.yielded : this.processed);
   }
 
+  finishYielded(): void {
+    for (const [p, offset] of this.yielded) this.processed.set(p, offset);
+  }
+
   /** The application took messages up to `yielded` and finished those below `processed`. */
   advance(partition: number, yielded: number, processed: number): void {
     this.yielded.set(partition, yielded);
@@ -333,6 +337,16 @@ describe("group member loop", () => {
       assert.equal((last as { request: HeartbeatFields }).request.memberEpoch, epoch);
       assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 1005]]]);
     }
+  });
+
+  it("after an explicit commit() of what was yielded, leave never commits below it", async () => {
+    const coordinator = new FakeCoordinator(() => ({ assignment: [0] }));
+    const { member, partitions } = startMember(coordinator);
+    await until("partition read", () => partitions.reading.has(0));
+    partitions.advance(0, 1010, 1009);
+    await member.commitYielded();
+    await member.leave();
+    assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 1010]]], "no commit of 1009 after 1010");
   });
 
   it("autoCommit false: nothing is committed on revoke or leave", async () => {

@@ -38,6 +38,8 @@ export interface MemberPartitions {
   assign(starts: ReadonlyMap<number, number>): void;
   revoke(partitions: Iterable<number>): void;
   positions(kind: "yielded" | "processed"): Map<number, number>;
+  /** Everything yielded counts as finished: an explicit commit() includes the message in hand. */
+  finishYielded(): void;
 }
 
 export interface GroupMemberDeps {
@@ -125,6 +127,9 @@ export class GroupMember {
 
   /** Commits the positions of yielded messages of the owned partitions (`consumer.commit()`). */
   commitYielded(): Promise<void> {
+    // Committed by the application: later commits of processed positions (auto-commit, the
+    // commit on leave) must not take it back by the message the loop is still on.
+    this.deps.partitions.finishYielded();
     return this.committer.commit(pick(this.deps.partitions.positions("yielded"), this.owned));
   }
 

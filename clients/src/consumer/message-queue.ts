@@ -110,6 +110,15 @@ export class MessageQueue implements AsyncIterableIterator<ConsumerMessage> {
     this.dropChunks((chunk) => chunk.partition === partition);
   }
 
+  /**
+   * The message in hand counts as finished now (the application committed it explicitly):
+   * a later commit of processed positions (auto-commit, leave) then never goes below it.
+   */
+  finishInHand(): void {
+    const held = this.inHand;
+    if (held !== undefined) held.processed = held.position;
+  }
+
   next(): Promise<IteratorResult<ConsumerMessage>> {
     const held = this.inHand;
     if (held !== undefined) {

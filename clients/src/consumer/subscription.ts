@@ -172,6 +172,11 @@ export class Subscription implements SubscribeStreamListener {
     return positions;
   }
 
+  /** Everything yielded counts as finished (an explicit `commit()` of the yielded positions). */
+  finishYielded(): void {
+    this.queue.finishInHand();
+  }
+
   /** The next offset the iterator yields for `partition`; -1 while its start offset is looked up. */
   position(partition: number): number {
     return this.requireState(partition, "position").position;
