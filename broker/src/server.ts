@@ -25,6 +25,7 @@ import { createRoleManager } from "./roles/create-role-manager.js";
 import type { RoleManager } from "./roles/role-manager.js";
 import { GroupsService } from "../../proto/gen/sluice/v1/groups.js";
 import { GroupCoordinator } from "./groups/coordinator.js";
+import { registerGroupLagMetrics } from "./groups/lag-metrics.js";
 import { GroupOffsets } from "./groups/offsets.js";
 import { QueueGroups } from "./groups/queue-groups.js";
 import { GroupStateStore } from "./groups/state-store.js";
@@ -169,6 +170,7 @@ export class Broker {
     });
     const queues = new QueueGroups(coordinator, openedTopics, logger);
     const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues), queues, store };
+    registerGroupLagMetrics(registry, () => groups.offsets.lagByGroupTopic());
     const webSocketConsume = attachWebSocketConsume(http.server, { context, queues });
     grpc.addService(GroupsService, createGroupsService(context, groups));
     grpc.addService(BrokerService, {

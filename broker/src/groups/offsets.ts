@@ -31,6 +31,14 @@ import type { GroupCoordinator } from "./coordinator.js";
 import { groupKey, offsetKey, parseKey, type OffsetRecord } from "./state-keys.js";
 import type { StateWrite } from "./state-store.js";
 
+/** One group's lag on one topic (see lagByGroupTopic). */
+export interface GroupTopicLag {
+  group: string;
+  topic: string;
+  messages: number;
+  seconds: number;
+}
+
 /** Queue groups report their windows here (see queue-groups.ts). */
 export interface QueueGroupView {
   kind(group: string): "queue" | undefined;
@@ -173,6 +181,35 @@ export class GroupOffsets {
       );
     }
     return out;
+  }
+
+  /**
+   * Every group's lag per topic, as the coordinator sees it: messages (summed over the
+   * partitions with a committed position) and seconds (the oldest unconsumed message's age,
+   * the largest over the partitions). Queue groups count from their acknowledged floor.
+   * For `sluice_consumer_group_lag_*`; computed on the broker so no exporter is needed.
+   */
+  async lagByGroupTopic(): Promise<GroupTopicLag[]> {
+    // Only a master coordinates (loadAll answers nothing on a slave): no double counting.
+    if ((await this.coordinator.loadAll()).length === 0) return [];
+    const byKey = new Map<string, GroupTopicLag>();
+    const add = (group: string, lag: PartitionLag): void => {
+      if (lag.lag < 0) return;
+      const key = `${group}\u0000${lag.topic}`;
+      const entry = byKey.get(key) ?? { group, topic: lag.topic, messages: 0, seconds: 0 };
+      entry.messages += lag.lag;
+      entry.seconds = Math.max(entry.seconds, Math.max(0, lag.lagMs) / 1000);
+      byKey.set(key, entry);
+    };
+    for (const [key, record] of this.coordinator.store.scan<OffsetRecord>("o\u0000")) {
+      const parsed = parseKey(key);
+      if (parsed?.topic === undefined || parsed.partition === undefined) continue;
+      add(parsed.group, this.lag(parsed.topic, parsed.partition, record.offset));
+    }
+    for (const group of this.queues.groupNames()) {
+      for (const p of this.queues.partitions(group)) add(group, this.lag(p.topic, p.partition, p.startOffset));
+    }
+    return [...byKey.values()];
   }
 
   /** Forgets a group whose membership is gone (kept for listing otherwise). */

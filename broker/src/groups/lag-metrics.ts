@@ -1,0 +1,39 @@
+/**
+ * Consumer-group lag as Prometheus series, computed on the broker that coordinates each group
+ * (users of Kafka run an exporter for this; here `/metrics` has it):
+ *
+ * - sluice_consumer_group_lag_messages{group,topic}: messages between the committed position
+ *   and the high watermark, summed over the topic's partitions;
+ * - sluice_consumer_group_lag_seconds{group,topic}: age of the oldest unconsumed message (its
+ *   batch's first timestamp), the largest over the partitions; 0 when caught up.
+ *
+ * One series per (group, topic): low cardinality, on by default (the contract's metrics).
+ * Evaluated at scrape time, so a stopped consumer's lag grows without anyone asking.
+ */
+import { Gauge, type Registry } from "prom-client";
+import type { GroupTopicLag } from "./offsets.js";
+
+export function registerGroupLagMetrics(registry: Registry, lag: () => Promise<GroupTopicLag[]>): void {
+  // Both gauges read one computation per scrape: the first collect starts it, the second reuses it.
+  let current: Promise<GroupTopicLag[]> | undefined;
+  const read = (): Promise<GroupTopicLag[]> => {
+    current ??= lag().finally(() => setImmediate(() => (current = undefined)));
+    return current;
+  };
+  const gauge = (name: string, help: string, value: (entry: GroupTopicLag) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ["group", "topic"],
+      registers: [registry],
+      async collect() {
+        const entries = await read().catch(() => []);
+        // Groups come and go: a deleted group's series must not linger.
+        this.reset();
+        for (const entry of entries) this.set({ group: entry.group, topic: entry.topic }, value(entry));
+      },
+    });
+  };
+  gauge("sluice_consumer_group_lag_messages", "Messages a consumer group has not consumed yet, per topic (high watermark minus committed offset, summed over partitions)", (e) => e.messages);
+  gauge("sluice_consumer_group_lag_seconds", "Age of the oldest message a consumer group has not consumed yet, per topic (0 when caught up)", (e) => e.seconds);
+}
