@@ -55,6 +55,26 @@ export abstract class IndexFile {
     return i * this.entryBytes;
   }
 
+  /**
+   * Index of the last entry whose key (`keyAt(i)`, ascending with i) is ≤ `key`, or -1: the
+   * binary search both indexes run on their relative offsets.
+   */
+  protected lastAtOrBelow(keyAt: (i: number) => number, key: number): number {
+    let low = 0;
+    let high = this.count - 1;
+    let found = -1;
+    while (low <= high) {
+      const mid = (low + high) >>> 1;
+      if (keyAt(mid) <= key) {
+        found = mid;
+        low = mid + 1;
+      } else {
+        high = mid - 1;
+      }
+    }
+    return found;
+  }
+
   protected get view(): Buffer {
     return this.entries;
   }

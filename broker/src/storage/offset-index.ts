@@ -28,6 +28,9 @@ export class OffsetIndex extends IndexFile {
     return { index, existed, problem: problem ?? index.orderProblem() };
   }
 
+  /** relativeOffsetAt as a value, made once: the read path searches with it on every lookup. */
+  private readonly relativeOffsetKey = (i: number): number => this.relativeOffsetAt(i);
+
   relativeOffsetAt(i: number): number {
     return this.view.readInt32BE(this.entryAt(i) + RELATIVE_OFFSET_AT);
   }
@@ -47,18 +50,7 @@ export class OffsetIndex extends IndexFile {
    * when there is none: the place from which to walk batch headers.
    */
   floor(relativeOffset: number): { relativeOffset: number; position: number } {
-    let low = 0;
-    let high = this.count - 1;
-    let found = -1;
-    while (low <= high) {
-      const mid = (low + high) >>> 1;
-      if (this.relativeOffsetAt(mid) <= relativeOffset) {
-        found = mid;
-        low = mid + 1;
-      } else {
-        high = mid - 1;
-      }
-    }
+    const found = this.lastAtOrBelow(this.relativeOffsetKey, relativeOffset);
     return found < 0 ? { relativeOffset: 0, position: 0 } : { relativeOffset: this.relativeOffsetAt(found), position: this.positionAt(found) };
   }
 

@@ -34,6 +34,9 @@ export class TimeIndex extends IndexFile {
     return Number(this.view.readBigInt64BE(this.entryAt(i) + APPEND_TIME_AT));
   }
 
+  /** relativeOffsetAt as a value, made once: the read path searches with it on every lookup. */
+  private readonly relativeOffsetKey = (i: number): number => this.relativeOffsetAt(i);
+
   relativeOffsetAt(i: number): number {
     return this.view.readInt32BE(this.entryAt(i) + RELATIVE_OFFSET_AT);
   }
@@ -75,19 +78,7 @@ export class TimeIndex extends IndexFile {
 
   /** Index of the last entry whose relative offset is ≤ `relativeOffset`, or -1. */
   lastAtOrBelowOffset(relativeOffset: number): number {
-    let low = 0;
-    let high = this.count - 1;
-    let found = -1;
-    while (low <= high) {
-      const mid = (low + high) >>> 1;
-      if (this.relativeOffsetAt(mid) <= relativeOffset) {
-        found = mid;
-        low = mid + 1;
-      } else {
-        high = mid - 1;
-      }
-    }
-    return found;
+    return this.lastAtOrBelow(this.relativeOffsetKey, relativeOffset);
   }
 
   /** The entries as plain pairs, for recovery to keep the trustworthy ones while rebuilding. */
