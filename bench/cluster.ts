@@ -15,7 +15,7 @@ import type { ClusterBroker as BrokerView } from "../clients/src/admin/types.js"
 import { monotonicUs } from "../cli/src/bench/member-result.js";
 import { cpuProfileFlags } from "./execute.js";
 import type { BenchSettings } from "./plan.js";
-import { BrokerMeter, clockTicksPerSecond, ProcessSampler, waitForWriteback, type BrokerUsage } from "./proc-stats.js";
+import { BrokerMeter, clientUsage, ProcessSampler, waitForWriteback, type BrokerUsage, type MeteredWindow } from "./proc-stats.js";
 import { runCli, type CliRun } from "./processes.js";
 import { killServers, startEtcd, startSluiceServer, type EtcdServer, type ServerProcess } from "./servers.js";
 
@@ -135,17 +135,9 @@ export async function inSyncIds(sluice: Sluice, group: string): Promise<number[]
 }
 
 /** What the orchestrator measured around a run's client processes. */
-export interface MeteredClients {
+export interface MeteredClients extends MeteredWindow {
   runs: CliRun[];
   meters: BrokerMeter[];
-  /** From the measured start to the moment the last client printed its result (monotonic µs). */
-  windowUs: { from: number; to: number };
-  exitedUs: number;
-  clientCpuMs: number;
-  clientPeakRssMb: number;
-  startedAt: string;
-  loadAverage1m: number;
-  settled: { waitedMs: number; unwrittenMb: number };
 }
 
 /**
@@ -206,8 +198,7 @@ export async function runClientsMetered(
     meters,
     windowUs: { from: fromUs, to: toUs as number },
     exitedUs,
-    clientCpuMs: Math.round((seen.reduce((sum, s) => sum + s.cpuTicks, 0) * 1000) / clockTicksPerSecond()),
-    clientPeakRssMb: Number((Math.max(0, ...seen.map((s) => s.peakKb)) / 1024).toFixed(1)),
+    ...clientUsage(seen),
     startedAt,
     loadAverage1m,
     settled,

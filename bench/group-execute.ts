@@ -15,7 +15,7 @@ import { loadavg } from "node:os";
 import { monotonicUs, type MemberResult } from "../cli/src/bench/member-result.js";
 import { cpuProfileFlags } from "./execute.js";
 import { clientTimeoutMs, memberArgs, partitionsOf, type BenchSettings, type RunSpec } from "./plan.js";
-import { BrokerMeter, clockTicksPerSecond, ProcessSampler, waitForWriteback } from "./proc-stats.js";
+import { BrokerMeter, clientUsage, ProcessSampler, waitForWriteback, windowFigures, type MeteredWindow } from "./proc-stats.js";
 import { runCli, type CliRun, type DevServer } from "./processes.js";
 import { failure, parseMemberJson, type BenchJson, type MemberFigures, type RunOutcome, type RunRecord } from "./results.js";
 
@@ -34,17 +34,10 @@ export function freshGroup(run: RunSpec): string {
 }
 
 /** What the orchestrator measured around member processes: broker usage window, client CPU and memory. */
-export interface MeteredMembers {
+export interface MeteredMembers extends MeteredWindow {
   runs: CliRun[];
   pids: number[];
   meter: BrokerMeter;
-  windowUs: { from: number; to: number };
-  exitedUs: number;
-  clientCpuMs: number;
-  clientPeakRssMb: number;
-  startedAt: string;
-  loadAverage1m: number;
-  settled: { waitedMs: number; unwrittenMb: number };
 }
 
 export interface MemberProcess {
@@ -108,8 +101,7 @@ export async function runMetered(
     meter,
     windowUs: { from: fromUs, to: toUs as number },
     exitedUs,
-    clientCpuMs: Math.round((seen.reduce((sum, s) => sum + s.cpuTicks, 0) * 1000) / clockTicksPerSecond()),
-    clientPeakRssMb: Number((Math.max(0, ...seen.map((s) => s.peakKb)) / 1024).toFixed(1)),
+    ...clientUsage(seen),
     startedAt,
     loadAverage1m,
     settled,
@@ -135,14 +127,7 @@ export function recordBase(
     topic,
     partitions: partitionsOf(run, settings),
     ...metered.meter.usage(messages),
-    clientCpuMs: metered.clientCpuMs,
-    clientPeakRssMb: metered.clientPeakRssMb,
-    clientShutdownMs: Math.round((metered.exitedUs - metered.windowUs.to) / 1000),
-    startedAt: metered.startedAt,
-    loadAverage1m: metered.loadAverage1m,
-    settleWaitMs: metered.settled.waitedMs,
-    unwrittenMbAtStart: metered.settled.unwrittenMb,
-    windowUs: metered.windowUs,
+    ...windowFigures(metered),
     profiled: settings.profile,
     command,
   };

@@ -226,3 +226,40 @@ export interface BrokerUsage {
   /** Largest machine-wide Dirty + Writeback during the run, in MB (page-cache data not yet on disk). */
   peakUnwrittenMb: number;
 }
+
+/**
+ * What every multi-process run meters of its clients and its window, whatever it meters of
+ * the brokers (cluster.ts, group-execute.ts).
+ */
+export interface MeteredWindow {
+  /** From the measured start to the moment the last client printed its result (monotonic µs). */
+  windowUs: { from: number; to: number };
+  exitedUs: number;
+  clientCpuMs: number;
+  clientPeakRssMb: number;
+  startedAt: string;
+  loadAverage1m: number;
+  settled: { waitedMs: number; unwrittenMb: number };
+}
+
+/** The clients' CPU (ms, summed) and peak resident memory (MB, the largest) from their samplers. */
+export function clientUsage(seen: readonly { peakKb: number; cpuTicks: number }[]): { clientCpuMs: number; clientPeakRssMb: number } {
+  return {
+    clientCpuMs: Math.round((seen.reduce((sum, s) => sum + s.cpuTicks, 0) * 1000) / clockTicksPerSecond()),
+    clientPeakRssMb: Number((Math.max(0, ...seen.map((s) => s.peakKb)) / 1024).toFixed(1)),
+  };
+}
+
+/** The record fields a metered window gives (see RunRecord). */
+export function windowFigures(metered: MeteredWindow) {
+  return {
+    clientCpuMs: metered.clientCpuMs,
+    clientPeakRssMb: metered.clientPeakRssMb,
+    clientShutdownMs: Math.round((metered.exitedUs - metered.windowUs.to) / 1000),
+    startedAt: metered.startedAt,
+    loadAverage1m: metered.loadAverage1m,
+    settleWaitMs: metered.settled.waitedMs,
+    unwrittenMbAtStart: metered.settled.unwrittenMb,
+    windowUs: metered.windowUs,
+  };
+}

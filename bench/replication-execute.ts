@@ -30,6 +30,7 @@ import {
 import { cpuProfileFlags } from "./execute.js";
 import { describeExit } from "./group-execute.js";
 import { clientTimeoutMs, partitionsOf, type BenchSettings, type ClusterKind, type RunSpec } from "./plan.js";
+import { windowFigures } from "./proc-stats.js";
 import { isClusterRecord, writeClusterProfiles } from "./replication-report.js";
 import { failure, parseBenchJson, type BenchJson, type RunOutcome, type RunRecord } from "./results.js";
 
@@ -198,14 +199,7 @@ function baseRecord(
     topic,
     partitions,
     ...brokerUsage,
-    clientCpuMs: metered.clientCpuMs,
-    clientPeakRssMb: metered.clientPeakRssMb,
-    clientShutdownMs: Math.round((metered.exitedUs - metered.windowUs.to) / 1000),
-    startedAt: metered.startedAt,
-    loadAverage1m: metered.loadAverage1m,
-    settleWaitMs: metered.settled.waitedMs,
-    unwrittenMbAtStart: metered.settled.unwrittenMb,
-    windowUs: metered.windowUs,
+    ...windowFigures(metered),
     profiled: ctx.settings.profile,
     command,
   };
