@@ -51,6 +51,37 @@ function track(child: ChildProcess): Promise<{ code: number | null; signal: Node
   });
 }
 
+/**
+ * The JSON line a `sluice … --json` server prints once it listens. Kills the process and
+ * rejects, with its stderr, when the line is not JSON, does not come within `timeoutMs`, or
+ * the process exits first (`exited` resolves with how it ended).
+ */
+export function readStartLine<T>(child: ChildProcess, exited: Promise<string>, what: string, stderr: () => string, timeoutMs: number): Promise<T> {
+  let stdout = "";
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${what} did not print its start line within ${timeoutMs} ms; stderr:\n${stderr()}`));
+    }, timeoutMs);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const newline = stdout.indexOf("\n");
+      if (newline < 0) return;
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(stdout.slice(0, newline)) as T);
+      } catch {
+        child.kill("SIGKILL");
+        reject(new Error(`${what} printed an unexpected start line: ${stdout.slice(0, newline)}`));
+      }
+    });
+    void exited.then((how) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${how}) before starting; stderr:\n${stderr()}`));
+    });
+  });
+}
+
 function tailCollector(): { push(chunk: Buffer): void; text(): string } {
   let text = "";
   return {
@@ -103,29 +134,7 @@ export async function startDev(options: DevOptions): Promise<DevServer> {
   const exited = track(child);
   const stderr = tailCollector();
   child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk));
-  let stdout = "";
-  const info = await new Promise<DevInfo>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`sluice dev did not print its start line within ${DEV_START_TIMEOUT_MS} ms; stderr:\n${stderr.text()}`));
-    }, DEV_START_TIMEOUT_MS);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const newline = stdout.indexOf("\n");
-      if (newline < 0) return;
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(stdout.slice(0, newline)) as DevInfo);
-      } catch {
-        child.kill("SIGKILL");
-        reject(new Error(`sluice dev printed an unexpected start line: ${stdout.slice(0, newline)}`));
-      }
-    });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`sluice dev exited (${signal ?? code}) before starting; stderr:\n${stderr.text()}`));
-    });
-  });
+  const info = await readStartLine<DevInfo>(child, exited.then(({ code, signal }) => String(signal ?? code)), "sluice dev", stderr.text, DEV_START_TIMEOUT_MS);
   const server: DevServer = {
     info,
     alive: () => child.exitCode === null && child.signalCode === null,

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { etcdLaunch, findEtcdBinary } from "../test/helpers/etcd-launch.js";
-import { REPO_ROOT, SLUICE_BIN } from "./processes.js";
+import { readStartLine, REPO_ROOT, SLUICE_BIN } from "./processes.js";
 
 const START_TIMEOUT_MS = 30_000;
 /** A broker's SIGTERM may wait for its shutdown steps (a master hands over first): allow them. */
@@ -87,29 +87,7 @@ export async function startSluiceServer(args: string[], options: { nodeFlags?: s
   const env = { ...process.env, SLUICE_LOG_LEVEL: process.env.SLUICE_LOG_LEVEL ?? "warn" };
   const { child, exited, stderr } = spawnTracked(process.execPath, [...(options.nodeFlags ?? []), SLUICE_BIN, ...args, "--json"], env);
   const what = `sluice ${args.join(" ")}`;
-  let stdout = "";
-  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`${what} did not print its start line within ${START_TIMEOUT_MS} ms; stderr:\n${stderr()}`));
-    }, START_TIMEOUT_MS);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const newline = stdout.indexOf("\n");
-      if (newline < 0) return;
-      clearTimeout(timer);
-      try {
-        resolve(JSON.parse(stdout.slice(0, newline)) as Record<string, unknown>);
-      } catch {
-        child.kill("SIGKILL");
-        reject(new Error(`${what} printed an unexpected start line: ${stdout.slice(0, newline)}`));
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (${code}) before starting; stderr:\n${stderr()}`));
-    });
-  });
+  const info = await readStartLine<Record<string, unknown>>(child, exited.then(String), what, stderr, START_TIMEOUT_MS);
   const server = handle(child, exited, stderr, info);
   if (typeof info.http === "string") {
     try {
