@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, afterEach, before, describe, it } from "node:test";
 import type { TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
-import { Sluice, type ConsumerMessage } from "../../clients/src/index.js";
+import { Sluice } from "../../clients/src/index.js";
 import { BrokerReachability, chooseReadReplica, partitionsByReplica } from "../../clients/src/routing/read-replicas.js";
 import { CachedRoute } from "../../clients/src/routing/route-cache.js";
 import { FakeGroup } from "./clients-fake-group.js";
+import { take } from "../helpers/take.js";
 
 function route(master: string | undefined, slaves: string[], partitions = 1): CachedRoute {
   const address = (a: string) => ({ group: "g", brokerId: 0, address: a, httpAddress: "" });
@@ -61,23 +62,6 @@ describe("read replica choice", () => {
   });
 });
 
-async function take(iterator: AsyncIterableIterator<ConsumerMessage>, count: number, timeoutMs = 8000): Promise<ConsumerMessage[]> {
-  const out: ConsumerMessage[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`only ${out.length} of ${count} messages within ${timeoutMs} ms`)), timeoutMs);
-  });
-  try {
-    while (out.length < count) {
-      const next = await Promise.race([iterator.next(), timeout]);
-      if (next.done) break;
-      out.push(next.value);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  return out;
-}
 
 describe("consumers fall back to slaves against a fake broker group", () => {
   let group: FakeGroup;
@@ -116,7 +100,7 @@ describe("consumers fall back to slaves against a fake broker group", () => {
 
     const consumer = sluice.consumer({ fromBeginning: true });
     const iterator = consumer.subscribe("away");
-    const first = await take(iterator, 20);
+    const first = await take(iterator, 20, 8000);
     assert.deepEqual(first.map((m) => m.offset), Array.from({ length: 20 }, (_, i) => i));
     assert.ok(slave1.stats.bytesStreamed > 0, "the first slave served the reads");
     assert.equal(slave2.stats.bytesStreamed, 0, "the second slave was not needed");
@@ -124,13 +108,13 @@ describe("consumers fall back to slaves against a fake broker group", () => {
 
     await master.start();
     await producer.send("away", Array.from({ length: 10 }, (_, i) => ({ value: `after-${i}` })));
-    const second = await take(iterator, 10);
+    const second = await take(iterator, 10, 8000);
     assert.deepEqual(second.map((m) => m.offset), Array.from({ length: 10 }, (_, i) => 20 + i), "no gap, no duplicate");
     for (let i = 0; i < 50 && master.stats.subscribeStreams === masterStreams; i++) await sleep(100);
     assert.ok(master.stats.subscribeStreams > masterStreams, "the consumer went back to the master");
     const streamedBySlave = slave1.stats.bytesStreamed;
     await producer.send("away", [{ value: "on-master" }]);
-    const [third] = await take(iterator, 1);
+    const [third] = await take(iterator, 1, 8000);
     assert.equal(third!.value?.toString(), "on-master");
     assert.equal(third!.offset, 30);
     assert.ok(master.stats.bytesStreamed > 0, "the master serves the reads again");
@@ -146,7 +130,7 @@ describe("consumers fall back to slaves against a fake broker group", () => {
     group.routeSlaves = [group.brokers[2]!];
     await sleep(300); // the client's route refresh (100 ms) sees the master gone
     const consumer = sluice.consumer({ fromBeginning: true });
-    const messages = await take(consumer.subscribe("masterless"), 2);
+    const messages = await take(consumer.subscribe("masterless"), 2, 8000);
     assert.deepEqual(messages.map((m) => m.value?.toString()).sort(), ["a", "b"]);
     assert.ok(group.brokers[2]!.stats.bytesStreamed > 0);
     const ends = await consumer.endOffsets("masterless");

@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { decodeRecords } from "../../common/src/batch/index.js";
 import { NotLeaderError, SluiceError, MessageTooLargeError } from "../../common/src/errors.js";
-import { Sluice, type ConsumerMessage } from "../../clients/src/index.js";
+import { Sluice } from "../../clients/src/index.js";
 import { FakeCluster } from "./clients-fake-cluster.js";
+import { take } from "../helpers/take.js";
 
 const FAST_RETRY = { retries: 5, initialRetryMs: 10, maxRetryMs: 50 };
 
@@ -13,23 +14,6 @@ function storedValues(cluster: FakeCluster, topic: string, partition: number): s
   return cluster.log(topic, partition).batches.flatMap((b) => decodeRecords(b.bytes).map((r) => r.value!.toString()));
 }
 
-async function take(iterator: AsyncIterableIterator<ConsumerMessage>, count: number): Promise<ConsumerMessage[]> {
-  const out: ConsumerMessage[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`only ${out.length} of ${count} messages within 5 s`)), 5000);
-  });
-  try {
-    while (out.length < count) {
-      const next = await Promise.race([iterator.next(), timeout]);
-      if (next.done) break;
-      out.push(next.value);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  return out;
-}
 
 describe("SDK streams against a fake broker", () => {
   let cluster: FakeCluster;
