@@ -5,6 +5,8 @@
  * batches on the stream as the contract says.
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
 import { after, before, describe, it } from "node:test";
 import { encodeBatch } from "../../common/src/batch/index.js";
@@ -18,7 +20,7 @@ import {
   type ProduceRequest,
   type ProduceResponse,
 } from "../../proto/gen/sluice/v1/broker.js";
-import { startDev, type Cluster } from "../helpers/processes.js";
+import { startDev, tempDir, type Cluster } from "../helpers/processes.js";
 
 const header = { clientId: "protocol-test", protocolVersion: 1 };
 
@@ -294,6 +296,42 @@ describe("broker protocol: shutdown with batches held by flow control", () => {
         reader.close();
         await again.process.stop();
       }
+    } finally {
+      client.close();
+      await cluster.process.stop();
+    }
+  });
+});
+
+describe("broker protocol: the broker-wide budget of held batches", () => {
+  it("refuses with THROTTLED naming maxHeldProduceBytes a batch that would be held past the budget, appending nothing of it", async () => {
+    const dir = tempDir("sluice-held-budget-");
+    const config = join(dir, "sluice.yaml");
+    writeFileSync(config, JSON.stringify({ maxHeldProduceBytes: 4096, flow: [{ scope: "topic:budget", limiter: "leaky-bucket", messagesPerSecond: 1, maxQueueMs: 5000 }] }));
+    const cluster = await startDev({ extra: ["--config", config] });
+    const client = new BrokerClient(cluster.broker, credentials.createInsecure());
+    try {
+      const sluice = new Sluice({ nameservers: [cluster.nameserver] });
+      await sluice.admin().createTopic("budget", { partitions: 2 });
+      await sluice.close();
+      const stream: ClientDuplexStream<ProduceRequest, ProduceResponse> = client.produce();
+      stream.on("error", () => undefined);
+      const answered: ProduceResponse[] = [];
+      stream.on("data", (response: ProduceResponse) => answered.push(response));
+      const value = "x".repeat(3000);
+      // 1 passes at once; 2 is held (the budget's first batch always fits); 3 would pass 4096 bytes held.
+      for (let i = 1; i <= 3; i++) {
+        stream.write({ header: i === 1 ? header : undefined, correlationId: i, topic: "budget", partition: i === 1 ? 0 : 1, acks: Acks.ACKS_LEADER, batch: encodeBatch([{ value }]) });
+      }
+      const deadline = Date.now() + 5_000;
+      while (answered.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      const refused = answered.find((r) => r.correlationId === 3);
+      assert.equal(refused?.error?.code, "THROTTLED");
+      assert.match(refused?.error?.message ?? "", /maxHeldProduceBytes 4096/);
+      assert.equal(answered.find((r) => r.correlationId === 1)?.error, undefined);
+      assert.equal(answered.find((r) => r.correlationId === 2), undefined, "batch 2 is still held");
+      stream.cancel();
+      assert.equal(await endOffset(client, "budget"), 1, "partition 0 has the batch that passed");
     } finally {
       client.close();
       await cluster.process.stop();
