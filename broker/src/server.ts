@@ -11,7 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { mkdirSync } from "node:fs";
 import { systemClock, type Clock } from "../../common/src/clock.js";
 import { unary } from "../../common/src/grpc/errors.js";
-import { createHttpServer, createMetricsRegistry, listenHttp } from "../../common/src/http/server.js";
+import { createHttpServer, createMetricsRegistry, listenHttp, type HttpPlugin } from "../../common/src/http/server.js";
 import { createLogger, type Logger } from "../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
 import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
@@ -58,6 +58,8 @@ import type { PartitionLog } from "./storage/partition-log.js";
 export interface BrokerStartOptions extends BrokerOptionsInput {
   clock?: Clock;
   logger?: Logger;
+  /** Routes mounted on the broker's HTTP port beside its own (the admin REST API and console). */
+  httpPlugins?: readonly HttpPlugin[];
 }
 
 export class Broker {
@@ -112,6 +114,7 @@ export class Broker {
       },
     });
     registerFlowAdmin(http, { flow: flowController, store: flowStore, broker: `${options.group}/${options.brokerId}` });
+    for (const plugin of input.httpPlugins ?? []) plugin(http);
     const httpAddress = await listenHttp(http, options.host, options.httpPort);
 
     try {

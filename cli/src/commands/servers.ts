@@ -12,6 +12,7 @@ import { createLogger } from "../../../common/src/logger.js";
 import { loadConfigFile, mergeOptions } from "../config.js";
 import { action, parseInteger, type GlobalOptions } from "../output.js";
 import { promoteCommand } from "./promote.js";
+import { adminConsole } from "../../../ops/console/src/index.js";
 
 const DEFAULT_NAMESERVER_PORT = 9876;
 const DEFAULT_NAMESERVER_HTTP_PORT = 9877;
@@ -164,6 +165,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           nameservers: [nameserver.grpcAddress],
           ...storageOptions(o),
           ...flowOptions(o),
+          httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0" })],
           logger,
         });
         await broker.whenRegistered();
@@ -293,6 +295,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         ...storageOptions(o),
         ...flowOptions(o),
         ...replicationOptions(o),
+        httpPlugins: [adminConsole({ nameservers, broker: `${group}/${brokerId}` })],
       });
       stopOnSignal(() => server.stop());
       const info = { broker: server.grpcAddress, http: server.httpAddress, group, id: brokerId, dataDir: server.options.dataDir, pid: process.pid };

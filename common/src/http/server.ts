@@ -13,6 +13,12 @@ export interface HttpServerOptions {
   notReadyReason: () => string | null;
 }
 
+/**
+ * Routes a process adds to its HTTP server from outside its own package (the admin REST API
+ * and console that `sluice broker` mounts). Called before the server listens.
+ */
+export type HttpPlugin = (app: FastifyInstance) => void;
+
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   app.get("/healthz", async () => ({ status: "ok" }));
