@@ -349,6 +349,17 @@ describe("group member loop", () => {
     assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 1010]]], "no commit of 1009 after 1010");
   });
 
+  it("after an explicit commit(offsets), leave never commits below them (the CLI's last printed line)", async () => {
+    const coordinator = new FakeCoordinator(() => ({ assignment: [0] }));
+    const { member, partitions } = startMember(coordinator);
+    await until("partition read", () => partitions.reading.has(0));
+    // 60 yielded, the 60th (offset 59) still in hand when the loop stopped: processed is 59.
+    partitions.advance(0, 60, 59);
+    await member.commitOffsets(new Map([[0, 60]]));
+    await member.leave();
+    assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 60]]], "no commit of 59 after 60");
+  });
+
   it("autoCommit false: nothing is committed on revoke or leave", async () => {
     let assignment = [0, 1];
     const coordinator = new FakeCoordinator(() => ({ assignment }));

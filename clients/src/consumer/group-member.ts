@@ -74,6 +74,12 @@ export class GroupMember {
   readonly committer: OffsetCommitter;
   /** Partitions read now (started, not yet released). */
   private readonly owned = new Set<number>();
+  /**
+   * Offsets the application committed itself (`consumer.commit(offsets)`), per partition: the
+   * application said it is done up to there, so a commit of processed positions (auto-commit,
+   * release, leave) never takes the group back below them.
+   */
+  private readonly committedByApp = new Map<number, number>();
   /** The latest assignment from the coordinator; undefined until one arrives after a (re)join. */
   private assigned: number[] | undefined;
   private intervalMs: number;
@@ -135,11 +141,22 @@ export class GroupMember {
 
   /** Commits the positions after the messages the application finished with. */
   private commitProcessed(): Promise<void> {
-    return this.committer.commit(pick(this.deps.partitions.positions("processed"), this.owned));
+    return this.committer.commit(this.processedPositions(this.owned));
+  }
+
+  /** Positions after the finished messages of `partitions`, never below what the app committed. */
+  private processedPositions(partitions: Iterable<number>): Map<number, number> {
+    const positions = pick(this.deps.partitions.positions("processed"), partitions);
+    for (const [partition, offset] of positions) {
+      const floor = this.committedByApp.get(partition);
+      if (floor !== undefined && floor > offset) positions.set(partition, floor);
+    }
+    return positions;
   }
 
   /** Commits explicit offsets (`consumer.commit(offsets)`), sent even when unchanged. */
   commitOffsets(offsets: ReadonlyMap<number, number>): Promise<void> {
+    for (const [partition, offset] of offsets) this.committedByApp.set(partition, offset);
     return this.committer.commit(offsets, true);
   }
 
@@ -325,7 +342,7 @@ export class GroupMember {
 
   /** Stops reading revoked partitions, commits where they got to, and reports them released. */
   private async release(partitions: number[], generation: number): Promise<void> {
-    const positions = pick(this.deps.partitions.positions("processed"), partitions);
+    const positions = this.processedPositions(partitions);
     this.deps.partitions.revoke(partitions);
     if (this.options.autoCommit) {
       try {
@@ -336,7 +353,10 @@ export class GroupMember {
       }
     }
     if (generation !== this.generation) return;
-    for (const partition of partitions) this.owned.delete(partition);
+    for (const partition of partitions) {
+      this.owned.delete(partition);
+      this.committedByApp.delete(partition);
+    }
     this.committer.forget(partitions);
     this.deps.logger.info({ group: this.options.group, topic: this.topic, partitions }, "released partitions");
     this.schedule(0);
