@@ -121,6 +121,11 @@ export class GroupRole implements ReplicationGuard {
 
   // ---- what others read -------------------------------------------------------------------
 
+  /** Whether this master accepts `acks: "all"` produce now; undefined on a slave. */
+  writeGateOpen(): boolean | undefined {
+    return this.term?.tracker.writeGateOpen();
+  }
+
   /** The slaves as this master sees them (empty on a slave), for heartbeats and `sluice cluster`. */
   replicaStatus(): ReplicaStatus[] {
     return (this.term?.tracker.status() ?? []).map((s) => ({

@@ -1,7 +1,34 @@
-/** The broker's Prometheus metrics. Low cardinality: no per-partition labels by default. */
+/**
+ * The broker's Prometheus metrics. Low cardinality: no per-partition labels by default
+ * (`metricsPerPartition` adds them). Gauges over logs and the disk are read at scrape time.
+ */
+import { statfsSync } from "node:fs";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { toSluiceError } from "../../common/src/errors.js";
 import type { TopicManager } from "./topics.js";
 
+/** Seconds; from 50 µs (a read served from the page cache) to 10 s (a consumer far behind a slow replica). */
+const LATENCY_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
+
+/**
+ * A request's outcome for availability: `ok`; `rejected` when the client was refused for its
+ * own request (bad input, unknown topic, throttled: 4xx); `failed` when the broker could not
+ * serve it (not the master, not enough replicas, shutting down, storage: 5xx).
+ * Availability = ok / (ok + failed).
+ */
+export type RequestResult = "ok" | "rejected" | "failed";
+
+export function requestResultOf(error: unknown): RequestResult {
+  if (error === undefined) return "ok";
+  return toSluiceError(error).httpStatus >= 500 ? "failed" : "rejected";
+}
+
+export interface BrokerMetricsOptions {
+  /** The data directory, whose file system's free and total bytes are exported. */
+  dataDir: string;
+  /** Export per-partition series (end offset, size) too. */
+  perPartition: boolean;
+}
 export class BrokerMetrics {
   readonly produceRequests: Counter<"result">;
   readonly producedMessages: Counter;
@@ -9,9 +36,13 @@ export class BrokerMetrics {
   readonly produceLatency: Histogram;
   readonly fetchRequests: Counter<"kind">;
   readonly fetchedBytes: Counter;
+  readonly fetchedMessages: Counter;
+  readonly fetchLatency: Histogram;
+  readonly endToEndLatency: Histogram;
+  readonly requests: Counter<"api" | "result">;
   readonly activeStreams: Gauge<"kind">;
 
-  constructor(registry: Registry, topics: () => TopicManager | undefined) {
+  constructor(registry: Registry, topics: () => TopicManager | undefined, options: BrokerMetricsOptions) {
     this.produceRequests = new Counter({
       name: "sluice_produce_requests_total",
       help: "Produce requests (one batch each) by result",
@@ -45,6 +76,29 @@ export class BrokerMetrics {
       help: "Stored batch bytes served to consumers",
       registers: [registry],
     });
+    this.fetchedMessages = new Counter({
+      name: "sluice_fetched_messages_total",
+      help: "Messages served to consumers (record counts read from batch headers)",
+      registers: [registry],
+    });
+    this.fetchLatency = new Histogram({
+      name: "sluice_fetch_latency_seconds",
+      help: "Time to read and send a fetch response once there is data (a long-poll's wait for data is not counted)",
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers: [registry],
+    });
+    this.endToEndLatency = new Histogram({
+      name: "sluice_end_to_end_latency_seconds",
+      help: "Time from a batch's append to the log to its delivery to a consumer, per batch (batches among the newest of their partition; catch-up reads are not counted)",
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers: [registry],
+    });
+    this.requests = new Counter({
+      name: "sluice_requests_total",
+      help: "Client requests by API and result (ok, rejected: the request's own fault, failed: the broker could not serve it); availability = ok / (ok + failed)",
+      labelNames: ["api", "result"],
+      registers: [registry],
+    });
     this.activeStreams = new Gauge({
       name: "sluice_active_streams",
       help: "Open produce and subscribe streams",
@@ -70,6 +124,25 @@ export class BrokerMetrics {
       },
     });
     new Gauge({
+      name: "sluice_data_disk_free_bytes",
+      help: "Bytes available to the broker on the file system of its data directory",
+      registers: [registry],
+      collect() {
+        const stats = statfsSync(options.dataDir);
+        this.set(stats.bavail * stats.bsize);
+      },
+    });
+    new Gauge({
+      name: "sluice_data_disk_total_bytes",
+      help: "Size of the file system of the broker's data directory",
+      registers: [registry],
+      collect() {
+        const stats = statfsSync(options.dataDir);
+        this.set(stats.blocks * stats.bsize);
+      },
+    });
+    if (options.perPartition) registerPartitionSeries(registry, topics);
+    new Gauge({
       name: "sluice_partitions",
       help: "Partitions hosted by this broker",
       registers: [registry],
@@ -78,4 +151,28 @@ export class BrokerMetrics {
       },
     });
   }
+
+  /** Counts one client request of `api` (a gRPC method name), failed with `error` or not. */
+  request(api: string, error?: unknown): void {
+    this.requests.inc({ api, result: requestResultOf(error) });
+  }
+}
+
+/** Per-partition series (behind `metricsPerPartition`): one per hosted partition. */
+function registerPartitionSeries(registry: Registry, topics: () => TopicManager | undefined): void {
+  const perLog = (name: string, help: string, value: (log: { logEndOffset: number; sizeBytes: number }) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ["topic", "partition"],
+      registers: [registry],
+      collect() {
+        // Deleted topics must not linger.
+        this.reset();
+        for (const log of topics()?.logs.all() ?? []) this.set({ topic: log.topic, partition: String(log.partition) }, value(log));
+      },
+    });
+  };
+  perLog("sluice_partition_end_offset", "Log end offset per hosted partition", (log) => log.logEndOffset);
+  perLog("sluice_partition_size_bytes", "Bytes on disk per hosted partition", (log) => log.sizeBytes);
 }

@@ -84,6 +84,11 @@ export interface BrokerOptions {
   flowRules: FlowRule[];
   /** Batch bytes flow control may hold at once, broker-wide; past it a batch that would be held is refused. */
   maxHeldProduceBytes: number;
+  /**
+   * `/metrics` adds per-partition series (end offset, size, consumer-group lag per partition).
+   * Off by default: a series per partition is what makes a Prometheus server slow.
+   */
+  metricsPerPartition: boolean;
 }
 
 export type BrokerOptionsInput = Partial<Omit<BrokerOptions, "flowRules">> &
@@ -125,7 +130,11 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     fenceMarginMs: input.fenceMarginMs ?? DEFAULT_FENCE_MARGIN_MS,
     flowRules: parseFlowRules(input.flowRules ?? [], "flow"),
     maxHeldProduceBytes: input.maxHeldProduceBytes ?? DEFAULT_MAX_HELD_PRODUCE_BYTES,
+    metricsPerPartition: input.metricsPerPartition ?? false,
   };
+  if (typeof options.metricsPerPartition !== "boolean") {
+    throw new InvalidConfigError(`metricsPerPartition must be true or false, got ${JSON.stringify(options.metricsPerPartition)}`);
+  }
   if (!GROUP_NAME.test(options.group)) {
     throw new InvalidConfigError(`broker name "${options.group}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
   }

@@ -26,6 +26,8 @@ import type { RoleManager } from "./roles/role-manager.js";
 import { GroupsService } from "../../proto/gen/sluice/v1/groups.js";
 import { GroupCoordinator } from "./groups/coordinator.js";
 import { registerGroupLagMetrics } from "./groups/lag-metrics.js";
+import { registerQueueMetrics } from "./groups/queue-metrics.js";
+import { registerReplicationMetrics } from "./replication/replication-metrics.js";
 import { GroupOffsets } from "./groups/offsets.js";
 import { QueueGroups } from "./groups/queue-groups.js";
 import { GroupStateStore } from "./groups/state-store.js";
@@ -40,7 +42,7 @@ import {
   handleHandshake,
   handleListOffsets,
 } from "./grpc/admin.js";
-import type { BrokerContext } from "./grpc/context.js";
+import { counted, type BrokerContext } from "./grpc/context.js";
 import { handleFetch, handleSubscribe } from "./grpc/fetch.js";
 import { widenInitialWindow, widenSessionWindows } from "./grpc/flow-window.js";
 import { handleProduce } from "./grpc/produce.js";
@@ -94,7 +96,7 @@ export class Broker {
     let topics: TopicManager | undefined;
     let registrar: Registrar | undefined;
     const state = { shuttingDown: false };
-    const metrics = new BrokerMetrics(registry, () => topics);
+    const metrics = new BrokerMetrics(registry, () => topics, { dataDir: options.dataDir, perPartition: options.metricsPerPartition });
     // Flow rules: the config file's, with run-time changes (flow-rules.json) over them.
     const flowStore = new FlowRuleStore(options.dataDir);
     let flow: FlowController | undefined;
@@ -171,20 +173,40 @@ export class Broker {
       initialRebalanceDelayMs: options.groupInitialRebalanceDelayMs,
       append: appendReplicated,
     });
-    const queues = new QueueGroups(coordinator, openedTopics, logger);
+    const queueCounters = registerQueueMetrics(registry, {
+      queues: () => queues,
+      topics: () => openedTopics,
+      isMaster: () => context.role() === "master",
+      committedOffset: (group, topic, partition) => groups.offsets.committedOffset(group, topic, partition),
+    });
+    const queues: QueueGroups = new QueueGroups(coordinator, openedTopics, logger, queueCounters);
     const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues), queues, store };
-    registerGroupLagMetrics(registry, () => groups.offsets.lagByGroupTopic());
+    registerGroupLagMetrics(registry, {
+      byTopic: () => groups.offsets.lagByGroupTopic(),
+      byPartition: () => groups.offsets.lagByGroupPartition(),
+      perPartition: options.metricsPerPartition,
+    });
+    registerReplicationMetrics(registry, {
+      group: options.group,
+      brokerId: options.brokerId,
+      minInSyncSlaves: options.minInSyncSlaves,
+      role: context.role,
+      epoch: () => groupRole?.epoch() ?? -1,
+      slaves: () => groupRole?.replicaStatus() ?? [],
+      writeGateOpen: () => (context.role() === "master" ? groupRole?.writeGateOpen() : undefined),
+      partitions: () => openedTopics.logs.all().length,
+    });
     const webSocketConsume = attachWebSocketConsume(http.server, { context, queues });
     grpc.addService(GroupsService, createGroupsService(context, groups));
     grpc.addService(BrokerService, {
-      handshake: unary(handleHandshake(context, () => grpcAddress, () => httpAddress)),
+      handshake: unary(counted(metrics, "handshake", handleHandshake(context, () => grpcAddress, () => httpAddress))),
       produce: handleProduce(context),
-      fetch: unary(handleFetch(context)),
+      fetch: unary(counted(metrics, "fetch", handleFetch(context))),
       subscribe: handleSubscribe(context),
-      listOffsets: unary(handleListOffsets(context)),
-      createPartitions: unary(handleCreatePartitions(context)),
-      deleteTopic: unary(handleDeleteTopic(context)),
-      describePartitions: unary(handleDescribePartitions(context)),
+      listOffsets: unary(counted(metrics, "listOffsets", handleListOffsets(context))),
+      createPartitions: unary(counted(metrics, "createPartitions", handleCreatePartitions(context))),
+      deleteTopic: unary(counted(metrics, "deleteTopic", handleDeleteTopic(context))),
+      describePartitions: unary(counted(metrics, "describePartitions", handleDescribePartitions(context))),
     });
     grpc.addService(ReplicationService, {
       replicate: (call: ServerDuplexStream<ReplicaRequest, ReplicaResponse>) => {

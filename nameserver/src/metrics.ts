@@ -5,6 +5,9 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { ClusterState } from "./cluster-state.js";
 
+/** Every state a broker can be in, so each series exists (at 0) before it is needed. */
+const BROKER_STATES = ["alive", "suspect", "dead"] as const;
+
 export class NameServerMetrics {
   readonly heartbeatsReceived: Counter;
   readonly brokerExpiries: Counter;
@@ -46,6 +49,35 @@ export class NameServerMetrics {
         for (const { record, heartbeatAgeMs } of statuses) {
           if (heartbeatAgeMs < 0) continue;
           this.set({ group: record.group, broker_id: String(record.brokerId) }, heartbeatAgeMs / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: "sluice_nameserver_broker_suspicion",
+      help: "The failure detector's suspicion of each registered broker: phi, or intervals of silence for the fixed detector.",
+      labelNames: ["group", "broker_id"],
+      registers: [registry],
+      async collect() {
+        const statuses = await state.brokerStatuses();
+        this.reset();
+        for (const { record, suspicion } of statuses) {
+          if (suspicion < 0) continue;
+          this.set({ group: record.group, broker_id: String(record.brokerId) }, suspicion);
+        }
+      },
+    });
+    new Gauge({
+      name: "sluice_nameserver_broker_state",
+      help: "Each registered broker's state as this name server judges it: 1 for its current state (alive, suspect, dead), 0 for the others.",
+      labelNames: ["group", "broker_id", "state"],
+      registers: [registry],
+      async collect() {
+        const statuses = await state.brokerStatuses();
+        this.reset();
+        for (const { record, state: current } of statuses) {
+          for (const candidate of BROKER_STATES) {
+            this.set({ group: record.group, broker_id: String(record.brokerId), state: candidate }, candidate === current ? 1 : 0);
+          }
         }
       },
     });

@@ -23,6 +23,8 @@ export interface GroupBroker {
 export interface BrokerGroup {
   nameserver: string;
   nameserverProcess: ServerProcess;
+  /** The name server's HTTP address (/metrics). */
+  nameserverHttp: string;
   brokers: Map<number, GroupBroker>;
   /** Starts (or restarts, on its old data) broker `id`. */
   start(id: number): Promise<GroupBroker>;
@@ -55,7 +57,7 @@ export async function startBrokerGroup(options: {
     return broker;
   };
   for (let id = 0; id < (options.size ?? 3); id++) await start(id);
-  return { nameserver: ns.address, nameserverProcess: ns.process, brokers, start };
+  return { nameserver: ns.address, nameserverProcess: ns.process, nameserverHttp: ns.http, brokers, start };
 }
 
 export async function listBrokers(nameserver: string): Promise<BrokerStatus[]> {

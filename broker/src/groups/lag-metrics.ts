@@ -11,13 +11,20 @@
  * Evaluated at scrape time, so a stopped consumer's lag grows without anyone asking.
  */
 import { Gauge, type Registry } from "prom-client";
-import type { GroupTopicLag } from "./offsets.js";
+import type { GroupPartitionLag, GroupTopicLag } from "./offsets.js";
 
-export function registerGroupLagMetrics(registry: Registry, lag: () => Promise<GroupTopicLag[]>): void {
+export interface GroupLagSources {
+  byTopic: () => Promise<GroupTopicLag[]>;
+  byPartition: () => Promise<GroupPartitionLag[]>;
+  /** Adds sluice_consumer_group_partition_lag_messages{group,topic,partition} (metricsPerPartition). */
+  perPartition: boolean;
+}
+
+export function registerGroupLagMetrics(registry: Registry, sources: GroupLagSources): void {
   // Both gauges read one computation per scrape: the first collect starts it, the second reuses it.
   let current: Promise<GroupTopicLag[]> | undefined;
   const read = (): Promise<GroupTopicLag[]> => {
-    current ??= lag().finally(() => setImmediate(() => (current = undefined)));
+    current ??= sources.byTopic().finally(() => setImmediate(() => (current = undefined)));
     return current;
   };
   const gauge = (name: string, help: string, value: (entry: GroupTopicLag) => number): void => {
@@ -36,4 +43,16 @@ export function registerGroupLagMetrics(registry: Registry, lag: () => Promise<G
   };
   gauge("sluice_consumer_group_lag_messages", "Messages a consumer group has not consumed yet, per topic (high watermark minus committed offset, summed over partitions)", (e) => e.messages);
   gauge("sluice_consumer_group_lag_seconds", "Age of the oldest message a consumer group has not consumed yet, per topic (0 when caught up)", (e) => e.seconds);
+  if (!sources.perPartition) return;
+  new Gauge({
+    name: "sluice_consumer_group_partition_lag_messages",
+    help: "Messages a consumer group has not consumed yet, per partition (metricsPerPartition)",
+    labelNames: ["group", "topic", "partition"],
+    registers: [registry],
+    async collect() {
+      const entries = await sources.byPartition().catch(() => []);
+      this.reset();
+      for (const e of entries) this.set({ group: e.group, topic: e.topic, partition: String(e.partition) }, e.messages);
+    },
+  });
 }

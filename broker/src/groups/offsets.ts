@@ -39,6 +39,11 @@ export interface GroupTopicLag {
   seconds: number;
 }
 
+/** One group's lag on one partition (see lagByGroupPartition). */
+export interface GroupPartitionLag extends GroupTopicLag {
+  partition: number;
+}
+
 /** Queue groups report their windows here (see queue-groups.ts). */
 export interface QueueGroupView {
   kind(group: string): "queue" | undefined;
@@ -190,16 +195,25 @@ export class GroupOffsets {
    * For `sluice_consumer_group_lag_*`; computed on the broker so no exporter is needed.
    */
   async lagByGroupTopic(): Promise<GroupTopicLag[]> {
+    const byKey = new Map<string, GroupTopicLag>();
+    for (const lag of await this.lagByGroupPartition()) {
+      const key = `${lag.group}\u0000${lag.topic}`;
+      const entry = byKey.get(key) ?? { group: lag.group, topic: lag.topic, messages: 0, seconds: 0 };
+      entry.messages += lag.messages;
+      entry.seconds = Math.max(entry.seconds, lag.seconds);
+      byKey.set(key, entry);
+    }
+    return [...byKey.values()];
+  }
+
+  /** Lag of every group coordinated here on every partition hosted here (where it is known). */
+  async lagByGroupPartition(): Promise<GroupPartitionLag[]> {
     // Only a master coordinates (loadAll answers nothing on a slave): no double counting.
     if ((await this.coordinator.loadAll()).length === 0) return [];
-    const byKey = new Map<string, GroupTopicLag>();
+    const out: GroupPartitionLag[] = [];
     const add = (group: string, lag: PartitionLag): void => {
       if (lag.lag < 0) return;
-      const key = `${group}\u0000${lag.topic}`;
-      const entry = byKey.get(key) ?? { group, topic: lag.topic, messages: 0, seconds: 0 };
-      entry.messages += lag.lag;
-      entry.seconds = Math.max(entry.seconds, Math.max(0, lag.lagMs) / 1000);
-      byKey.set(key, entry);
+      out.push({ group, topic: lag.topic, partition: lag.partition, messages: lag.lag, seconds: Math.max(0, lag.lagMs) / 1000 });
     };
     for (const [key, record] of this.coordinator.store.scan<OffsetRecord>("o\u0000")) {
       const parsed = parseKey(key);
@@ -209,7 +223,12 @@ export class GroupOffsets {
     for (const group of this.queues.groupNames()) {
       for (const p of this.queues.partitions(group)) add(group, this.lag(p.topic, p.partition, p.startOffset));
     }
-    return [...byKey.values()];
+    return out;
+  }
+
+  /** The group's committed offset on one partition, from the local state cache; undefined when none. */
+  committedOffset(group: string, topic: string, partition: number): number | undefined {
+    return this.coordinator.store.get<OffsetRecord>(offsetKey(group, topic, partition))?.offset;
   }
 
   /** Forgets a group whose membership is gone (kept for listing otherwise). */

@@ -20,7 +20,7 @@ import type { QueueOpen, QueuePartitionState, QueueSettle, SettleError } from ".
 import type { TopicManager } from "../topics.js";
 import type { GroupCoordinator } from "./coordinator.js";
 import type { QueueGroupView } from "./offsets.js";
-import { QueueTopic, type QueueSession, type QueueSink } from "./queue-topic.js";
+import { QueueTopic, type QueueCounters, type QueueSession, type QueueSink } from "./queue-topic.js";
 import { groupKey } from "./state-keys.js";
 
 export const DEFAULT_INVISIBLE_MS = 30_000;
@@ -80,6 +80,7 @@ export class QueueGroups implements QueueGroupView {
     private readonly coordinator: GroupCoordinator,
     private readonly topics: TopicManager,
     private readonly logger: Logger,
+    private readonly counters?: QueueCounters,
   ) {}
 
   /** Opens a session: the caller then grants credit and settles through it. */
@@ -109,6 +110,7 @@ export class QueueGroups implements QueueGroupView {
       let opening = this.opening.get(group);
       if (opening === undefined) {
         opening = QueueTopic.open({
+          ...(this.counters === undefined ? {} : { counters: this.counters }),
           group,
           topic,
           coordinator: this.coordinator,

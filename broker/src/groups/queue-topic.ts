@@ -88,7 +88,14 @@ interface PartitionQueue {
   keys: Map<number, number>;
 }
 
+/** Where a queue topic reports its redeliveries and dead letters (Prometheus counters). */
+export interface QueueCounters {
+  redelivered(group: string, count: number): void;
+  deadLettered(group: string, count: number): void;
+}
+
 export interface QueueTopicOptions {
+  counters?: QueueCounters;
   group: string;
   topic: string;
   coordinator: GroupCoordinator;
@@ -264,7 +271,10 @@ export class QueueTopic {
       const pq = this.partitionQueue(s.partition);
       const result = pq?.window.nack(session.memberId, s.offset, s.leaseId, nowMs, Math.min(s.delayMs, MAX_SETTLE_MS), this.maxDeliveries, s.error || "nacked");
       if (result !== "ok") refuse(s, "nack");
-      else pq!.redelivered++;
+      else {
+        pq!.redelivered++;
+        this.options.counters?.redelivered(this.options.group, 1);
+      }
     }
     for (const s of extensions) {
       const pq = this.partitionQueue(s.partition);
@@ -296,7 +306,9 @@ export class QueueTopic {
       if (pq.log.logStartOffset > pq.window.startOffset) pq.window.truncateTo(pq.log.logStartOffset);
       const due = pq.window.nextDueMs();
       if (due !== undefined && due <= nowMs) {
-        pq.redelivered += pq.window.expire(nowMs, this.maxDeliveries).length;
+        const expired = pq.window.expire(nowMs, this.maxDeliveries).length;
+        pq.redelivered += expired;
+        if (expired > 0) this.options.counters?.redelivered(this.options.group, expired);
       }
       if (pq.window.stats().dead > 0) void this.moveDeadLetters(pq);
     }
@@ -422,6 +434,7 @@ export class QueueTopic {
           };
           await this.options.coordinator.appendToLog(dlq, encodeBatch([{ key: original.key, value: original.value, headers, timestamp: original.timestamp }]));
           pq.deadLettered++;
+          this.options.counters?.deadLettered(group, 1);
         }
         pq.window.settleDead(dead.offset);
         logger.info({ group, topic, partition: pq.partition, offset: dead.offset, deliveries: dead.deliveryCount }, "message dead-lettered");

@@ -51,3 +51,20 @@ export function checkWritable(context: BrokerContext): void {
     );
   }
 }
+
+/**
+ * Wraps a unary handler so each call is counted in `sluice_requests_total{api}` by outcome
+ * (what availability is computed from).
+ */
+export function counted<Req, Res>(metrics: BrokerMetrics, api: string, handler: (request: Req) => Promise<Res> | Res): (request: Req) => Promise<Res> {
+  return async (request) => {
+    try {
+      const response = await handler(request);
+      metrics.request(api);
+      return response;
+    } catch (err) {
+      metrics.request(api, err);
+      throw err;
+    }
+  };
+}

@@ -8,7 +8,7 @@
  *   for more, and wakes on append so a new batch reaches a caught-up consumer at once.
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { toWireError } from "../../../common/src/grpc/errors.js";
+import { fromWireError, toWireError } from "../../../common/src/grpc/errors.js";
 import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
 import type {
   FetchPartition,
@@ -19,6 +19,7 @@ import type {
 } from "../../../proto/gen/sluice/v1/broker.js";
 import type { PartitionLog } from "../storage/partition-log.js";
 import { checkHeader, type BrokerContext } from "./context.js";
+import { recordDelivery } from "./delivery-metrics.js";
 import { trackStream } from "./stream-lifecycle.js";
 
 /** Longest a long-poll may wait; a client wanting longer asks again. */
@@ -63,6 +64,7 @@ export function handleFetch(context: BrokerContext) {
       logs.push(context.topics.log(request.topic, p.partition));
     }
     for (;;) {
+      const startedAt = performance.now();
       let remaining = maxBytes;
       const partitions: PartitionData[] = [];
       for (const wanted of request.partitions) {
@@ -80,8 +82,13 @@ export function handleFetch(context: BrokerContext) {
       const total = maxBytes - remaining;
       const failed = partitions.some((p) => p.error !== undefined);
       if (failed || total >= Math.max(request.minBytes, 1) || Date.now() >= deadline || context.shuttingDown()) {
-        context.metrics.fetchRequests.inc({ kind: "fetch" });
-        context.metrics.fetchedBytes.inc(total);
+        const { metrics } = context;
+        metrics.fetchRequests.inc({ kind: "fetch" });
+        metrics.fetchedBytes.inc(total);
+        partitions.forEach((data, i) => {
+          if (data.records.length > 0) recordDelivery(metrics, logs[i]!, data.records);
+        });
+        metrics.fetchLatency.observe((performance.now() - startedAt) / 1000);
         return { topic: request.topic, partitions };
       }
       await waitForAppend(logs, deadline - Date.now());
@@ -142,6 +149,7 @@ export function handleSubscribe(context: BrokerContext) {
       pumpScheduled = false;
       if (stream.closed || waitingForDrain) return;
       while (credit > 0 && subscriptions.size > 0) {
+        const startedAt = performance.now();
         const partitions: PartitionData[] = [];
         let sent = 0;
         const order = [...subscriptions.keys()];
@@ -157,6 +165,7 @@ export function handleSubscribe(context: BrokerContext) {
             unsubscribe(partition);
           } else {
             sub.nextOffset = data.nextOffset;
+            if (data.records.length > 0) recordDelivery(metrics, sub.log, data.records);
           }
           sent += data.records.length;
           partitions.push(data);
@@ -165,7 +174,9 @@ export function handleSubscribe(context: BrokerContext) {
         credit -= sent;
         metrics.fetchRequests.inc({ kind: "subscribe" });
         metrics.fetchedBytes.inc(sent);
-        if (!call.write({ topic, partitions })) {
+        const written = call.write({ topic, partitions });
+        metrics.fetchLatency.observe((performance.now() - startedAt) / 1000);
+        if (!written) {
           waitingForDrain = true;
           call.once("drain", () => {
             waitingForDrain = false;
@@ -185,6 +196,7 @@ export function handleSubscribe(context: BrokerContext) {
           throw new InvalidArgumentError(`this stream reads topic "${topic}"; open another stream for "${request.topic}"`);
         }
       } catch (err) {
+        metrics.request("subscribe", err);
         logger.debug({ code: toSluiceError(err).code }, "subscribe request refused");
         call.write({ topic: request.topic, partitions: request.partitions.map((p) => emptyPartition(p, err)) });
         return;
@@ -211,6 +223,9 @@ export function handleSubscribe(context: BrokerContext) {
         }
       }
       if (refused.length > 0) call.write({ topic, partitions: refused });
+      // One request, one outcome: refused when any partition it named was.
+      const refusal = refused.find((p) => p.error !== undefined)?.error;
+      metrics.request("subscribe", refusal === undefined ? undefined : fromWireError(refusal));
       schedulePump();
     });
 

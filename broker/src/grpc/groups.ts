@@ -11,7 +11,7 @@ import type { GroupCoordinator } from "../groups/coordinator.js";
 import { groupByTopic, type GroupOffsets } from "../groups/offsets.js";
 import { parseQueueOpen, type QueueGroups } from "../groups/queue-groups.js";
 import type { QueueSession } from "../groups/queue-topic.js";
-import { checkHeader, type BrokerContext } from "./context.js";
+import { checkHeader, counted, type BrokerContext } from "./context.js";
 import { trackStream } from "./stream-lifecycle.js";
 
 export interface GroupServices {
@@ -27,7 +27,7 @@ function checkGroup(group: string): void {
 export function createGroupsService(context: BrokerContext, services: GroupServices): GroupsServer {
   const { coordinator, offsets, queues } = services;
   return {
-    heartbeat: unary(async (request) => {
+    heartbeat: unary(counted(context.metrics, "heartbeat", async (request) => {
       checkHeader(request.header);
       checkGroup(request.group);
       if (queues.kind(request.group) !== undefined) {
@@ -57,36 +57,36 @@ export function createGroupsService(context: BrokerContext, services: GroupServi
         heartbeatIntervalMs: output.heartbeatIntervalMs,
         assignment: groupByTopic(output.assignment),
       };
-    }),
+    })),
 
-    commitOffsets: unary(async (request) => {
+    commitOffsets: unary(counted(context.metrics, "commitOffsets", async (request) => {
       checkHeader(request.header);
       checkGroup(request.group);
       return { results: await offsets.commit(request) };
-    }),
+    })),
 
-    fetchOffsets: unary(async (request) => {
+    fetchOffsets: unary(counted(context.metrics, "fetchOffsets", async (request) => {
       checkHeader(request.header);
       checkGroup(request.group);
       return { offsets: await offsets.fetch(request.group, request.partitions) };
-    }),
+    })),
 
-    listGroups: unary(async (request) => {
+    listGroups: unary(counted(context.metrics, "listGroups", async (request) => {
       checkHeader(request.header);
       return { groups: await offsets.list() };
-    }),
+    })),
 
-    describeGroup: unary(async (request) => {
+    describeGroup: unary(counted(context.metrics, "describeGroup", async (request) => {
       checkHeader(request.header);
       checkGroup(request.group);
       return offsets.describe(request.group);
-    }),
+    })),
 
-    resetOffsets: unary(async (request) => {
+    resetOffsets: unary(counted(context.metrics, "resetOffsets", async (request) => {
       checkHeader(request.header);
       checkGroup(request.group);
       return { offsets: await offsets.reset(request) };
-    }),
+    })),
 
     queue: (call: ServerDuplexStream<QueueRequest, QueueResponse>) => handleQueue(context, queues, call),
   };
@@ -102,6 +102,8 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
 
   const fail = (err: unknown): void => {
     if (stream.closed) return;
+    // Only a refused open fails the stream: count it as the queue request's outcome.
+    if (session === undefined) context.metrics.request("queue", err);
     context.logger.debug({ code: toSluiceError(err).code, err }, "queue stream refused");
     call.write({ topic, deliveries: [], error: toWireError(err) });
     stream.finish();
@@ -145,6 +147,7 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
               return;
             }
             session = opened;
+            context.metrics.request("queue");
             call.on("drain", () => opened.drained());
             for (const r of early.splice(0)) apply(r);
           },

@@ -81,6 +81,7 @@ export function handleProduce(context: BrokerContext) {
     const refuse = (request: ProduceRequest, err: unknown): void => {
       const error = toSluiceError(err);
       metrics.produceRequests.inc({ result: error.code });
+      metrics.request("produce", error);
       if (request.acks === Acks.ACKS_NONE) {
         logger.debug({ topic: request.topic, partition: request.partition, code: error.code }, "refused a batch sent without acks");
       }
@@ -144,6 +145,7 @@ export function handleProduce(context: BrokerContext) {
         (result) => {
           // A retried batch the log already held is answered, not produced again.
           metrics.produceRequests.inc({ result: duplicate === null ? "ok" : "duplicate" });
+          metrics.request("produce");
           if (duplicate === null) {
             metrics.producedMessages.inc(recordCount);
             metrics.producedBytes.inc(size);

@@ -258,6 +258,11 @@ export class ReplicaTracker {
     return tracked.waits.add(lastOffset);
   }
 
+  /** Whether `acks: "all"` produce is accepted now (enough slaves in sync), for metrics. */
+  writeGateOpen(): boolean {
+    return this.closed === null && (this.mode.kind === "async" || this.inSync.desired.size >= requiredInSync(this.mode, this.minInSyncSlaves));
+  }
+
   /** Throws NotEnoughReplicasError when too few slaves are in sync to accept `acks: "all"`. */
   checkWriteGate(topic: string, partition: number): void {
     if (this.closed) throw this.closed;

@@ -64,6 +64,8 @@ export interface LogWriterOptions {
   committed: (endOffset: number, rolled: boolean) => void;
   /** Called after the group's appends were resolved: tell listeners. */
   published: (endOffset: number) => void;
+  /** Each batch of a written group, when it is committed: for append-to-delivery timing. */
+  appended?: (baseOffset: number, lastOffset: number, appendTimeMs: number) => void;
   /** A failed group could not be undone: refuse writes until a restart recovers the files. */
   fenced: (error: StorageError) => void;
 }
@@ -241,6 +243,7 @@ export class LogWriter {
     this.producers.settleBelow(endOffset);
     const logStartOffset = segments[0]!.baseOffset;
     for (const pending of group) {
+      this.options.appended?.(pending.baseOffset, pending.lastOffset, pending.appendTimeMs);
       pending.resolve({ baseOffset: pending.baseOffset, lastOffset: pending.lastOffset, logAppendTimeMs: pending.appendTimeMs, logStartOffset });
     }
     this.options.published(endOffset);

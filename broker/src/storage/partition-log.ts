@@ -27,6 +27,7 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { systemClock, type Clock } from "../../../common/src/clock.js";
+import { AppendTimes } from "./append-times.js";
 import { ClosedError, InvalidArgumentError, StorageError } from "../../../common/src/errors.js";
 import { silentLogger, type Logger } from "../../../common/src/logger.js";
 import { validatePartitionConfig, type PartitionConfig } from "./config.js";
@@ -94,6 +95,9 @@ export class PartitionLog extends EventEmitter {
   private readonly afterRewrite: (() => Promise<void>) | undefined;
   /** Bumped by truncateTo/resetTo: a flush that straddles one must not raise the recovery point. */
   private rewrites = 0;
+  /** Append times of the newest batches, for append-to-delivery timing. */
+  private readonly appendTimes = new AppendTimes();
+  private readonly clock: Clock;
 
   private constructor(options: PartitionLogOptions, config: PartitionConfig, segments: Segment[], epochs: LeaderEpochCache, producers: ProducerStateTable) {
     super();
@@ -112,13 +116,14 @@ export class PartitionLog extends EventEmitter {
     // Everything loaded was either cleanly closed or validated and fsynced by recovery.
     this.recoveryPoint = this.committedEndOffset;
     this.reader = new LogReader(segments, this.topic, this.partition);
+    this.clock = options.clock ?? systemClock;
     this.writer = new LogWriter({
       dir: this.dir,
       topic: this.topic,
       partition: this.partition,
       segments,
       io: this.io,
-      clock: options.clock ?? systemClock,
+      clock: this.clock,
       logger: this.logger,
       epochs,
       producers,
@@ -129,6 +134,7 @@ export class PartitionLog extends EventEmitter {
         this.directoryDirty ||= rolled;
         this.committedEndOffset = endOffset;
       },
+      appended: (baseOffset, lastOffset, appendTimeMs) => this.appendTimes.record(baseOffset, lastOffset, appendTimeMs),
       published: (endOffset) => {
         this.emitSafely("logEnd", endOffset);
         if (!this.reader.replicated) this.emitSafely("append", endOffset);
@@ -251,6 +257,15 @@ export class PartitionLog extends EventEmitter {
     const duplicate = this.producers.check(batch);
     if (duplicate === null) return null;
     return { baseOffset: duplicate.baseOffset, lastOffset: duplicate.lastOffset, logAppendTimeMs: duplicate.appendTimeMs, logStartOffset: this.logStartOffset };
+  }
+
+  /**
+   * Milliseconds since the batch ending at `lastOffset` was appended here, when it is among
+   * the newest batches (see AppendTimes); undefined for older ones.
+   */
+  appendAgeMs(lastOffset: number): number | undefined {
+    const appendedAtMs = this.appendTimes.appendTimeOf(lastOffset);
+    return appendedAtMs === undefined ? undefined : Math.max(0, this.clock.now() - appendedAtMs);
   }
 
   /** Everything below this offset is on disk with its indexes: the recovery point. */
@@ -500,6 +515,7 @@ export class PartitionLog extends EventEmitter {
   /** Offsets after a truncation or reset (`fresh`: nothing below `offset` either). */
   private restartAt(offset: number, fresh: boolean): void {
     this.committedEndOffset = offset;
+    this.appendTimes.clear();
     this.writer.restartAt(offset);
     this.reader.restartAt(offset, fresh);
     this.recoveryPoint = fresh ? offset : Math.min(this.recoveryPoint, offset);

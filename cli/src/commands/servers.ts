@@ -23,6 +23,7 @@ const BROKER_KEYS = [
   "name", "id", "data", "host", "port", "httpPort", "nameserver", "flush", "flushIntervalMs", "heartbeatIntervalMs",
   "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "cluster", "etcd",
   "replication", "minInSyncSlaves", "maxSlaveLagMs", "replicationThrottleBytes", "leaseTtlMs", "fenceMarginMs", "flow", "maxHeldProduceBytes",
+  "metricsPerPartition",
 ] as const;
 const NAMESERVER_KEYS = [
   "host", "port", "httpPort", "heartbeatIntervalMs", "expiryMs", "expiryHeartbeats", "detector", "phiThreshold",
@@ -30,7 +31,7 @@ const NAMESERVER_KEYS = [
 const DETECTORS = ["fixed", "phi"] as const;
 /** Config file keys of the name server's registry (alongside NAMESERVER_KEYS). */
 const NAMESERVER_STORE_KEYS = ["etcd"] as const;
-const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "flow", "maxHeldProduceBytes"] as const;
+const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "flow", "maxHeldProduceBytes", "metricsPerPartition"] as const;
 
 function sourceOf(command: Command) {
   return (key: string): string | undefined => command.getOptionValueSource(key) ?? undefined;
@@ -89,6 +90,11 @@ function flowOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
   return out;
 }
 
+/** What /metrics exports beyond the defaults. The broker checks the value's type. */
+function metricsOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
+  return o.metricsPerPartition === undefined ? {} : { metricsPerPartition: o.metricsPerPartition as boolean };
+}
+
 /** Replication and failover settings of `sluice broker` (flags or config file). */
 function replicationOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
   const out: Partial<BrokerOptionsInput> = {};
@@ -120,6 +126,7 @@ function addReplicationFlags(command: Command): Command {
 
 function addStorageFlags(command: Command): Command {
   return command
+    .option("--metrics-per-partition", "/metrics adds per-partition series (end offset, size, group lag per partition); off to keep cardinality low")
     .addOption(new Option("--flush <policy>", "flush policy: sync (fsync before ack), interval, os").choices(FLUSH).env("SLUICE_FLUSH"))
     .option("--flush-interval-ms <ms>", "fsync period under --flush interval (default 1000)", parseInteger("flush-interval-ms", 1))
     .option("--segment-bytes <bytes>", "default segment size for new topics", parseInteger("segment-bytes", 1024))
@@ -165,6 +172,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           nameservers: [nameserver.grpcAddress],
           ...storageOptions(o),
           ...flowOptions(o),
+          ...metricsOptions(o),
           httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0" })],
           logger,
         });
@@ -294,6 +302,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         ...(etcd === undefined ? {} : { etcd }),
         ...storageOptions(o),
         ...flowOptions(o),
+        ...metricsOptions(o),
         ...replicationOptions(o),
         httpPlugins: [adminConsole({ nameservers, broker: `${group}/${brokerId}` })],
       });
