@@ -12,6 +12,7 @@ import { mkdirSync } from "node:fs";
 import { systemClock, type Clock } from "../../common/src/clock.js";
 import { unary } from "../../common/src/grpc/errors.js";
 import { createHttpServer, createMetricsRegistry, listenHttp, type HttpPlugin } from "../../common/src/http/server.js";
+import type { Registry } from "prom-client";
 import { createLogger, type Logger } from "../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
 import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
@@ -62,6 +63,8 @@ export interface BrokerStartOptions extends BrokerOptionsInput {
   logger?: Logger;
   /** Routes mounted on the broker's HTTP port beside its own (the admin REST API and console). */
   httpPlugins?: readonly HttpPlugin[];
+  /** The registry /metrics serves (`sluice dev` shares one with its name server); by default its own. */
+  metricsRegistry?: Registry;
 }
 
 export class Broker {
@@ -92,7 +95,7 @@ export class Broker {
     const logger = input.logger ?? createLogger(`broker-${options.group}-${options.brokerId}`);
     mkdirSync(options.dataDir, { recursive: true });
 
-    const registry = createMetricsRegistry();
+    const registry = input.metricsRegistry ?? createMetricsRegistry();
     let topics: TopicManager | undefined;
     let registrar: Registrar | undefined;
     const state = { shuttingDown: false };

@@ -2,6 +2,7 @@
  * Name server options: defaults as named constants, validated once at start-up.
  * Flags, environment variables and config files all land in `NameServerOptions`.
  */
+import type { Registry } from "prom-client";
 import { systemClock, type Clock } from "../../common/src/clock.js";
 import { InvalidConfigError } from "../../common/src/errors.js";
 import { DEFAULT_GROUP_STATE_PARTITIONS } from "../../common/src/protocol.js";
@@ -26,6 +27,11 @@ export { DEFAULT_GROUP_STATE_PARTITIONS };
 export const NAMESERVER_CLIENT_ID = "nameserver";
 
 export interface NameServerOptions {
+  /**
+   * A registry to add the name server's metrics to: `sluice dev` shares the broker's, so its
+   * one /metrics has both. @defaultValue its own, on its own HTTP port
+   */
+  metricsRegistry?: Registry;
   /** @defaultValue "127.0.0.1" */
   host?: string;
   /** gRPC port; 0 picks a free one. @defaultValue 9876 */

@@ -87,7 +87,7 @@ export class NameServer {
       clientId: NAMESERVER_CLIENT_ID,
       requestTimeoutMs: options.brokerRequestTimeoutMs,
     });
-    const registry = createMetricsRegistry();
+    const registry = input.metricsRegistry ?? createMetricsRegistry();
     const metrics = new NameServerMetrics(registry, state);
     const routeWatch = new RouteWatch({ source: state, logger });
     // Changes written through other name servers (and leases expiring) reach WatchRoutes here.

@@ -101,6 +101,9 @@ describe("broker metrics after real traffic (sluice dev)", () => {
       assert.ok(sample(samples, name)! > 0, name);
     }
     assert.ok(sample(samples, "sluice_nodejs_eventloop_lag_seconds")! >= 0);
+    // sluice dev's one /metrics carries its name server's series too.
+    assert.ok(sample(samples, "sluice_nameserver_heartbeat_age_seconds", { group: "local", broker_id: "0" })! < 5);
+    assert.equal(sample(samples, "sluice_nameserver_broker_state", { group: "local", broker_id: "0", state: "alive" }), 1);
     assert.ok(series(samples, "sluice_nodejs_gc_duration_seconds_count").length > 0, "GC histogram");
   });
 

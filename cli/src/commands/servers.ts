@@ -12,6 +12,7 @@ import { createLogger } from "../../../common/src/logger.js";
 import { loadConfigFile, mergeOptions } from "../config.js";
 import { action, parseInteger, type GlobalOptions } from "../output.js";
 import { promoteCommand } from "./promote.js";
+import { createMetricsRegistry } from "../../../common/src/http/server.js";
 import { adminConsole } from "../../../ops/console/src/index.js";
 
 const DEFAULT_NAMESERVER_PORT = 9876;
@@ -152,7 +153,10 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
       const offset = num(o.portOffset, "portOffset") ?? 0;
       const host = str(o.host) ?? "127.0.0.1";
       const logger = createLogger("sluice-dev");
+      // One /metrics for the process: the name server's series beside the broker's.
+      const metricsRegistry = createMetricsRegistry();
       const nameserver = await NameServer.start({
+        metricsRegistry,
         host,
         port: num(o.nameserverPort, "nameserverPort") ?? DEFAULT_NAMESERVER_PORT + offset,
         httpPort: null,
@@ -174,6 +178,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           ...flowOptions(o),
           ...metricsOptions(o),
           httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0" })],
+          metricsRegistry,
           logger,
         });
         await broker.whenRegistered();
