@@ -53,6 +53,7 @@ export function summarize(messages: number, bytes: number, seconds: number, late
 /** A one-line progress bar on stderr, only when stderr is a terminal. */
 export class Progress {
   private last = 0;
+  private readonly startedAt = Date.now();
   constructor(private readonly label: string, private readonly total: number) {}
 
   update(done: number): void {
@@ -61,8 +62,14 @@ export class Progress {
     if (now - this.last < 100 && done < this.total) return;
     this.last = now;
     const width = 30;
-    const filled = Math.round((done / this.total) * width);
-    process.stderr.write(`\r${this.label} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${this.total}`);
+    const share = Math.min(1, done / this.total);
+    const filled = Math.round(share * width);
+    const seconds = (now - this.startedAt) / 1000;
+    const rate = seconds > 0 ? Math.round(done / seconds) : 0;
+    const eta = rate > 0 && done < this.total ? ` eta ${Math.ceil((this.total - done) / rate)} s` : "";
+    process.stderr.write(
+      `\r${this.label} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${done}/${this.total} ${Math.floor(share * 100)}% ${rate.toLocaleString("en-US")} msgs/s${eta}\x1b[K`,
+    );
   }
 
   done(): void {
