@@ -11,13 +11,15 @@
  *   frozen broker.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { credentials } from "@grpc/grpc-js";
 import { Sluice, type Job, type QueueConsumer } from "../../clients/src/index.js";
 import { PROTOCOL_VERSION } from "../../common/src/protocol.js";
 import { BrokerClient } from "../../proto/gen/sluice/v1/broker.js";
 import { sample, scrape, series, type Samples } from "../helpers/metrics.js";
-import { startDev, type Cluster } from "../helpers/processes.js";
+import { REPO_ROOT, startDev, type Cluster } from "../helpers/processes.js";
 import { eventually, startBrokerGroup, waitInSync, type BrokerGroup } from "../helpers/replication.js";
 
 async function nextJob(queue: QueueConsumer, timeoutMs: number): Promise<Job> {
@@ -154,6 +156,15 @@ describe("per-partition series behind --metrics-per-partition", () => {
         assert.equal(sample(samples, "sluice_consumer_group_partition_lag_messages", { group: "slow", topic: "wide", partition: String(p) }), ends[p]);
       }
       assert.equal(sample(samples, "sluice_consumer_group_lag_messages", { group: "slow", topic: "wide" }), 20);
+
+      // The README's metrics table names only metrics that exist.
+      const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+      const table = readme.slice(readme.indexOf("### Metrics"), readme.indexOf("## SDK"));
+      const named = [...table.matchAll(/`([a-z_]+)(\{[^`]*\})?`/g)].map((m) => m[1]!).filter((n) => n.includes("_"));
+      assert.ok(named.length > 30, `found ${named.length} names in the README's table`);
+      const text = await (await fetch(`http://${cluster.http}/metrics`)).text();
+      const missing = named.filter((n) => !text.includes(`# TYPE sluice_${n} `));
+      assert.deepEqual(missing, [], "every metric the README names is on /metrics");
     } finally {
       await sluice.close();
     }
