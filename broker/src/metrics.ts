@@ -99,6 +99,10 @@ export class BrokerMetrics {
       labelNames: ["api", "result"],
       registers: [registry],
     });
+    // The data-path series exist from the start at 0, so rate() sees their first increase.
+    for (const api of ["produce", "fetch", "subscribe"]) {
+      for (const result of ["ok", "rejected", "failed"] as const) this.requests.inc({ api, result }, 0);
+    }
     this.activeStreams = new Gauge({
       name: "sluice_active_streams",
       help: "Open produce and subscribe streams",

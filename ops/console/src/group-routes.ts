@@ -1,0 +1,62 @@
+/**
+ * Consumer and queue groups through the admin API:
+ *
+ *   GET /api/v1/groups                              every group: kind, state, member count
+ *   GET /api/v1/groups/:group                       members, assignments, lag per partition, queue windows
+ *   GET /api/v1/groups/:group/dead-letters?max=N    a queue group's dead letters, oldest first
+ */
+import type { FastifyInstance } from "fastify";
+import type { Admin } from "../../../clients/src/index.js";
+import { toDeadLetterView } from "./message-view.js";
+import { deadLettersQuery, deadLettersResponse, groupDescription, groupParams, groupsResponse } from "./schemas.js";
+
+export interface GroupRoutesOptions {
+  readonly admin: () => Admin;
+}
+
+const TAGS = ["groups"];
+
+export function registerGroupRoutes(app: FastifyInstance, options: GroupRoutesOptions): void {
+  const { admin } = options;
+
+  app.get(
+    "/api/v1/groups",
+    { schema: { summary: "Every consumer and queue group", tags: TAGS, response: { 200: groupsResponse } } },
+    async () => ({ groups: await admin().listGroups() }),
+  );
+
+  app.get<{ Params: { group: string } }>(
+    "/api/v1/groups/:group",
+    {
+      schema: {
+        summary: "Members, assignments, committed offsets and lag per partition; a queue group's in-flight windows",
+        description: "The same document as `sluice group describe --json`. Unknown group: 404 UNKNOWN_GROUP.",
+        tags: TAGS,
+        params: groupParams,
+        response: { 200: groupDescription },
+      },
+    },
+    async (request) => admin().describeGroup(request.params.group),
+  );
+
+  app.get<{ Params: { group: string }; Querystring: { max: number } }>(
+    "/api/v1/groups/:group/dead-letters",
+    {
+      schema: {
+        summary: "A queue group's dead letters not redriven yet, oldest first",
+        description: "`truncated` is true when more than `max` wait. A group without a dead-letter topic: 404 UNKNOWN_GROUP.",
+        tags: TAGS,
+        params: groupParams,
+        querystring: deadLettersQuery,
+        response: { 200: deadLettersResponse },
+      },
+    },
+    async (request) => {
+      const { group } = request.params;
+      const { max } = request.query;
+      // One more than asked tells whether the list stops at `max` or goes on.
+      const letters = await admin().deadLetters(group, { max: max + 1 });
+      return { group, deadLetters: letters.slice(0, max).map(toDeadLetterView), truncated: letters.length > max };
+    },
+  );
+}

@@ -1,0 +1,97 @@
+/**
+ * Topics through the admin API:
+ *
+ *   GET    /api/v1/topics                        every topic: partitions, offsets, sizes
+ *   GET    /api/v1/topics/:topic                 one topic, as `sluice topic describe --json`
+ *   POST   /api/v1/topics                        create: { name, partitions?, retentionMs?, retentionBytes?, brokers? } → 201
+ *   DELETE /api/v1/topics/:topic                 → { deleted }
+ *   GET    /api/v1/topics/:topic/messages?partition=P&offset=O | &timestamp=T
+ *                                                one message; 404 when there is none (yet)
+ */
+import type { FastifyInstance } from "fastify";
+import { RequestValidationError } from "../../../common/src/http/error-replies.js";
+import type { Admin, CreateTopicOptions } from "../../../clients/src/index.js";
+import { describeAllTopics, withInternalFlag } from "./cluster-reads.js";
+import { parseTimestamp, toMessageView } from "./message-view.js";
+import { createTopicBody, createdTopic, deletedTopic, messageQuery, messageResponse, topicDescription, topicParams, topicsResponse } from "./schemas.js";
+
+export interface TopicRoutesOptions {
+  readonly admin: () => Admin;
+}
+
+interface CreateTopicBody extends CreateTopicOptions {
+  name: string;
+}
+
+interface MessageQuery {
+  partition: number;
+  offset?: number;
+  timestamp?: string;
+}
+
+const TAGS = ["topics"];
+
+export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOptions): void {
+  const { admin } = options;
+
+  app.get(
+    "/api/v1/topics",
+    { schema: { summary: "Every topic with its partitions, start/end offsets and sizes", tags: TAGS, response: { 200: topicsResponse } } },
+    async () => ({ topics: await describeAllTopics(admin()) }),
+  );
+
+  app.get<{ Params: { topic: string } }>(
+    "/api/v1/topics/:topic",
+    { schema: { summary: "One topic: partitions, masters, offsets, sizes", tags: TAGS, params: topicParams, response: { 200: topicDescription } } },
+    async (request) => withInternalFlag(await admin().describeTopic(request.params.topic)),
+  );
+
+  app.post<{ Body: CreateTopicBody }>(
+    "/api/v1/topics",
+    { schema: { summary: "Create a topic", tags: TAGS, body: createTopicBody, response: { 201: createdTopic } } },
+    async (request, reply) => {
+      const { name, ...settings } = request.body;
+      const created = await admin().createTopic(name, settings);
+      return reply.code(201).send(created);
+    },
+  );
+
+  app.delete<{ Params: { topic: string } }>(
+    "/api/v1/topics/:topic",
+    { schema: { summary: "Delete a topic and its data", tags: TAGS, params: topicParams, response: { 200: deletedTopic } } },
+    async (request) => {
+      await admin().deleteTopic(request.params.topic);
+      return { deleted: request.params.topic };
+    },
+  );
+
+  app.get<{ Params: { topic: string }; Querystring: MessageQuery }>(
+    "/api/v1/topics/:topic/messages",
+    {
+      schema: {
+        summary: "One message, by offset or as the first at or after a time",
+        description:
+          "Key, value and header values are UTF-8 text when the bytes are valid UTF-8, base64 otherwise (the *Encoding fields say which). " +
+          "404 NOT_FOUND when there is no such message yet (the offset is the log end, or nothing is that recent); 416 OFFSET_OUT_OF_RANGE for an offset outside the log.",
+        tags: TAGS,
+        params: topicParams,
+        querystring: messageQuery,
+        response: { 200: messageResponse },
+      },
+    },
+    async (request, reply) => {
+      const { topic } = request.params;
+      const { partition, offset, timestamp } = request.query;
+      if ((offset === undefined) === (timestamp === undefined)) {
+        throw new RequestValidationError(`query string needs exactly one of the fields "offset" and "timestamp"`, offset === undefined ? "offset" : "timestamp");
+      }
+      const timestampMs = timestamp === undefined ? undefined : parseTimestamp(timestamp);
+      const found = await admin().getMessage(topic, partition, timestampMs === undefined ? { offset: offset as number } : { timestamp: timestampMs });
+      if (found === null) {
+        const at = timestampMs === undefined ? `at offset ${offset}` : `at or after ${new Date(timestampMs).toISOString()}`;
+        return reply.code(404).send({ code: "NOT_FOUND", message: `no message in ${topic}/${partition} ${at} yet`, retriable: false });
+      }
+      return toMessageView(found);
+    },
+  );
+}
