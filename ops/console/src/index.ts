@@ -23,8 +23,6 @@ export interface AdminConsoleOptions {
   readonly broker: string;
   /** For the throughput sampler's failed readings (debug). @defaultValue a silent logger */
   readonly logger?: Logger;
-  /** Folder of index.html, console.js, console.css. @defaultValue ops/console/web under the package root */
-  readonly webFolder?: string;
 }
 
 export const CONSOLE_CLIENT_ID = "sluice-console";
@@ -57,7 +55,7 @@ export function adminConsole(options: AdminConsoleOptions): HttpPlugin {
     registerClusterRoutes(app, { admin, broker: options.broker, sampler });
     registerTopicRoutes(app, { admin });
     registerGroupRoutes(app, { admin });
-    registerConsoleFiles(app, options.webFolder ?? join(findPackageRoot(import.meta.url), WEB_FOLDER));
+    registerConsoleFiles(app, join(findPackageRoot(import.meta.url), WEB_FOLDER));
 
     app.addHook("onClose", async () => {
       sampler.stop();

@@ -205,7 +205,11 @@ export const deadLettersResponse = object({
   truncated: { type: "boolean", description: "More dead letters wait beyond `max`" },
 });
 
-const ratePoint = object({ atMs: integer, messagesPerSecond: number });
+const ratePoint = object({
+  atMs: { type: "integer", description: "When the later of the two readings was taken (ms since the epoch)" },
+  spanMs: { type: "integer", description: "Time between the two readings" },
+  messagesPerSecond: number,
+});
 
 export const throughputResponse = object(
   {

@@ -55,6 +55,8 @@ export interface ThroughputSamplerOptions {
 export interface RatePoint {
   /** When the later of the two readings was taken, ms since the epoch. */
   atMs: number;
+  /** Time between the two readings: messagesPerSecond × spanMs / 1000 messages were written. */
+  spanMs: number;
   messagesPerSecond: number;
 }
 
@@ -151,8 +153,9 @@ export class ThroughputSampler {
     for (let i = 1; i < this.readings.length; i++) {
       const before = this.readings[i - 1] as Reading;
       const after = this.readings[i] as Reading;
-      const seconds = (after.atMs - before.atMs) / 1000;
-      if (seconds <= 0) continue;
+      const spanMs = after.atMs - before.atMs;
+      if (spanMs <= 0) continue;
+      const seconds = spanMs / 1000;
       let total = 0;
       for (const [topic, endOffset] of after.endOffsets) {
         const previous = before.endOffsets.get(topic);
@@ -160,10 +163,10 @@ export class ThroughputSampler {
         if (previous === undefined || entry === undefined) continue;
         // Fewer messages than before: the topic was deleted and created again. Not negative traffic.
         const rate = Math.max(0, endOffset - previous) / seconds;
-        entry.points.push({ atMs: after.atMs, messagesPerSecond: rate });
+        entry.points.push({ atMs: after.atMs, spanMs, messagesPerSecond: rate });
         if (!entry.internal) total += rate;
       }
-      totals.push({ atMs: after.atMs, messagesPerSecond: total });
+      totals.push({ atMs: after.atMs, spanMs, messagesPerSecond: total });
     }
     for (const entry of topics.values()) {
       entry.messagesPerSecond = entry.points[entry.points.length - 1]?.messagesPerSecond ?? 0;

@@ -7,9 +7,11 @@
 const REFRESH_MS = 2000;
 /** Dead letters listed per queue group. */
 const DEAD_LETTERS_SHOWN = 20;
-/** Characters of a dead letter's value shown. */
-const VALUE_PREVIEW_CHARS = 80;
+/** Characters of a dead letter's value and error shown in the table (all of it on hover). */
+const PREVIEW_CHARS = 120;
 const SVG_NS = "http://www.w3.org/2000/svg";
+/** Characters of a "topic/partition" label that fit beside a lag bar. */
+const LAG_LABEL_CHARS = 24;
 
 const numberFormat = new Intl.NumberFormat("en-US");
 const rateFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
@@ -88,6 +90,13 @@ function duration(ms) {
 
 function rate(value) {
   return rateFormat.format(value);
+}
+
+/** `text` cut to `max` characters, its middle elided so the partition number stays visible. */
+function shorten(text, max) {
+  if (text.length <= max) return text;
+  const tail = Math.floor((max - 1) / 2);
+  return `${text.slice(0, max - 1 - tail)}…${text.slice(text.length - tail)}`;
 }
 
 function sum(values) {
@@ -176,15 +185,17 @@ function throughputChart(report) {
   return chart;
 }
 
-function sparkline(points, intervalMs) {
+function sparkline(points) {
   const width = 120;
   const height = 24;
   const pad = { left: 1, right: 1, top: 2, bottom: 2 };
   const chart = svg("svg", { className: "sparkline", width, height, viewBox: `0 0 ${width} ${height}`, "data-testid": "sparkline", "aria-hidden": "true" });
   if (points.length < 2) return chart;
+  // A sparkline spans the readings there are (a young sampler has only a few), not a fixed window.
+  const fromMs = points[0].atMs;
   const toMs = points[points.length - 1].atMs;
   const top = niceCeiling(Math.max(...points.map((p) => p.messagesPerSecond)));
-  chart.append(svg("polyline", { className: "line", points: linePoints(points, toMs - intervalMs * 60, toMs, top, width, height, pad) }));
+  chart.append(svg("polyline", { className: "line", points: linePoints(points, fromMs, toMs, top, width, height, pad) }));
   return chart;
 }
 
@@ -204,7 +215,8 @@ function lagChart(partitions) {
       svg(
         "g",
         { "data-testid": "lag-bar", "data-topic": p.topic, "data-partition": p.partition, "data-lag": p.lag },
-        svg("text", { className: "bar-label", x: 0, y: y + 13 }, `${p.topic}/${p.partition}`),
+        svg("title", {}, `${p.topic}/${p.partition}: lag ${count(p.lag)}`),
+        svg("text", { className: "bar-label", x: 0, y: y + 13 }, shorten(`${p.topic}/${p.partition}`, LAG_LABEL_CHARS)),
         svg("rect", { className: "bar-track", x: labelWidth, y: y + 3, width: barWidth, height: rowHeight - 6, rx: 2 }),
         svg("rect", { className: "bar", x: labelWidth, y: y + 3, width: length.toFixed(1), height: rowHeight - 6, rx: 2 }),
         svg("text", { className: "bar-label", x: labelWidth + barWidth + 8, y: y + 13 }, count(p.lag)),
@@ -316,7 +328,7 @@ function renderTopics(topics, throughput) {
         el("td", { className: "num", "data-testid": "topic-messages", "data-value": totals.messages }, count(totals.messages)),
         cell(bytes(totals.size), true),
         el("td", { className: "num", "data-testid": "topic-rate" }, traffic ? rate(traffic.messagesPerSecond) : "–"),
-        el("td", {}, sparkline(traffic?.points ?? [], throughput?.intervalMs ?? REFRESH_MS)),
+        el("td", {}, sparkline(traffic?.points ?? [])),
       ),
     );
     if (open) rows.push(el("tr", { className: "details" }, el("td", { colspan: 8 }, partitionTable(topic))));
@@ -398,17 +410,16 @@ function deadLetterTable(letters) {
         cell(d.offset, true),
         cell(`${d.source.topic}/${d.source.partition} @ ${d.source.offset}`),
         cell(d.deliveries, true),
-        cell(d.error || "lease expired"),
-        cell(preview(d)),
+        previewCell(d.error || "lease expired"),
+        previewCell(d.value === null ? "(null)" : d.valueEncoding === "base64" ? `base64:${d.value}` : d.value),
       ),
     ),
   );
 }
 
-function preview(letter) {
-  if (letter.value === null) return "(null)";
-  const text = letter.valueEncoding === "base64" ? `base64:${letter.value}` : letter.value;
-  return text.length > VALUE_PREVIEW_CHARS ? `${text.slice(0, VALUE_PREVIEW_CHARS)}…` : text;
+function previewCell(text) {
+  const shown = text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}…` : text;
+  return el("td", { className: "preview", title: text.length > PREVIEW_CHARS ? text : undefined }, shown);
 }
 
 function queueCard(group, letters) {
@@ -416,7 +427,7 @@ function queueCard(group, letters) {
   const dlqCount = letters.ok ? `${letters.value.deadLetters.length}${letters.value.truncated ? "+" : ""}` : "–";
   return el(
     "article",
-    { className: "card", "data-testid": "queue-group", "data-group": group.group },
+    { className: "card wide", "data-testid": "queue-group", "data-group": group.group },
     groupHeading(group),
     el(
       "div",
