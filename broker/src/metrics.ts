@@ -12,8 +12,9 @@ const LATENCY_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025
 
 /**
  * A request's outcome for availability: `ok`; `rejected` when the client was refused for its
- * own request (bad input, unknown topic, throttled: 4xx); `failed` when the broker could not
- * serve it (not the master, not enough replicas, shutting down, storage: 5xx).
+ * own request (4xx: bad input, unknown topic, throttled, or a stale route — NOT_LEADER, which
+ * the client follows to the master); `failed` when the broker could not serve it (5xx: not
+ * enough replicas, shutting down, storage, timeouts).
  * Availability = ok / (ok + failed).
  */
 export type RequestResult = "ok" | "rejected" | "failed";

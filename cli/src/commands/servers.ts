@@ -177,7 +177,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           ...storageOptions(o),
           ...flowOptions(o),
           ...metricsOptions(o),
-          httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0" })],
+          httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0", logger })],
           metricsRegistry,
           logger,
         });
@@ -309,7 +309,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         ...flowOptions(o),
         ...metricsOptions(o),
         ...replicationOptions(o),
-        httpPlugins: [adminConsole({ nameservers, broker: `${group}/${brokerId}` })],
+        httpPlugins: [adminConsole({ nameservers, broker: `${group}/${brokerId}`, logger: createLogger(`console-${group}-${brokerId}`) })],
       });
       stopOnSignal(() => server.stop());
       const info = { broker: server.grpcAddress, http: server.httpAddress, group, id: brokerId, dataDir: server.options.dataDir, pid: process.pid };
