@@ -204,7 +204,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           : `sluice dev is running (Ctrl-C to stop)\n` +
               `  name server  ${info.nameserver}\n` +
               `  broker       ${info.broker}  (group local, id 0, master)\n` +
-              `  http         http://${info.http}  (/healthz /readyz /metrics)\n` +
+              `  http         http://${info.http}  (/console /metrics /api/v1 /healthz /readyz)\n` +
               `  data         ${info.dataDir}  (flush ${info.flush})\n` +
               `try: npx sluice topic create orders --partitions 3\n`,
       );
