@@ -30,6 +30,7 @@ import { registerGroupLagMetrics } from "./groups/lag-metrics.js";
 import { registerQueueMetrics } from "./groups/queue-metrics.js";
 import { registerReplicationMetrics } from "./replication/replication-metrics.js";
 import { GroupOffsets } from "./groups/offsets.js";
+import { RemoteEndOffsets } from "./groups/remote-end-offsets.js";
 import { QueueGroups } from "./groups/queue-groups.js";
 import { GroupStateStore } from "./groups/state-store.js";
 import { createGroupsService, type GroupServices } from "./grpc/groups.js";
@@ -83,7 +84,7 @@ export class Broker {
     private readonly streamClosers: Set<() => void>,
     /** The broker's own etcd lease (`--etcd`), revoked on the way out. */
     private readonly lease: BrokerLease | undefined,
-    private readonly groups: GroupServices & { store: GroupStateStore },
+    private readonly groups: GroupServices & { store: GroupStateStore; remoteEnds: RemoteEndOffsets },
     private readonly webSocketConsume: WebSocketConsume,
     private readonly groupRole: GroupRole,
     private readonly roles: RoleManager,
@@ -183,7 +184,9 @@ export class Broker {
       committedOffset: (group, topic, partition) => groups.offsets.committedOffset(group, topic, partition),
     });
     const queues: QueueGroups = new QueueGroups(coordinator, openedTopics, logger, queueCounters);
-    const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues), queues, store };
+    // Lag on partitions other broker groups host: their masters' high watermarks, cached.
+    const remoteEnds = RemoteEndOffsets.connect({ nameservers: options.nameservers, clientId: `broker-${options.group}-${options.brokerId}-lag`, logger });
+    const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues, remoteEnds), queues, store, remoteEnds };
     registerGroupLagMetrics(registry, {
       byTopic: () => groups.offsets.lagByGroupTopic(),
       byPartition: () => groups.offsets.lagByGroupPartition(),
@@ -403,7 +406,8 @@ export class Broker {
   }
 }
 
-async function closeGroups(groups: GroupServices & { store: GroupStateStore }): Promise<void> {
+async function closeGroups(groups: GroupServices & { store: GroupStateStore; remoteEnds: RemoteEndOffsets }): Promise<void> {
+  groups.remoteEnds.close();
   await groups.queues.close();
   await groups.coordinator.close();
   await groups.store.close();

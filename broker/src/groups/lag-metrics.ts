@@ -7,6 +7,11 @@
  * - sluice_consumer_group_lag_seconds{group,topic}: age of the oldest unconsumed message (its
  *   batch's first timestamp), the largest over the partitions; 0 when caught up.
  *
+ * Partitions hosted by other broker groups count in the messages (their masters' high
+ * watermarks, see remote-end-offsets.ts) but not in the seconds, which are measured on this
+ * broker's own partitions: a lower bound for a topic spread over groups, and no seconds series
+ * at all for a topic none of whose partitions is here.
+ *
  * One series per (group, topic): low cardinality, on by default (the contract's metrics).
  * Evaluated at scrape time, so a stopped consumer's lag grows without anyone asking.
  */
@@ -37,12 +42,16 @@ export function registerGroupLagMetrics(registry: Registry, sources: GroupLagSou
         const entries = await read().catch(() => []);
         // Groups come and go: a deleted group's series must not linger.
         this.reset();
-        for (const entry of entries) this.set({ group: entry.group, topic: entry.topic }, value(entry));
+        for (const entry of entries) {
+          const measured = value(entry);
+          // Unknown (-1): no series rather than a number that reads as "caught up".
+          if (measured >= 0) this.set({ group: entry.group, topic: entry.topic }, measured);
+        }
       },
     });
   };
   gauge("sluice_consumer_group_lag_messages", "Messages a consumer group has not consumed yet, per topic (high watermark minus committed offset, summed over partitions)", (e) => e.messages);
-  gauge("sluice_consumer_group_lag_seconds", "Age of the oldest message a consumer group has not consumed yet, per topic (0 when caught up)", (e) => e.seconds);
+  gauge("sluice_consumer_group_lag_seconds", "Age of the oldest message a consumer group has not consumed yet, per topic (0 when caught up; measured on the partitions this broker hosts)", (e) => e.seconds);
   if (!sources.perPartition) return;
   new Gauge({
     name: "sluice_consumer_group_partition_lag_messages",

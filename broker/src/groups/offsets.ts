@@ -28,6 +28,7 @@ import {
 import type { TopicManager } from "../topics.js";
 import type { TopicPartition } from "./assignors.js";
 import type { GroupCoordinator } from "./coordinator.js";
+import { remoteKey, type RemoteEndLookup } from "./remote-end-offsets.js";
 import { groupKey, offsetKey, parseKey, type OffsetRecord } from "./state-keys.js";
 import type { StateWrite } from "./state-store.js";
 
@@ -36,6 +37,7 @@ export interface GroupTopicLag {
   group: string;
   topic: string;
   messages: number;
+  /** -1 when unknown: no partition counted in `messages` is hosted here (see lagByGroupPartition). */
   seconds: number;
 }
 
@@ -59,6 +61,8 @@ export class GroupOffsets {
     private readonly coordinator: GroupCoordinator,
     private readonly topics: TopicManager,
     private readonly queues: QueueGroupView,
+    /** End offsets of partitions other broker groups host, for lag; without it they are left out. */
+    private readonly remoteEnds?: RemoteEndLookup,
   ) {}
 
   async commit(request: CommitOffsetsRequest): Promise<PartitionResult[]> {
@@ -191,14 +195,15 @@ export class GroupOffsets {
   /**
    * Every group's lag per topic, as the coordinator sees it: messages (summed over the
    * partitions with a committed position) and seconds (the oldest unconsumed message's age,
-   * the largest over the partitions). Queue groups count from their acknowledged floor.
-   * For `sluice_consumer_group_lag_*`; computed on the broker so no exporter is needed.
+   * the largest over the partitions hosted here; -1 when none is). Queue groups count from
+   * their acknowledged floor. For `sluice_consumer_group_lag_*`; computed on the broker so no
+   * exporter is needed.
    */
   async lagByGroupTopic(): Promise<GroupTopicLag[]> {
     const byKey = new Map<string, GroupTopicLag>();
     for (const lag of await this.lagByGroupPartition()) {
       const key = `${lag.group}\u0000${lag.topic}`;
-      const entry = byKey.get(key) ?? { group: lag.group, topic: lag.topic, messages: 0, seconds: 0 };
+      const entry = byKey.get(key) ?? { group: lag.group, topic: lag.topic, messages: 0, seconds: -1 };
       entry.messages += lag.messages;
       entry.seconds = Math.max(entry.seconds, lag.seconds);
       byKey.set(key, entry);
@@ -206,22 +211,45 @@ export class GroupOffsets {
     return [...byKey.values()];
   }
 
-  /** Lag of every group coordinated here on every partition hosted here (where it is known). */
+  /**
+   * Lag of every group coordinated here on every partition with a known position. Partitions
+   * hosted here are measured on their logs; those other broker groups host are measured to
+   * the high watermark their masters report (remoteEnds: cached for seconds, asked with a short
+   * deadline at scrape time) and left out while it cannot be had. Their `seconds` is -1 while
+   * they have a backlog: the age of the message at an offset is not something a master answers
+   * without sending the batch (ListOffsets has no such question).
+   */
   async lagByGroupPartition(): Promise<GroupPartitionLag[]> {
     // Only a master coordinates (loadAll answers nothing on a slave): no double counting.
     if ((await this.coordinator.loadAll()).length === 0) return [];
     const out: GroupPartitionLag[] = [];
-    const add = (group: string, lag: PartitionLag): void => {
+    const remote: Array<{ group: string; topic: string; partition: number; position: number }> = [];
+    const measure = (group: string, topic: string, partition: number, position: number): void => {
+      if (this.topics.logs.get(topic, partition) === undefined) {
+        // Nothing committed yet: where the group starts depends on its reset policy, so lag is unknown.
+        if (position >= 0) remote.push({ group, topic, partition, position });
+        return;
+      }
+      const lag = this.lag(topic, partition, position);
       if (lag.lag < 0) return;
-      out.push({ group, topic: lag.topic, partition: lag.partition, messages: lag.lag, seconds: Math.max(0, lag.lagMs) / 1000 });
+      out.push({ group, topic, partition, messages: lag.lag, seconds: Math.max(0, lag.lagMs) / 1000 });
     };
     for (const [key, record] of this.coordinator.store.scan<OffsetRecord>("o\u0000")) {
       const parsed = parseKey(key);
       if (parsed?.topic === undefined || parsed.partition === undefined) continue;
-      add(parsed.group, this.lag(parsed.topic, parsed.partition, record.offset));
+      measure(parsed.group, parsed.topic, parsed.partition, record.offset);
     }
     for (const group of this.queues.groupNames()) {
-      for (const p of this.queues.partitions(group)) add(group, this.lag(p.topic, p.partition, p.startOffset));
+      for (const p of this.queues.partitions(group)) measure(group, p.topic, p.partition, p.startOffset);
+    }
+    if (remote.length === 0 || this.remoteEnds === undefined) return out;
+    const ends = await this.remoteEnds.lookup(remote);
+    for (const { group, topic, partition, position } of remote) {
+      const end = ends.get(remoteKey(topic, partition));
+      if (end === undefined) continue;
+      const messages = Math.max(0, end.highWatermark - Math.max(position, end.logStartOffset));
+      // Caught up is caught up wherever the partition lives; a backlog's age is unknown here.
+      out.push({ group, topic, partition, messages, seconds: messages === 0 ? 0 : -1 });
     }
     return out;
   }
