@@ -101,4 +101,21 @@ describe("consumer group lag across broker groups (name server + brokers b1, b2)
     const caughtUpSamples = await scrape(coordinator.broker.http);
     assert.equal(sample(caughtUpSamples, "sluice_consumer_group_lag_messages", LABELS), 0);
   });
+
+  it("sluice group reset-offsets moves every partition, on both broker groups (earliest, latest, timestamp)", async () => {
+    const reset = async (...to: string[]): Promise<Map<number, number>> => {
+      const result = await runCli(["group", "reset-offsets", GROUP, "--topic", TOPIC, ...to, "--json"], { nameserver });
+      assert.equal(result.code, 0, result.stderr);
+      const described = await runCli(["group", "describe", GROUP, "--json"], { nameserver });
+      const parsed = JSON.parse(described.stdout) as { partitions: Array<{ topic: string; partition: number; committedOffset: number }> };
+      return new Map(parsed.partitions.filter((p) => p.topic === TOPIC).map((p) => [p.partition, p.committedOffset]));
+    };
+    const ends = await sluice.admin().listOffsets(TOPIC, "latest");
+    assert.deepEqual([...(await reset("--to", "earliest"))].sort((a, b) => a[0] - b[0]), Array.from({ length: PARTITIONS }, (_, p) => [p, 0]));
+    assert.deepEqual([...(await reset("--to", "latest"))].sort((a, b) => a[0] - b[0]), [...ends].sort((a, b) => a[0] - b[0]));
+    // Past every record: the end, as Kafka's reset does.
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    assert.deepEqual([...(await reset("--to-datetime", future))].sort((a, b) => a[0] - b[0]), [...ends].sort((a, b) => a[0] - b[0]));
+    assert.deepEqual([...(await reset("--to", "1"))].sort((a, b) => a[0] - b[0]), Array.from({ length: PARTITIONS }, (_, p) => [p, 1]));
+  });
 });

@@ -173,9 +173,14 @@ export class GroupOffsets {
         `group "${group}" has ${membership.size} active member(s); stop its consumers (or wait for their sessions to end) before resetting offsets`,
       );
     }
-    const record = this.topics.topic(topic);
-    if (record === undefined) throw new UnknownTopicError(topic, " on the group's coordinator: reset offsets through a broker that hosts the topic");
-    const partitions = request.partitions.length > 0 ? request.partitions : Array.from({ length: record.partitionCount }, (_, i) => i);
+    let partitions = request.partitions;
+    if (partitions.length === 0) {
+      // "Every partition" needs the count, which only a broker hosting the topic knows; the SDK
+      // always names the partitions (it reads them from the routes).
+      const record = this.topics.topic(topic);
+      if (record === undefined) throw new UnknownTopicError(topic, " on the group's coordinator: name the partitions to reset (the SDK and CLI do)");
+      partitions = Array.from({ length: record.partitionCount }, (_, i) => i);
+    }
     const targets = new Map<number, number>();
     for (const partition of partitions) targets.set(partition, this.resetTarget(request, partition));
     const nowMs = this.coordinator.now();
@@ -299,8 +304,11 @@ export class GroupOffsets {
   private resetTarget(request: ResetOffsetsRequest, partition: number): number {
     const log = this.topics.logs.get(request.topic, partition);
     if (log === undefined) {
+      // Hosted by another broker group: only an explicit offset can be taken (the SDK resolves
+      // earliest, latest and timestamps with the partition's master first).
+      if (request.target === ResetTarget.RESET_TARGET_OFFSET && Number.isSafeInteger(request.offset) && request.offset >= 0) return request.offset;
       throw new NotLeaderError(
-        `${request.topic}/${partition} is not hosted on the group's coordinator; reset it with an explicit --to OFFSET through the coordinator, or move the group`,
+        `${request.topic}/${partition} is not hosted on the group's coordinator; reset it to an explicit offset (the SDK resolves earliest, latest and timestamps first)`,
       );
     }
     switch (request.target) {

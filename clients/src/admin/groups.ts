@@ -17,7 +17,7 @@ import { deadlineFromNow, type ClientContext } from "../context.js";
 import { GroupCoordinator } from "../groups/coordinator.js";
 import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
 import { checkGroupName } from "../../../common/src/group-name.js";
-import { listOffsets } from "../routing/list-offsets.js";
+import { listOffsets, type OffsetQuery } from "../routing/list-offsets.js";
 
 /** One group as `sluice group list` shows it. */
 export interface GroupListing {
@@ -215,13 +215,41 @@ export async function resetOffsets(
   const dryRun = options.dryRun ?? false;
   if (typeof dryRun !== "boolean") throw new InvalidArgumentError(`dryRun must be true or false, got ${JSON.stringify(dryRun)}`);
   const target = resetTarget(to);
+  // The coordinator hosts only its own broker group's partitions: earliest, latest and
+  // timestamps are resolved here with each partition's master, then sent as explicit offsets
+  // (one call per distinct offset; the coordinator still clamps those it hosts to its log).
+  const explicit = target.target === ResetTarget.RESET_TARGET_OFFSET;
+  const wanted = partitions.length > 0 ? partitions : [...(await listOffsets(context, topic, "latest")).keys()];
+  const byOffset = new Map<number, number[]>();
+  if (explicit) {
+    byOffset.set(target.offset, wanted);
+  } else {
+    const resolved = await listOffsets(context, topic, to as OffsetQuery, wanted);
+    // A timestamp past the last record resolves to -1: the end, as Kafka's reset does.
+    const ends = [...resolved.values()].some((o) => o < 0) ? await listOffsets(context, topic, "latest", wanted) : undefined;
+    for (const partition of wanted) {
+      const found = resolved.get(partition) ?? -1;
+      const offset = found >= 0 ? found : (ends?.get(partition) ?? 0);
+      const list = byOffset.get(offset);
+      if (list === undefined) byOffset.set(offset, [partition]);
+      else list.push(partition);
+    }
+  }
   const coordinator = new GroupCoordinator(context, group);
   const deadlineMs = deadlineFromNow(context);
-  const response = await coordinator.run(
-    (c) => c.resetOffsets({ header: context.header, group, topic, partitions, dryRun, ...target }, deadlineMs),
-    deadlineMs,
-  );
-  return response.offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })).sort(byTopicPartition);
+  const out: CommittedPosition[] = [];
+  for (const [offset, subset] of byOffset) {
+    const response = await coordinator.run(
+      (c) =>
+        c.resetOffsets(
+          { header: context.header, group, topic, partitions: subset, dryRun, target: ResetTarget.RESET_TARGET_OFFSET, offset, timestampMs: 0 },
+          deadlineMs,
+        ),
+      deadlineMs,
+    );
+    out.push(...response.offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset })));
+  }
+  return out.sort(byTopicPartition);
 }
 
 function resetTarget(to: ResetOffsetsTo): { target: ResetTarget; offset: number; timestampMs: number } {
