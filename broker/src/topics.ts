@@ -5,6 +5,7 @@
  */
 import {
   InvalidArgumentError,
+  InvalidPartitionsError,
   InvalidTopicNameError,
   NotLeaderError,
   TopicAlreadyExistsError,
@@ -84,20 +85,7 @@ export class TopicManager {
     partitionCount: number,
     requested: Partial<TopicSettings>,
   ): Promise<number[]> {
-    // Internal `%` names pass: the name server creates `%groups` and dead-letter topics here.
-    if (!isValidTopicName(topic, true)) {
-      throw new InvalidTopicNameError(
-        `topic name "${topic}" is invalid: use 1-249 characters from letters, digits, '.', '_' and '-'`,
-      );
-    }
-    if (!Number.isInteger(partitionCount) || partitionCount < 1) {
-      throw new InvalidArgumentError(`partition count must be a positive integer, got ${partitionCount}`);
-    }
-    for (const p of partitions) {
-      if (!Number.isInteger(p) || p < 0 || p >= partitionCount) {
-        throw new InvalidArgumentError(`partition ${p} is outside 0..${partitionCount - 1} for topic "${topic}"`);
-      }
-    }
+    checkPartitions(topic, partitions, partitionCount);
     // Never merge into a topic this broker already has: a name server that has not heard of
     // it yet (just restarted, or another one created it) must not re-place or reconfigure
     // it, and its rollback must not delete data that was there before.
@@ -119,6 +107,44 @@ export class TopicManager {
     }
     this.notify({ kind: "created", record });
     return created;
+  }
+
+  /**
+   * Topic alter: adds `partitions` to a topic (creating it here if this broker hosts none of
+   * it yet) and raises its count to `partitionCount`. Hosted partitions, their data and the
+   * settings of a topic already here are left as they are, so asking twice is harmless (a
+   * name server retrying a half-done alter). A count below this broker's is refused: the
+   * caller's view of the topic is older than this broker's.
+   */
+  async growTopic(topic: string, partitions: number[], partitionCount: number, requested: Partial<TopicSettings>): Promise<GrowResult> {
+    const existing = this.store.get(topic);
+    if (existing === undefined) {
+      const created = await this.createPartitions(topic, partitions, partitionCount, requested);
+      return { created, changed: true };
+    }
+    checkPartitions(topic, partitions, partitionCount);
+    if (partitionCount < existing.partitionCount) {
+      throw new InvalidPartitionsError(
+        `topic "${topic}" has ${existing.partitionCount} partitions on this broker; it cannot shrink to ${partitionCount}`,
+      );
+    }
+    const merged: TopicRecord = {
+      ...existing,
+      partitionCount,
+      partitions: [...new Set([...existing.partitions, ...partitions])].sort((a, b) => a - b),
+    };
+    const changed = merged.partitionCount !== existing.partitionCount || merged.partitions.length !== existing.partitions.length;
+    if (!changed) return { created: [], changed: false };
+    // Record first, then logs, as in createPartitions; slaves mirror the record (see notify).
+    await this.store.put(merged);
+    const created: number[] = [];
+    for (const partition of merged.partitions) {
+      if (this.logs.get(topic, partition)) continue;
+      await this.logs.create(topic, partition, partitionConfig(merged.settings, this.options));
+      created.push(partition);
+    }
+    this.notify({ kind: "created", record: merged });
+    return { created, changed: true };
   }
 
   async deleteTopic(topic: string): Promise<void> {
@@ -143,7 +169,7 @@ export class TopicManager {
     }
   }
 
-  /** Tells `listener` about every topic created or deleted here; returns the unsubscribe. */
+  /** Tells `listener` about every topic created, grown or deleted here; returns the unsubscribe. */
   onChange(listener: (change: TopicChange) => void): () => void {
     this.changeListeners.add(listener);
     return () => this.changeListeners.delete(listener);
@@ -157,6 +183,13 @@ export class TopicManager {
     await this.logs.close();
     await this.store.close();
   }
+}
+
+export interface GrowResult {
+  /** Partitions whose logs were created by this call. */
+  created: number[];
+  /** False when the broker already had every partition and the count (nothing to announce). */
+  changed: boolean;
 }
 
 export type TopicChange = { kind: "created"; record: TopicRecord } | { kind: "deleted"; topic: string };
@@ -184,6 +217,23 @@ function partitionConfig(settings: TopicSettings, options: BrokerOptions): Parti
     retentionBytes: settings.retentionBytes,
     flush: options.flush,
   };
+}
+
+function checkPartitions(topic: string, partitions: readonly number[], partitionCount: number): void {
+  // Internal `%` names pass: the name server creates `%groups` and dead-letter topics here.
+  if (!isValidTopicName(topic, true)) {
+    throw new InvalidTopicNameError(
+      `topic name "${topic}" is invalid: use 1-249 characters from letters, digits, '.', '_' and '-'`,
+    );
+  }
+  if (!Number.isInteger(partitionCount) || partitionCount < 1) {
+    throw new InvalidArgumentError(`partition count must be a positive integer, got ${partitionCount}`);
+  }
+  for (const p of partitions) {
+    if (!Number.isInteger(p) || p < 0 || p >= partitionCount) {
+      throw new InvalidArgumentError(`partition ${p} is outside 0..${partitionCount - 1} for topic "${topic}"`);
+    }
+  }
 }
 
 /** Proto3 sends 0 for "unset": only positive values override the defaults. */

@@ -23,6 +23,9 @@ export const ERROR_CODES = {
   UNKNOWN_TOPIC: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: true },
   UNKNOWN_PARTITION: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
   TOPIC_ALREADY_EXISTS: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409, retriable: false },
+  // Kafka's INVALID_PARTITIONS: a partition count the topic's current state rules out (a
+  // topic only grows). A precondition, not bad usage: the same request was fine earlier.
+  INVALID_PARTITIONS: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
   OFFSET_OUT_OF_RANGE: { grpc: GrpcStatus.OUT_OF_RANGE, http: 416, retriable: false },
   NOT_LEADER: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 421, retriable: true },
   UNSUPPORTED_VERSION: { grpc: GrpcStatus.UNIMPLEMENTED, http: 400, retriable: false },
@@ -152,6 +155,13 @@ export class UnknownPartitionError extends SluiceError {
 export class TopicAlreadyExistsError extends SluiceError {
   constructor(topic: string) {
     super("TOPIC_ALREADY_EXISTS", `topic "${topic}" already exists`);
+  }
+}
+
+/** A partition count the topic cannot take: a topic's partitions can be added, never removed. */
+export class InvalidPartitionsError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("INVALID_PARTITIONS", message, options);
   }
 }
 
@@ -320,6 +330,7 @@ export class ProducerFencedError extends SluiceError {
 const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: SluiceErrorOptions) => SluiceError>> = {
   INVALID_ARGUMENT: InvalidArgumentError,
   INVALID_CONFIG: InvalidConfigError,
+  INVALID_PARTITIONS: InvalidPartitionsError,
   CORRUPT_BATCH: CorruptBatchError,
   NOT_LEADER: NotLeaderError,
   NO_BROKERS_AVAILABLE: NoBrokersAvailableError,

@@ -14,7 +14,7 @@
  * through topic-learning.ts; broker input is validated in broker-record.ts.
  */
 import type { Clock } from "../../common/src/clock.js";
-import { InvalidArgumentError } from "../../common/src/errors.js";
+import { InvalidArgumentError, type SluiceError } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { BrokerInfo, HostedPartition, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import { brokerChanged, compareBrokers, toBrokerRecord } from "./broker-record.js";
@@ -257,8 +257,8 @@ export class ClusterState {
   }
 
   /**
-   * Reserves a topic name for a creation running on this name server; false when one already
-   * runs. Reports of the topic are ignored until `releaseTopicCreation`.
+   * Reserves a topic name for a creation (or an alter) running on this name server; false
+   * when one already runs. Reports of the topic are ignored until `releaseTopicCreation`.
    */
   claimTopicCreation(topic: string): boolean {
     return this.topics.claimTopicCreation(topic);
@@ -271,6 +271,16 @@ export class ClusterState {
   /** Records a topic created through this name server; false when the name is taken. */
   async recordNewTopic(record: TopicRecord): Promise<boolean> {
     return this.topics.recordNewTopic(record);
+  }
+
+  /** Rewrites a topic changed through this name server (compare-and-swap, see RegistryStore.updateTopic). */
+  async updateTopic(topic: string, change: (current: TopicRecord) => TopicRecord): Promise<TopicRecord | undefined> {
+    return this.topics.updateTopic(topic, change);
+  }
+
+  /** The error for a topic this name server does not know: NOT_READY while still learning after start. */
+  unknownTopicError(topic: string): SluiceError {
+    return this.topics.unknownTopicError(topic);
   }
 
   /** Removes a topic deleted through this name server; false when it was unknown. */

@@ -66,6 +66,8 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
 
     createTopic: unary(async (request) => ({ route: await topics.createTopic(request) })),
 
+    createPartitions: unary(async (request) => ({ route: await topics.createPartitions(request) })),
+
     deleteTopic: unary(async (request) => {
       await topics.deleteTopic(request.topic);
       return {};

@@ -1,11 +1,20 @@
 /**
- * Creating and deleting topics: validate, place, ask the brokers, then record.
+ * Creating, growing and deleting topics: validate, place, ask the brokers, then record.
  *
  * The brokers are asked first and the registry written last, so a recorded topic always has
  * its partitions on disk somewhere; a creation that fails half-way asks the brokers that did
  * create partitions to delete them again, so nothing half-made is left to be reported back.
+ *
+ * Growing a topic (topic-alter.ts) cannot be undone that way: brokers have no call to drop
+ * single partitions. A grow that fails half-way leaves the record as it was, and the new
+ * partitions already made stay empty and unrouted; asking again completes it, since placement
+ * is deterministic over the same registry and a broker's grow keeps what it already has.
+ * (Over the in-memory registry, name servers also learn partitions from heartbeats: one may
+ * record the partitions that were made before the alter is asked again, and then refuses the
+ * same count; the partitions of the failed group stay without a group until it is fixed.)
  */
 import {
+  NotReadyError,
   TopicAlreadyExistsError,
   UnknownTopicError,
   errorFromWire,
@@ -13,11 +22,12 @@ import {
   type SluiceError,
 } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
-import type { CreateTopicRequest, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
+import type { CreateTopicRequest, NsCreatePartitionsRequest, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { BrokerAdminClients } from "./broker-admin.js";
 import type { ClusterState } from "./cluster-state.js";
 import { placePartitions } from "./placement.js";
 import type { TopicRecord } from "./registry/store.js";
+import { grownRecord, planPartitionGrowth, validateAlterableTopic, type PartitionGrowth } from "./topic-alter.js";
 import { EMPTY_TOPIC_CONFIG } from "./topic-reports.js";
 import { validatePartitionCount, validateTopicName } from "./topic-validation.js";
 
@@ -55,6 +65,38 @@ export class TopicAdmin {
       await this.createOnBrokers(record);
       if (!(await this.state.recordNewTopic(record))) throw new TopicAlreadyExistsError(topic);
       this.logger.info({ topic, partitionCount: record.partitionCount, groups: [...new Set(assignment)] }, "topic created");
+      const [route] = await this.state.routes([topic]);
+      return route!;
+    } finally {
+      this.state.releaseTopicCreation(topic);
+    }
+  }
+
+  /**
+   * Adds partitions to a topic, up to `request.partitions` in total (Kafka's CreatePartitions).
+   * Existing partitions and their data are untouched; the new ones appear in routes (and so
+   * in route pushes) once every broker group involved has made them.
+   */
+  async createPartitions(request: NsCreatePartitionsRequest): Promise<TopicRoute> {
+    const { topic, partitions: partitionCount } = request;
+    validateAlterableTopic(topic);
+    // The same reservation as a creation: reports of the topic are ignored while its brokers
+    // grow it, so a heartbeat cannot record half the new partitions first.
+    if (!this.state.claimTopicCreation(topic)) {
+      throw new NotReadyError(`topic "${topic}" is being created or altered through this name server right now; retry when that is done`);
+    }
+    try {
+      const record = await this.state.getTopic(topic);
+      if (record === undefined) throw this.state.unknownTopicError(topic);
+      const growth = planPartitionGrowth(record, partitionCount, await this.state.placementGroups());
+      await this.growOnBrokers(record, growth);
+      const updated = await this.state.updateTopic(topic, (current) => grownRecord(current, growth));
+      // Deleted (through another name server) while the brokers grew it: theirs to clean up.
+      if (updated === undefined) throw this.state.unknownTopicError(topic);
+      this.logger.info(
+        { topic, previousCount: growth.previousCount, partitionCount, added: growth.added },
+        "partitions added to topic",
+      );
       const [route] = await this.state.routes([topic]);
       return route!;
     } finally {
@@ -122,6 +164,44 @@ export class TopicAdmin {
       "topic creation failed on a broker; partitions created elsewhere were deleted again",
     );
     throw withContext(error, `creating topic "${record.topic}" on broker group "${call.group}"${call.address ? ` (${call.address})` : ""} failed`);
+  }
+
+  /**
+   * Tells every group of the growth its new partitions and count, in parallel. A failure is
+   * reported with what did happen, so the operator knows asking again is the way out.
+   */
+  private async growOnBrokers(record: TopicRecord, growth: PartitionGrowth): Promise<void> {
+    const views = await this.state.groupViews();
+    const calls = [...growth.partitionsByGroup].map(([group, partitions]) => {
+      // The plan only takes groups with a live master; re-read here, it could have expired since.
+      const master = views.get(group)?.master;
+      if (master === undefined) {
+        return { group, result: Promise.reject(errorFromWire("NO_BROKERS_AVAILABLE", `broker group "${group}" lost its master`)) };
+      }
+      const result = this.brokers.createPartitions(master.address, {
+        topic: record.topic,
+        partitions,
+        config: record.config,
+        partitionCount: growth.partitionCount,
+        grow: true,
+      });
+      return { group, result };
+    });
+    const results = await Promise.allSettled(calls.map((c) => c.result));
+    const failed = results.findIndex((r) => r.status === "rejected");
+    if (failed < 0) return;
+    const error = toSluiceError((results[failed] as PromiseRejectedResult).reason);
+    const grown = calls.filter((_, i) => results[i]!.status === "fulfilled").map((c) => c.group);
+    this.logger.warn(
+      { topic: record.topic, group: calls[failed]!.group, code: error.code, err: error.message, grown },
+      "adding partitions failed on a broker group; the topic record is unchanged",
+    );
+    throw withContext(
+      error,
+      `adding partitions to topic "${record.topic}" on broker group "${calls[failed]!.group}" failed; the topic still has ` +
+        `${growth.previousCount} partitions` +
+        (grown.length > 0 ? ` (groups ${grown.join(", ")} made theirs already: asking again completes the alter)` : ""),
+    );
   }
 }
 

@@ -89,6 +89,18 @@ export class TopicLearning {
     });
   }
 
+  /**
+   * Rewrites a topic through compare-and-swap (`change` may run more than once and may throw
+   * to refuse); resolves the written record, or undefined when the topic is gone.
+   */
+  async updateTopic(topic: string, change: (current: TopicRecord) => TopicRecord): Promise<TopicRecord | undefined> {
+    return this.serialTopicWrite(async () => {
+      const updated = await this.store.updateTopic(topic, change);
+      if (updated !== undefined) this.announceRouteChange();
+      return updated;
+    });
+  }
+
   /** Removes a topic deleted through this name server; false when it was unknown. */
   async removeTopic(topic: string): Promise<boolean> {
     return this.serialTopicWrite(async () => {

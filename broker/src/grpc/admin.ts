@@ -77,12 +77,22 @@ export function handleCreatePartitions(context: BrokerContext) {
   return async (request: CreatePartitionsRequest): Promise<CreatePartitionsResponse> => {
     checkHeader(request.header);
     const count = request.partitionCount || Math.max(...request.partitions, -1) + 1;
-    const created = await context.topics.createPartitions(request.topic, request.partitions, count, {
+    const settings = {
       retentionMs: request.config?.retentionMs,
       retentionBytes: request.config?.retentionBytes,
       segmentBytes: request.config?.segmentBytes,
       maxMessageBytes: request.config?.maxMessageBytes,
-    });
+    };
+    if (request.grow) {
+      const { created, changed } = await context.topics.growTopic(request.topic, request.partitions, count, settings);
+      if (changed) {
+        context.logger.info({ topic: request.topic, partitions: created, partitionCount: count }, "grew topic");
+        // The count is in every heartbeat's partition list: tell the name servers now.
+        context.announce();
+      }
+      return { created };
+    }
+    const created = await context.topics.createPartitions(request.topic, request.partitions, count, settings);
     if (created.length > 0) {
       context.logger.info({ topic: request.topic, partitions: created }, "created partitions");
       context.announce();

@@ -1,10 +1,10 @@
-/** `sluice topic create | list | describe | delete`. */
+/** `sluice topic create | list | describe | alter | delete`. */
 import type { Command } from "commander";
 import { withClient } from "../client.js";
 import { action, emit, parseInteger, table, type GlobalOptions } from "../output.js";
 
 export function topicCommands(program: Command, globals: () => GlobalOptions): void {
-  const topic = program.command("topic").description("create, list, describe and delete topics");
+  const topic = program.command("topic").description("create, list, describe, alter and delete topics");
 
   topic
     .command("create <name>")
@@ -66,6 +66,27 @@ export function topicCommands(program: Command, globals: () => GlobalOptions): v
             ]),
           ),
         );
+      }),
+    );
+
+  topic
+    .command("alter <name>")
+    .description(
+      "add partitions to a topic (the count only grows; existing partitions and their data are untouched). " +
+        "New partitions are placed automatically across broker groups; producers and consumer groups pick them up " +
+        "within about a second. Keyed messages may move partition: keys hash over the new count",
+    )
+    .requiredOption("--partitions <n>", "the new total partition count, more than the current one", parseInteger("partitions", 1, 10000))
+    .action(
+      action(async (name: string, flags: { partitions: number }) => {
+        const g = globals();
+        const description = await withClient(g, async (sluice) => {
+          const admin = sluice.admin();
+          await admin.createPartitions(name, flags.partitions);
+          // With the logs' offsets, as `topic describe` shows it.
+          return admin.describeTopic(name);
+        });
+        emit(g.json, description, () => `topic ${name} now has ${description.partitions.length} partitions\n`);
       }),
     );
 

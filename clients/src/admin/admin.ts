@@ -75,6 +75,34 @@ export class Admin {
     return toTopicInfo(response.route);
   }
 
+  /**
+   * Adds partitions to a topic until it has `totalPartitions` (Kafka's `createPartitions` and
+   * `kafka-topics --alter --partitions`): the total, not the number to add. A topic only
+   * grows: a total at or below the current count fails with INVALID_PARTITIONS, naming the
+   * current count; an unknown topic with UNKNOWN_TOPIC. Existing partitions and their data are
+   * untouched; new ones are placed across broker groups as `createTopic` places partitions.
+   *
+   * Producers and consumer groups learn the new count from the name server's route push
+   * (within a second; at the latest on their route refresh, `routeRefreshMs`), after which a
+   * group rebalances to include the new partitions. Keys hash over the new count, so a key's
+   * later messages may land on another partition than its earlier ones (as in Kafka).
+   * Not retried after a timeout: the first attempt may have done it.
+   *
+   * @example
+   * const admin = sluice.admin();
+   * await admin.createTopic("orders", { partitions: 3 });
+   * const grown = await admin.createPartitions("orders", 6);   // grown.partitions === 6
+   */
+  async createPartitions(name: string, totalPartitions: number): Promise<TopicInfo> {
+    checkTopicName(name);
+    const partitions = checkInteger("totalPartitions", totalPartitions, 1, MAX_TOPIC_PARTITIONS);
+    const response = await this.context.nameServers.createPartitions({ topic: name, partitions }, deadlineFromNow(this.context));
+    this.context.routes.forget(name);
+    const route =
+      response.route ?? (await this.retrying(() => this.context.nameServers.getRoutes([name], deadlineFromNow(this.context)))).routes[0];
+    return toTopicInfo(route ?? { topic: name, partitions: [], config: undefined });
+  }
+
   async deleteTopic(name: string): Promise<void> {
     checkTopicName(name);
     await this.context.nameServers.deleteTopic({ topic: name }, deadlineFromNow(this.context));

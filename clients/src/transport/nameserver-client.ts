@@ -14,6 +14,8 @@ import {
   type CreateTopicResponse,
   type FindCoordinatorResponse,
   type GetRoutesResponse,
+  type NsCreatePartitionsRequest,
+  type NsCreatePartitionsResponse,
   type ListBrokersResponse,
   type ListTopicsResponse,
   type NsDeleteTopicRequest,
@@ -60,6 +62,10 @@ export class NameServerClient {
 
   createTopic(request: Omit<CreateTopicRequest, "header">, deadlineMs: number): Promise<CreateTopicResponse> {
     return this.call((c) => c.createTopic, { ...request, header: this.context.header }, deadlineMs);
+  }
+
+  createPartitions(request: Omit<NsCreatePartitionsRequest, "header">, deadlineMs: number): Promise<NsCreatePartitionsResponse> {
+    return this.call((c) => c.createPartitions, { ...request, header: this.context.header }, deadlineMs);
   }
 
   deleteTopic(request: Omit<NsDeleteTopicRequest, "header">, deadlineMs: number): Promise<NsDeleteTopicResponse> {

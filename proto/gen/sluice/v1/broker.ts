@@ -177,6 +177,14 @@ export interface CreatePartitionsRequest {
     | undefined;
   /** the topic's total partition count, for describe */
   partitionCount: number;
+  /**
+   * Topic alter (adding partitions): the topic may exist here already. `partitions` (possibly
+   * none) are added beside those hosted, and the count is raised to partition_count; hosted
+   * partitions, their data and the topic's settings stay as they are. A count below the one
+   * recorded here is refused (INVALID_PARTITIONS). Without it an existing topic is refused
+   * (TOPIC_ALREADY_EXISTS).
+   */
+  grow?: boolean | undefined;
 }
 
 export interface CreatePartitionsResponse {
@@ -1488,7 +1496,7 @@ export const ListOffsetsResponse: MessageFns<ListOffsetsResponse> = {
 };
 
 function createBaseCreatePartitionsRequest(): CreatePartitionsRequest {
-  return { header: undefined, topic: "", partitions: [], config: undefined, partitionCount: 0 };
+  return { header: undefined, topic: "", partitions: [], config: undefined, partitionCount: 0, grow: undefined };
 }
 
 export const CreatePartitionsRequest: MessageFns<CreatePartitionsRequest> = {
@@ -1511,6 +1519,9 @@ export const CreatePartitionsRequest: MessageFns<CreatePartitionsRequest> = {
     }
     if (message.partitionCount !== 0) {
       writer.uint32(40).uint32(message.partitionCount);
+    }
+    if (message.grow !== undefined) {
+      writer.uint32(48).bool(message.grow);
     }
     return writer;
   },
@@ -1578,6 +1589,14 @@ export const CreatePartitionsRequest: MessageFns<CreatePartitionsRequest> = {
             message.partitionCount = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.grow = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1604,6 +1623,7 @@ export const CreatePartitionsRequest: MessageFns<CreatePartitionsRequest> = {
       ? TopicConfig.fromPartial(object.config)
       : undefined;
     message.partitionCount = object.partitionCount ?? 0;
+    message.grow = object.grow ?? undefined;
     return message;
   },
 };

@@ -183,6 +183,18 @@ export interface NsDeleteTopicRequest {
 export interface NsDeleteTopicResponse {
 }
 
+export interface NsCreatePartitionsRequest {
+  header?: RequestHeader | undefined;
+  topic: string;
+  /** the new total partition count, not the number to add */
+  partitions: number;
+}
+
+export interface NsCreatePartitionsResponse {
+  /** the topic's route with every partition, old and new */
+  route?: TopicRoute | undefined;
+}
+
 export interface ListTopicsRequest {
   header?: RequestHeader | undefined;
 }
@@ -1840,6 +1852,144 @@ export const NsDeleteTopicResponse: MessageFns<NsDeleteTopicResponse> = {
   },
 };
 
+function createBaseNsCreatePartitionsRequest(): NsCreatePartitionsRequest {
+  return { header: undefined, topic: "", partitions: 0 };
+}
+
+export const NsCreatePartitionsRequest: MessageFns<NsCreatePartitionsRequest> = {
+  encode(message: NsCreatePartitionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      RequestHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.topic !== "") {
+      writer.uint32(18).string(message.topic);
+    }
+    if (message.partitions !== 0) {
+      writer.uint32(24).uint32(message.partitions);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NsCreatePartitionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNsCreatePartitionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = RequestHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.partitions = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<NsCreatePartitionsRequest>, I>>(base?: I): NsCreatePartitionsRequest {
+    return NsCreatePartitionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NsCreatePartitionsRequest>, I>>(object: I): NsCreatePartitionsRequest {
+    const message = createBaseNsCreatePartitionsRequest();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? RequestHeader.fromPartial(object.header)
+      : undefined;
+    message.topic = object.topic ?? "";
+    message.partitions = object.partitions ?? 0;
+    return message;
+  },
+};
+
+function createBaseNsCreatePartitionsResponse(): NsCreatePartitionsResponse {
+  return { route: undefined };
+}
+
+export const NsCreatePartitionsResponse: MessageFns<NsCreatePartitionsResponse> = {
+  encode(message: NsCreatePartitionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.route !== undefined) {
+      TopicRoute.encode(message.route, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NsCreatePartitionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNsCreatePartitionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.route = TopicRoute.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<NsCreatePartitionsResponse>, I>>(base?: I): NsCreatePartitionsResponse {
+    return NsCreatePartitionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NsCreatePartitionsResponse>, I>>(object: I): NsCreatePartitionsResponse {
+    const message = createBaseNsCreatePartitionsResponse();
+    message.route = (object.route !== undefined && object.route !== null)
+      ? TopicRoute.fromPartial(object.route)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseListTopicsRequest(): ListTopicsRequest {
   return { header: undefined };
 }
@@ -2724,6 +2874,22 @@ export const NameServerService = {
       asBuffer(NsDeleteTopicResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NsDeleteTopicResponse => NsDeleteTopicResponse.decode(value),
   },
+  /**
+   * Adds partitions to a topic (Kafka's CreatePartitions, `sluice topic alter --partitions`).
+   * The count only grows: a total at or below the current one is refused (INVALID_PARTITIONS).
+   * New partitions are placed like CreateTopic places them; existing ones are untouched.
+   */
+  createPartitions: {
+    path: "/sluice.v1.NameServer/CreatePartitions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: NsCreatePartitionsRequest): Buffer =>
+      asBuffer(NsCreatePartitionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NsCreatePartitionsRequest => NsCreatePartitionsRequest.decode(value),
+    responseSerialize: (value: NsCreatePartitionsResponse): Buffer =>
+      asBuffer(NsCreatePartitionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NsCreatePartitionsResponse => NsCreatePartitionsResponse.decode(value),
+  },
   listTopics: {
     path: "/sluice.v1.NameServer/ListTopics" as const,
     requestStream: false as const,
@@ -2794,6 +2960,12 @@ export interface NameServerServer extends UntypedServiceImplementation {
   getRoutes: handleUnaryCall<GetRoutesRequest, GetRoutesResponse>;
   createTopic: handleUnaryCall<CreateTopicRequest, CreateTopicResponse>;
   deleteTopic: handleUnaryCall<NsDeleteTopicRequest, NsDeleteTopicResponse>;
+  /**
+   * Adds partitions to a topic (Kafka's CreatePartitions, `sluice topic alter --partitions`).
+   * The count only grows: a total at or below the current one is refused (INVALID_PARTITIONS).
+   * New partitions are placed like CreateTopic places them; existing ones are untouched.
+   */
+  createPartitions: handleUnaryCall<NsCreatePartitionsRequest, NsCreatePartitionsResponse>;
   listTopics: handleUnaryCall<ListTopicsRequest, ListTopicsResponse>;
   listBrokers: handleUnaryCall<ListBrokersRequest, ListBrokersResponse>;
   /**
@@ -2904,6 +3076,26 @@ export interface NameServerClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NsDeleteTopicResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds partitions to a topic (Kafka's CreatePartitions, `sluice topic alter --partitions`).
+   * The count only grows: a total at or below the current one is refused (INVALID_PARTITIONS).
+   * New partitions are placed like CreateTopic places them; existing ones are untouched.
+   */
+  createPartitions(
+    request: NsCreatePartitionsRequest,
+    callback: (error: ServiceError | null, response: NsCreatePartitionsResponse) => void,
+  ): ClientUnaryCall;
+  createPartitions(
+    request: NsCreatePartitionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: NsCreatePartitionsResponse) => void,
+  ): ClientUnaryCall;
+  createPartitions(
+    request: NsCreatePartitionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: NsCreatePartitionsResponse) => void,
   ): ClientUnaryCall;
   listTopics(
     request: ListTopicsRequest,
