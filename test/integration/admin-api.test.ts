@@ -92,6 +92,21 @@ describe("admin REST API", () => {
     assert.equal(again.body.code, "TOPIC_ALREADY_EXISTS");
   });
 
+  it("PATCH /api/v1/topics/:topic adds partitions; fewer is refused 409 and changes nothing; a bad body is refused 400", async () => {
+    assert.equal((await api("POST", "/api/v1/topics", { name: "growing", partitions: 1 })).status, 201);
+    const grown = await api<{ partitions: number }>("PATCH", "/api/v1/topics/growing", { partitions: 3 });
+    assert.equal(grown.status, 200, JSON.stringify(grown.body));
+    assert.equal(grown.body.partitions, 3);
+    assert.equal((await cliJson<TopicDescription>("topic", "describe", "growing")).partitions.length, 3);
+    const shrink = await api<ErrorBody>("PATCH", "/api/v1/topics/growing", { partitions: 2 });
+    assert.equal(shrink.status, 409);
+    assert.equal(shrink.body.code, "INVALID_PARTITIONS");
+    const bad = await api<ErrorBody & { field?: string }>("PATCH", "/api/v1/topics/growing", { partitions: "many" });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.field, "partitions");
+    assert.equal((await cliJson<TopicDescription>("topic", "describe", "growing")).partitions.length, 3, "refusals changed nothing");
+  });
+
   it("GET /api/v1/topics and /topics/:topic show the offsets and sizes the CLI shows", async () => {
     const lines = Array.from({ length: MESSAGES }, (_, i) => `order-${i}`).join("\n") + "\n";
     const produced = await runCli(["produce", "orders", "--key", "k"], { nameserver: cluster.nameserver, input: lines });
@@ -285,6 +300,7 @@ describe("admin REST API", () => {
       "POST /api/v1/topics",
       "GET /api/v1/topics/{topic}",
       "DELETE /api/v1/topics/{topic}",
+      "PATCH /api/v1/topics/{topic}",
       "GET /api/v1/topics/{topic}/messages",
       "GET /api/v1/groups",
       "GET /api/v1/groups/{group}",

@@ -49,6 +49,18 @@ export const createTopicBody = object(
   ["partitions", "retentionMs", "retentionBytes", "brokers"],
 );
 
+export const alterTopicBody = object(
+  {
+    partitions: {
+      type: "integer",
+      minimum: 1,
+      maximum: MAX_TOPIC_PARTITIONS,
+      description: "The new partition count: more than the topic has (partitions are added, never removed)",
+    },
+  },
+  "What to change in a topic",
+);
+
 export const messageQuery = object(
   {
     partition: { type: "integer", minimum: 0, description: "Partition to read" },

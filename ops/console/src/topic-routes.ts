@@ -4,6 +4,7 @@
  *   GET    /api/v1/topics                        every topic: partitions, offsets, sizes
  *   GET    /api/v1/topics/:topic                 one topic, as `sluice topic describe --json`
  *   POST   /api/v1/topics                        create: { name, partitions?, retentionMs?, retentionBytes?, brokers? } → 201
+ *   PATCH  /api/v1/topics/:topic                 add partitions: { partitions } (the new total) → the topic
  *   DELETE /api/v1/topics/:topic                 → { deleted }
  *   GET    /api/v1/topics/:topic/messages?partition=P&offset=O | &timestamp=T
  *                                                one message; 404 when there is none (yet)
@@ -13,7 +14,7 @@ import { RequestValidationError } from "../../../common/src/http/error-replies.j
 import type { Admin, CreateTopicOptions } from "../../../clients/src/index.js";
 import { describeAllTopics, withInternalFlag } from "./cluster-reads.js";
 import { parseTimestamp, toMessageView } from "./message-view.js";
-import { createTopicBody, createdTopic, deletedTopic, messageQuery, messageResponse, topicDescription, topicParams, topicsResponse } from "./schemas.js";
+import { alterTopicBody, createTopicBody, createdTopic, deletedTopic, messageQuery, messageResponse, topicDescription, topicParams, topicsResponse } from "./schemas.js";
 
 export interface TopicRoutesOptions {
   readonly admin: () => Admin;
@@ -54,6 +55,21 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
       const created = await admin().createTopic(name, settings);
       return reply.code(201).send(created);
     },
+  );
+
+  app.patch<{ Params: { topic: string }; Body: { partitions: number } }>(
+    "/api/v1/topics/:topic",
+    {
+      schema: {
+        summary: "Add partitions to a topic",
+        description: "409 INVALID_PARTITIONS when the count is not more than the topic has. Keyed messages may map to other partitions afterwards.",
+        tags: TAGS,
+        params: topicParams,
+        body: alterTopicBody,
+        response: { 200: createdTopic },
+      },
+    },
+    async (request) => admin().createPartitions(request.params.topic, request.body.partitions),
   );
 
   app.delete<{ Params: { topic: string } }>(
