@@ -14,6 +14,7 @@
  * same count; the partitions of the failed group stay without a group until it is fixed.)
  */
 import {
+  InvalidArgumentError,
   NotReadyError,
   TopicAlreadyExistsError,
   UnknownTopicError,
@@ -22,6 +23,7 @@ import {
   type SluiceError,
 } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
+import { isInternalTopic } from "../../common/src/protocol.js";
 import type { CreateTopicRequest, NsCreatePartitionsRequest, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { BrokerAdminClients } from "./broker-admin.js";
 import type { ClusterState } from "./cluster-state.js";
@@ -105,6 +107,11 @@ export class TopicAdmin {
   }
 
   async deleteTopic(topic: string): Promise<void> {
+    // %groups holds every group's offsets and membership, %DLQ%<group> a queue group's dead
+    // letters: deleting them under running coordinators breaks every group until a restart.
+    if (isInternalTopic(topic)) {
+      throw new InvalidArgumentError(`topic "${topic}" is internal to Sluice (group state or dead letters) and cannot be deleted`);
+    }
     const record = await this.state.getTopic(topic);
     if (record === undefined) throw new UnknownTopicError(topic, " on this name server");
     const groups = new Set(record.assignment);

@@ -104,5 +104,12 @@ describe("the README's CLI session", () => {
 
     const badAcks = await runCli(["produce", "orders", "--acks", "some"], { nameserver: ns, input: "x\n" });
     assert.equal(badAcks.code, 2);
+
+    // Group state and dead letters are internal: deleting them would break every group.
+    const internal = await runCli(["topic", "delete", "%groups"], { nameserver: ns });
+    assert.equal(internal.code, 2);
+    assert.match(internal.stderr, /internal to Sluice/);
+    const groups = await runCli(["--json", "group", "list"], { nameserver: ns });
+    assert.equal(groups.code, 0, "groups still answer");
   });
 });
