@@ -133,8 +133,8 @@ export class BrokerMetrics {
       help: "Bytes available to the broker on the file system of its data directory",
       registers: [registry],
       collect() {
-        const stats = statfsSync(options.dataDir);
-        this.set(stats.bavail * stats.bsize);
+        const stats = diskStats(options.dataDir);
+        this.set(stats === undefined ? Number.NaN : stats.bavail * stats.bsize);
       },
     });
     new Gauge({
@@ -142,8 +142,8 @@ export class BrokerMetrics {
       help: "Size of the file system of the broker's data directory",
       registers: [registry],
       collect() {
-        const stats = statfsSync(options.dataDir);
-        this.set(stats.blocks * stats.bsize);
+        const stats = diskStats(options.dataDir);
+        this.set(stats === undefined ? Number.NaN : stats.blocks * stats.bsize);
       },
     });
     if (options.perPartition) registerPartitionSeries(registry, topics);
@@ -160,6 +160,19 @@ export class BrokerMetrics {
   /** Counts one client request of `api` (a gRPC method name), failed with `error` or not. */
   request(api: string, error?: unknown): void {
     this.requests.inc({ api, result: requestResultOf(error) });
+  }
+}
+
+/**
+ * The data directory's file system, or undefined when it cannot be read (unmounted, EIO): the
+ * gauges then read NaN, which no alert threshold matches, instead of a collect that throws and
+ * takes every other series of the scrape down with it.
+ */
+function diskStats(dataDir: string): { bavail: number; blocks: number; bsize: number } | undefined {
+  try {
+    return statfsSync(dataDir);
+  } catch {
+    return undefined;
   }
 }
 

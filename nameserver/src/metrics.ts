@@ -5,6 +5,19 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { ClusterState } from "./cluster-state.js";
 
+/**
+ * Broker statuses for a scrape; none when the registry cannot be read (etcd unreachable), so
+ * the series vanish for that scrape instead of the whole /metrics failing (a shared registry
+ * under `sluice dev` would take the broker's series down too).
+ */
+async function statusesOrNone(state: ClusterState): ReturnType<ClusterState["brokerStatuses"]> {
+  try {
+    return await state.brokerStatuses();
+  } catch {
+    return [];
+  }
+}
+
 /** Every state a broker can be in, so each series exists (at 0) before it is needed. */
 const BROKER_STATES = ["alive", "suspect", "dead"] as const;
 
@@ -34,8 +47,9 @@ export class NameServerMetrics {
       help: "Registered brokers not yet expired (alive or suspect).",
       registers: [registry],
       async collect() {
-        const statuses = await state.brokerStatuses();
-        this.set(statuses.filter((s) => s.state !== "dead").length);
+        // NaN, not 0, when the registry cannot be read: "no live brokers" would be an alarm.
+        const statuses = await state.brokerStatuses().catch(() => undefined);
+        this.set(statuses === undefined ? Number.NaN : statuses.filter((s) => s.state !== "dead").length);
       },
     });
     new Gauge({
@@ -44,7 +58,7 @@ export class NameServerMetrics {
       labelNames: ["group", "broker_id"],
       registers: [registry],
       async collect() {
-        const statuses = await state.brokerStatuses();
+        const statuses = await statusesOrNone(state);
         this.reset();
         for (const { record, heartbeatAgeMs } of statuses) {
           if (heartbeatAgeMs < 0) continue;
@@ -58,7 +72,7 @@ export class NameServerMetrics {
       labelNames: ["group", "broker_id"],
       registers: [registry],
       async collect() {
-        const statuses = await state.brokerStatuses();
+        const statuses = await statusesOrNone(state);
         this.reset();
         for (const { record, suspicion } of statuses) {
           if (suspicion < 0) continue;
@@ -72,7 +86,7 @@ export class NameServerMetrics {
       labelNames: ["group", "broker_id", "state"],
       registers: [registry],
       async collect() {
-        const statuses = await state.brokerStatuses();
+        const statuses = await statusesOrNone(state);
         this.reset();
         for (const { record, state: current } of statuses) {
           for (const candidate of BROKER_STATES) {
@@ -86,7 +100,7 @@ export class NameServerMetrics {
       help: "Topics this name server routes.",
       registers: [registry],
       async collect() {
-        this.set(await state.topicCount());
+        this.set(await state.topicCount().catch(() => Number.NaN));
       },
     });
   }
