@@ -182,6 +182,7 @@ export class Broker {
       topics: () => openedTopics,
       isMaster: () => context.role() === "master",
       committedOffset: (group, topic, partition) => groups.offsets.committedOffset(group, topic, partition),
+      loaded: () => coordinator.loadAll(),
     });
     const queues: QueueGroups = new QueueGroups(coordinator, openedTopics, logger, queueCounters);
     // Lag on partitions other broker groups host: their masters' high watermarks, cached.

@@ -130,6 +130,14 @@ describe("broker metrics after real traffic (sluice dev)", () => {
     // Redriven letters are no longer waiting.
     await sluice.admin().redrive("workers");
     await scrapeUntil(cluster.http, "no dead letters waiting after redrive", (s) => sample(s, "sluice_queue_dead_letters", { group: "workers" }) === 0);
+
+    // After a restart, the very first scrape already knows the letter was redriven.
+    await sluice.close();
+    await cluster.process.stop();
+    cluster = await startDev({ dataDir: cluster.dataDir });
+    sluice = new Sluice({ nameservers: [cluster.nameserver], clientId: "metrics-test" });
+    const first = await scrape(cluster.http);
+    assert.equal(sample(first, "sluice_queue_dead_letters", { group: "workers" }) ?? 0, 0, "redriven letters are not counted again after a restart");
   });
 });
 

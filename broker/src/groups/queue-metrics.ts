@@ -25,10 +25,12 @@ export interface QueueMetricsSources {
   isMaster: () => boolean;
   /** A group's committed offset on a partition: redrive moves it past the letters sent back. */
   committedOffset: (group: string, topic: string, partition: number) => number | undefined;
+  /** Resolves once the group state this master coordinates is loaded (after a restart or failover). */
+  loaded: () => Promise<unknown>;
 }
 
 export function registerQueueMetrics(registry: Registry, sources: QueueMetricsSources): QueueCounters {
-  const { queues, topics, isMaster, committedOffset } = sources;
+  const { queues, topics, isMaster, committedOffset, loaded } = sources;
   const redelivered = new Counter({
     name: "sluice_queue_redelivered_total",
     help: "Queue leases handed back for another delivery (nacked, or expired before an ack)",
@@ -62,9 +64,12 @@ export function registerQueueMetrics(registry: Registry, sources: QueueMetricsSo
     help: "Messages in each queue group's dead-letter topic (hosted on this master)",
     labelNames: ["group"],
     registers: [registry],
-    collect() {
+    async collect() {
+      // Committed offsets come from group state: before it is loaded every letter already
+      // redriven would count again (and a "DLQ growing" alert would fire on the restart).
+      const ready = isMaster() ? await loaded().then(() => true, () => false) : false;
       this.reset();
-      if (!isMaster()) return;
+      if (!ready) return;
       for (const log of topics()?.logs.all() ?? []) {
         if (!log.topic.startsWith(DLQ_TOPIC_PREFIX)) continue;
         const group = log.topic.slice(DLQ_TOPIC_PREFIX.length);
