@@ -40,6 +40,7 @@ export class BrokerMetrics {
   readonly fetchedMessages: Counter;
   readonly fetchLatency: Histogram;
   readonly endToEndLatency: Histogram;
+  readonly endToEndUntimed: Counter;
   readonly requests: Counter<"api" | "result">;
   readonly activeStreams: Gauge<"kind">;
 
@@ -90,8 +91,13 @@ export class BrokerMetrics {
     });
     this.endToEndLatency = new Histogram({
       name: "sluice_end_to_end_latency_seconds",
-      help: "Time from a batch's append to the log to its delivery to a consumer, per batch (batches among the newest of their partition; catch-up reads are not counted)",
+      help: "Time from a batch's append to the log to its delivery to a consumer, per batch, for batches appended in the last 30 s (older ones count in sluice_end_to_end_untimed_batches_total)",
       buckets: LATENCY_BUCKETS_SECONDS,
+      registers: [registry],
+    });
+    this.endToEndUntimed = new Counter({
+      name: "sluice_end_to_end_untimed_batches_total",
+      help: "Batches delivered more than 30 s after their append (a consumer catching up), or appended before the broker started: lag, not latency, so not in the end-to-end histogram",
       registers: [registry],
     });
     this.requests = new Counter({

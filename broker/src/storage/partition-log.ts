@@ -260,12 +260,13 @@ export class PartitionLog extends EventEmitter {
   }
 
   /**
-   * Milliseconds since the batch ending at `lastOffset` was appended here, when it is among
-   * the newest batches (see AppendTimes); undefined for older ones.
+   * Milliseconds since the batch ending at `lastOffset` was appended here, when that was within
+   * the last 30 s (see AppendTimes); undefined for older ones.
    */
   appendAgeMs(lastOffset: number): number | undefined {
-    const appendedAtMs = this.appendTimes.appendTimeOf(lastOffset);
-    return appendedAtMs === undefined ? undefined : Math.max(0, this.clock.now() - appendedAtMs);
+    const nowMs = this.clock.now();
+    const appendedAtMs = this.appendTimes.appendTimeOf(lastOffset, nowMs);
+    return appendedAtMs === undefined ? undefined : Math.max(0, nowMs - appendedAtMs);
   }
 
   /** Everything below this offset is on disk with its indexes: the recovery point. */
