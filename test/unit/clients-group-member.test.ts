@@ -360,6 +360,19 @@ describe("group member loop", () => {
     assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 60]]], "no commit of 59 after 60");
   });
 
+  it("a seek back after an explicit commit(offsets) is committed as it is", async () => {
+    const coordinator = new FakeCoordinator(() => ({ assignment: [0] }));
+    const { member, partitions } = startMember(coordinator);
+    await until("partition read", () => partitions.reading.has(0));
+    partitions.advance(0, 100, 100);
+    await member.commitOffsets(new Map([[0, 100]]));
+    // The application rewinds to reprocess from 10 and gets to 20.
+    member.forgetAppCommit(0);
+    partitions.advance(0, 20, 20);
+    await member.leave();
+    assert.deepEqual(coordinator.commits().map((c) => c.offsets.map((o) => [o.partition, o.offset])), [[[0, 100]], [[0, 20]]]);
+  });
+
   it("autoCommit false: nothing is committed on revoke or leave", async () => {
     let assignment = [0, 1];
     const coordinator = new FakeCoordinator(() => ({ assignment }));

@@ -84,7 +84,10 @@ export class Consumer {
    * any position.
    */
   seek(partition: number, offset: number): void {
-    this.requireSubscription("seek").seek(checkInteger("seek partition", partition, 0), checkInteger("seek offset", offset, 0));
+    const checked = checkInteger("seek partition", partition, 0);
+    this.requireSubscription("seek").seek(checked, checkInteger("seek offset", offset, 0));
+    // A move back is committed as it is, even below an offset committed by hand before.
+    this.member?.forgetAppCommit(checked);
   }
 
   /** Stops fetching a partition it reads; its position is kept (and committed as it is). */

@@ -149,9 +149,17 @@ export class GroupMember {
     const positions = pick(this.deps.partitions.positions("processed"), partitions);
     for (const [partition, offset] of positions) {
       const floor = this.committedByApp.get(partition);
-      if (floor !== undefined && floor > offset) positions.set(partition, floor);
+      if (floor === undefined) continue;
+      // Reached: the floor has done its job (a later seek back must be committed as it is).
+      if (floor <= offset) this.committedByApp.delete(partition);
+      else positions.set(partition, floor);
     }
     return positions;
+  }
+
+  /** The application moved `partition` (seek): its own earlier commit is no floor any more. */
+  forgetAppCommit(partition: number): void {
+    this.committedByApp.delete(partition);
   }
 
   /** Commits explicit offsets (`consumer.commit(offsets)`), sent even when unchanged. */
