@@ -112,6 +112,7 @@ export class Broker {
     // HTTP first, so /healthz answers while a long recovery runs and /readyz says why not yet.
     const http = createHttpServer({
       metrics: registry,
+      logger,
       notReadyReason: () => {
         if (state.shuttingDown) return "shutting down";
         if (!topics) return "recovering logs";
@@ -208,7 +209,8 @@ export class Broker {
     grpc.addService(BrokerService, {
       handshake: unary(counted(metrics, "handshake", handleHandshake(context, () => grpcAddress, () => httpAddress))),
       produce: handleProduce(context),
-      fetch: unary(counted(metrics, "fetch", handleFetch(context))),
+      // Counted inside: a fetch answers per-partition errors in a successful call.
+      fetch: unary(handleFetch(context)),
       subscribe: handleSubscribe(context),
       listOffsets: unary(counted(metrics, "listOffsets", handleListOffsets(context))),
       createPartitions: unary(counted(metrics, "createPartitions", handleCreatePartitions(context))),

@@ -29,6 +29,7 @@ import type { TopicManager } from "../topics.js";
 import type { TopicPartition } from "./assignors.js";
 import type { GroupCoordinator } from "./coordinator.js";
 import { remoteKey, type RemoteEndLookup } from "./remote-end-offsets.js";
+import { isInternalTopic } from "../../../common/src/protocol.js";
 import { groupKey, offsetKey, parseKey, type OffsetRecord } from "./state-keys.js";
 import type { StateWrite } from "./state-store.js";
 
@@ -242,6 +243,9 @@ export class GroupOffsets {
     for (const [key, record] of this.coordinator.store.scan<OffsetRecord>("o\u0000")) {
       const parsed = parseKey(key);
       if (parsed?.topic === undefined || parsed.partition === undefined) continue;
+      // A queue group's offset on its %DLQ% topic is redrive's cursor, not consumer lag (the
+      // DLQ has its own series): internal topics stay out.
+      if (isInternalTopic(parsed.topic)) continue;
       measure(parsed.group, parsed.topic, parsed.partition, record.offset);
     }
     for (const group of this.queues.groupNames()) {

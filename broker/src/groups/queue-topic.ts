@@ -273,7 +273,8 @@ export class QueueTopic {
       if (result !== "ok") refuse(s, "nack");
       else {
         pq!.redelivered++;
-        this.options.counters?.redelivered(this.options.group, 1);
+        // Past maxDeliveries the nack dead-letters it: no other delivery comes.
+        if (pq!.window.stateOf(s.offset) !== "dead") this.options.counters?.redelivered(this.options.group, 1);
       }
     }
     for (const s of extensions) {
@@ -306,9 +307,10 @@ export class QueueTopic {
       if (pq.log.logStartOffset > pq.window.startOffset) pq.window.truncateTo(pq.log.logStartOffset);
       const due = pq.window.nextDueMs();
       if (due !== undefined && due <= nowMs) {
-        const expired = pq.window.expire(nowMs, this.maxDeliveries).length;
-        pq.redelivered += expired;
-        if (expired > 0) this.options.counters?.redelivered(this.options.group, expired);
+        const expired = pq.window.expire(nowMs, this.maxDeliveries);
+        pq.redelivered += expired.length;
+        const again = expired.filter((offset) => pq.window.stateOf(offset) !== "dead").length;
+        if (again > 0) this.options.counters?.redelivered(this.options.group, again);
       }
       if (pq.window.stats().dead > 0) void this.moveDeadLetters(pq);
     }

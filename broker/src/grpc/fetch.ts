@@ -9,7 +9,8 @@
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { fromWireError, toWireError } from "../../../common/src/grpc/errors.js";
-import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
+import { InvalidArgumentError, toSluiceError, type SluiceError } from "../../../common/src/errors.js";
+import { requestResultOf } from "../metrics.js";
 import type {
   FetchPartition,
   FetchRequest,
@@ -51,7 +52,36 @@ function emptyPartition(wanted: FetchPartition, err?: unknown): PartitionData {
   return data;
 }
 
+/**
+ * A fetch's outcome for availability: partitions answer their errors inside a successful call,
+ * so the worst of them (a failure over a refusal) stands for the request.
+ */
+function worstError(partitions: readonly PartitionData[]): SluiceError | undefined {
+  let worst: SluiceError | undefined;
+  for (const p of partitions) {
+    if (p.error === undefined) continue;
+    const error = fromWireError(p.error);
+    if (requestResultOf(error) === "failed") return error;
+    worst ??= error;
+  }
+  return worst;
+}
+
 export function handleFetch(context: BrokerContext) {
+  const fetch = fetchOnce(context);
+  return async (request: FetchRequest): Promise<FetchResponse> => {
+    try {
+      const response = await fetch(request);
+      context.metrics.request("fetch", worstError(response.partitions));
+      return response;
+    } catch (err) {
+      context.metrics.request("fetch", err);
+      throw err;
+    }
+  };
+}
+
+function fetchOnce(context: BrokerContext) {
   return async (request: FetchRequest): Promise<FetchResponse> => {
     checkHeader(request.header);
     if (request.partitions.length === 0) throw new InvalidArgumentError("fetch names no partitions");
@@ -88,7 +118,8 @@ export function handleFetch(context: BrokerContext) {
         partitions.forEach((data, i) => {
           if (data.records.length > 0) recordDelivery(metrics, logs[i]!, data.records);
         });
-        metrics.fetchLatency.observe((performance.now() - startedAt) / 1000);
+        // An empty long-poll answer is not a read: it would pull the percentiles toward 0.
+        if (total > 0) metrics.fetchLatency.observe((performance.now() - startedAt) / 1000);
         return { topic: request.topic, partitions };
       }
       await waitForAppend(logs, deadline - Date.now());
@@ -162,6 +193,8 @@ export function handleSubscribe(context: BrokerContext) {
           if (sub.nextOffset >= sub.log.highWatermark) continue;
           const data = readPartition(context, topic, { partition, offset: sub.nextOffset, maxBytes: 0 }, Math.min(sub.maxBytes, credit - sent));
           if (data.error) {
+            // A read that failed ends that partition's subscription: counted like a refusal.
+            metrics.request("subscribe", fromWireError(data.error));
             unsubscribe(partition);
           } else {
             sub.nextOffset = data.nextOffset;
