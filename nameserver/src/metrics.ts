@@ -23,7 +23,7 @@ const BROKER_STATES = ["alive", "suspect", "dead"] as const;
 
 export class NameServerMetrics {
   readonly heartbeatsReceived: Counter;
-  readonly brokerExpiries: Counter;
+  readonly brokerExpiries: Counter<"group" | "broker_id">;
   readonly registrations: Counter;
 
   constructor(registry: Registry, state: ClusterState) {
@@ -39,7 +39,8 @@ export class NameServerMetrics {
     });
     this.brokerExpiries = new Counter({
       name: "sluice_nameserver_broker_expiries_total",
-      help: "Brokers removed because no heartbeat arrived within the expiry window.",
+      help: "Brokers removed because no heartbeat arrived within the expiry window, per broker.",
+      labelNames: ["group", "broker_id"],
       registers: [registry],
     });
     new Gauge({

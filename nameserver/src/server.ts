@@ -137,6 +137,7 @@ export class NameServer {
       if (options.httpPort !== null) {
         httpServer = createHttpServer({
           metrics: registry,
+          logger,
           // Nothing to load before serving: the registry fills from heartbeats as they come.
           notReadyReason: () => (grpcBound ? (view?.notReadyReason() ?? null) : "the gRPC port is not bound yet"),
         });
@@ -195,7 +196,7 @@ export class NameServer {
     this.sweeping = true;
     try {
       const { expired } = await this.state.sweep();
-      if (expired.length > 0) this.metrics.brokerExpiries.inc(expired.length);
+      for (const { record } of expired) this.metrics.brokerExpiries.inc({ group: record.group, broker_id: String(record.brokerId) });
     } catch (err) {
       this.options.logger.error({ err }, "sweeping expired brokers failed; retrying on the next tick");
     } finally {

@@ -280,7 +280,7 @@ describe("name server with two brokers and two name servers", () => {
       listBrokers(client1).then((brokers) => !brokers.some((b) => b.broker?.group === "b3")),
     );
     const metrics = await (await fetch(`http://${ns1!.httpAddress}/metrics`)).text();
-    assert.match(metrics, /^sluice_nameserver_broker_expiries_total 1$/m);
+    assert.match(metrics, /^sluice_nameserver_broker_expiries_total\{group="b3",broker_id="0"\} 1$/m);
     assert.match(metrics, /^sluice_nameserver_live_brokers 2$/m);
     assert.match(metrics, /^sluice_nameserver_heartbeat_age_seconds\{group="b1",broker_id="0"\} /m);
   });

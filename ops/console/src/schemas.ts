@@ -34,6 +34,12 @@ function array(items: unknown, description?: string): Record<string, unknown> {
 
 // ---- request parts ----
 
+/**
+ * Largest integer a body field takes: JSON numbers such as 1e300 are integers to a schema,
+ * but past this they lose precision, and the SDK would refuse them without naming the field.
+ */
+export const MAX_BODY_INTEGER = Number.MAX_SAFE_INTEGER;
+
 export const topicParams = object({ topic: { type: "string", minLength: 1, maxLength: 249, description: "Topic name (internal topics start with %)" } });
 export const groupParams = object({ group: { type: "string", minLength: 1, maxLength: 200, description: "Consumer or queue group name" } });
 
@@ -41,9 +47,14 @@ export const createTopicBody = object(
   {
     name: { type: "string", pattern: "^[a-zA-Z0-9._-]{1,249}$", description: 'Topic name: 1 to 249 of a-z, A-Z, 0-9, ".", "_", "-"' },
     partitions: { type: "integer", minimum: 1, maximum: MAX_TOPIC_PARTITIONS, default: 1, description: "Partition count" },
-    retentionMs: { type: "integer", minimum: 0, description: "Delete segments older than this; 0 keeps them for ever" },
-    retentionBytes: { type: "integer", minimum: 0, description: "Per partition: delete the oldest segments beyond this size; 0 = no limit" },
-    brokers: array({ type: "string", minLength: 1 }, "Broker groups to place the partitions on (default: chosen by the name server)"),
+    retentionMs: { type: "integer", minimum: 0, maximum: MAX_BODY_INTEGER, description: "Delete segments older than this; 0 keeps them for ever" },
+    retentionBytes: { type: "integer", minimum: 0, maximum: MAX_BODY_INTEGER, description: "Per partition: delete the oldest segments beyond this size; 0 = no limit" },
+    brokers: {
+      type: "array",
+      items: { type: "string", minLength: 1 },
+      uniqueItems: true,
+      description: "Broker groups to place the partitions on, each once (default: chosen by the name server)",
+    },
   },
   "The topic to create",
   ["partitions", "retentionMs", "retentionBytes", "brokers"],
@@ -218,7 +229,7 @@ export const deadLettersResponse = object({
 });
 
 const ratePoint = object({
-  atMs: { type: "integer", description: "When the later of the two readings was taken (ms since the epoch)" },
+  atMs: { type: "integer", description: "When the later of the two readings started (ms since the epoch)" },
   spanMs: { type: "integer", description: "Time between the two readings" },
   messagesPerSecond: number,
 });

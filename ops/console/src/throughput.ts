@@ -53,7 +53,7 @@ export interface ThroughputSamplerOptions {
 }
 
 export interface RatePoint {
-  /** When the later of the two readings was taken, ms since the epoch. */
+  /** When the later of the two readings started, ms since the epoch. */
   atMs: number;
   /** Time between the two readings: messagesPerSecond × spanMs / 1000 messages were written. */
   spanMs: number;
@@ -186,11 +186,15 @@ export class ThroughputSampler {
   }
 
   private async read(run: number): Promise<void> {
+    // The time the reading was due, not when its answer came: a slow answer (a loaded
+    // cluster) then shifts no span, and the interval it made the sampler skip shows as a
+    // span of two intervals rather than of two plus however long the answer took.
+    const atMs = this.clock.now();
     try {
       const endOffsets = await this.readEndOffsets();
       // Stopped while reading: this reading belongs to a run that is over.
       if (run !== this.run || this.handle === undefined) return;
-      this.readings.push({ atMs: this.clock.now(), endOffsets });
+      this.readings.push({ atMs, endOffsets });
       if (this.readings.length > this.maxSamples) this.readings.splice(0, this.readings.length - this.maxSamples);
     } catch (err) {
       this.onError(err);

@@ -8,9 +8,14 @@
  *   DELETE /api/v1/topics/:topic                 → { deleted }
  *   GET    /api/v1/topics/:topic/messages?partition=P&offset=O | &timestamp=T
  *                                                one message; 404 when there is none (yet)
+ *
+ * Internal topics (%groups, %DLQ%<group>) can be read here but never created, altered or
+ * deleted: deleting %groups would drop every group's offsets and leave the coordinator on
+ * closed logs. Those requests get 400 naming the topic as internal, and change nothing.
  */
 import type { FastifyInstance } from "fastify";
 import { RequestValidationError } from "../../../common/src/http/error-replies.js";
+import { isInternalTopic } from "../../../common/src/protocol.js";
 import type { Admin, CreateTopicOptions } from "../../../clients/src/index.js";
 import { describeAllTopics, withInternalFlag } from "./cluster-reads.js";
 import { parseTimestamp, toMessageView } from "./message-view.js";
@@ -32,6 +37,19 @@ interface MessageQuery {
 
 const TAGS = ["topics"];
 
+/** Longest topic name a refusal repeats (a body's name may be any length before validation). */
+const MAX_ECHOED_NAME_CHARS = 249;
+
+/** 400 for a mutating request on an internal topic; `field` is where the name came from. */
+function refuseInternalTopic(topic: unknown, field: string, action: "create" | "alter" | "delete"): void {
+  if (typeof topic !== "string" || !isInternalTopic(topic)) return;
+  const shown = topic.length > MAX_ECHOED_NAME_CHARS ? `${topic.slice(0, MAX_ECHOED_NAME_CHARS)}…` : topic;
+  throw new RequestValidationError(
+    `${JSON.stringify(shown)} is an internal topic (its name starts with "%"): the admin API does not ${action} internal topics`,
+    field,
+  );
+}
+
 export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOptions): void {
   const { admin } = options;
 
@@ -49,7 +67,17 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
 
   app.post<{ Body: CreateTopicBody }>(
     "/api/v1/topics",
-    { schema: { summary: "Create a topic", tags: TAGS, body: createTopicBody, response: { 201: createdTopic } } },
+    {
+      schema: {
+        summary: "Create a topic",
+        description: "400 INVALID_ARGUMENT naming the field for a bad body (bodies are not type-coerced: \"3\" is not a partition count) or an internal topic name.",
+        tags: TAGS,
+        body: createTopicBody,
+        response: { 201: createdTopic },
+      },
+      // Before validation, whose name pattern would refuse "%groups" without saying why.
+      preValidation: async (request) => refuseInternalTopic((request.body as { name?: unknown } | null)?.name, "name", "create"),
+    },
     async (request, reply) => {
       const { name, ...settings } = request.body;
       const created = await admin().createTopic(name, settings);
@@ -62,20 +90,33 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
     {
       schema: {
         summary: "Add partitions to a topic",
-        description: "409 INVALID_PARTITIONS when the count is not more than the topic has. Keyed messages may map to other partitions afterwards.",
+        description:
+          "409 INVALID_PARTITIONS when the count is not more than the topic has; 400 INVALID_ARGUMENT for an internal topic. Keyed messages may map to other partitions afterwards.",
         tags: TAGS,
         params: topicParams,
         body: alterTopicBody,
         response: { 200: createdTopic },
       },
     },
-    async (request) => admin().createPartitions(request.params.topic, request.body.partitions),
+    async (request) => {
+      refuseInternalTopic(request.params.topic, "topic", "alter");
+      return admin().createPartitions(request.params.topic, request.body.partitions);
+    },
   );
 
   app.delete<{ Params: { topic: string } }>(
     "/api/v1/topics/:topic",
-    { schema: { summary: "Delete a topic and its data", tags: TAGS, params: topicParams, response: { 200: deletedTopic } } },
+    {
+      schema: {
+        summary: "Delete a topic and its data",
+        description: "400 INVALID_ARGUMENT for an internal topic (%groups, %DLQ%<group>): those are never deleted.",
+        tags: TAGS,
+        params: topicParams,
+        response: { 200: deletedTopic },
+      },
+    },
     async (request) => {
+      refuseInternalTopic(request.params.topic, "topic", "delete");
       await admin().deleteTopic(request.params.topic);
       return { deleted: request.params.topic };
     },

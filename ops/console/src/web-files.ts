@@ -17,11 +17,15 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 export const PACKAGE_NAME = "sluice";
 export const WEB_FOLDER = join("ops", "console", "web");
 
-const FILES: Readonly<Record<string, string>> = {
-  "index.html": "text/html; charset=utf-8",
-  "console.js": "text/javascript; charset=utf-8",
-  "console.css": "text/css; charset=utf-8",
-};
+/**
+ * file → content type. A Map, not an object literal: "/console/constructor" or
+ * "/console/__proto__" must find nothing, not a property every object inherits.
+ */
+const FILES: ReadonlyMap<string, string> = new Map([
+  ["index.html", "text/html; charset=utf-8"],
+  ["console.js", "text/javascript; charset=utf-8"],
+  ["console.css", "text/css; charset=utf-8"],
+]);
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -59,7 +63,7 @@ export function findPackageRoot(fromUrl: string): string {
 export function registerConsoleFiles(app: FastifyInstance, webFolder: string): void {
   const hidden = { schema: { hide: true } };
   const send = async (reply: FastifyReply, name: string): Promise<FastifyReply> => {
-    const type = FILES[name];
+    const type = FILES.get(name);
     if (type === undefined) {
       return reply.code(404).send({ code: "NOT_FOUND", message: `the console has no file "${name}"`, retriable: false });
     }

@@ -527,9 +527,19 @@ async function refresh() {
   }
 }
 
+// A render that throws (an answer shaped in a way the page did not expect) is shown and
+// logged, and the next refresh still comes: one bad answer must not freeze the page.
 async function loop() {
-  await refresh();
-  setTimeout(loop, REFRESH_MS);
+  try {
+    await refresh();
+  } catch (err) {
+    console.error("console refresh failed", err);
+    const banner = byTestId("error-banner");
+    banner.textContent = `the page could not show the latest data: ${err instanceof Error ? err.message : String(err)}`;
+    banner.hidden = false;
+  } finally {
+    setTimeout(loop, REFRESH_MS);
+  }
 }
 
 byTestId("show-internal").addEventListener("change", redrawTopics);
