@@ -18,7 +18,9 @@ import { credentials } from "@grpc/grpc-js";
 import { Sluice, type Job, type QueueConsumer } from "../../clients/src/index.js";
 import { PROTOCOL_VERSION } from "../../common/src/protocol.js";
 import { BrokerClient } from "../../proto/gen/sluice/v1/broker.js";
+import { parse as parseYaml } from "yaml";
 import { sample, scrape, series, type Samples } from "../helpers/metrics.js";
+import { promqlMetricNames } from "../helpers/prometheus.js";
 import { REPO_ROOT, startDev, type Cluster } from "../helpers/processes.js";
 import { eventually, startBrokerGroup, waitInSync, type BrokerGroup } from "../helpers/replication.js";
 
@@ -173,6 +175,20 @@ describe("per-partition series behind --metrics-per-partition", () => {
       const text = await (await fetch(`http://${cluster.http}/metrics`)).text();
       const missing = named.filter((n) => !text.includes(`# TYPE sluice_${n} `));
       assert.deepEqual(missing, [], "every metric the README names is on /metrics");
+
+      // Every metric the shipped alerts and dashboard query is one this process exports (sluice
+      // dev carries the name server's series too); histogram series by their base name.
+      const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+      const rules = (parseYaml(readFileSync(join(REPO_ROOT, "ops/prometheus/alerts.yml"), "utf8")) as { groups: { rules: { expr: string }[] }[] }).groups
+        .flatMap((g) => g.rules.map((r) => r.expr));
+      const dashboard = readFileSync(join(REPO_ROOT, "ops/grafana/sluice-dashboard.json"), "utf8");
+      const dashboardExprs = [...dashboard.matchAll(/"expr":\s*"((?:[^"\\]|\\.)*)"/g)].map((m) => JSON.parse(`"${m[1]}"`) as string);
+      const queried = new Set([...rules, ...dashboardExprs].flatMap((expr) => [...promqlMetricNames(expr)]));
+      const unknown = [...queried].filter(
+        (n) => n.startsWith("sluice_") && !exported.has(n) && !exported.has(n.replace(/_(bucket|sum|count)$/, "")),
+      );
+      assert.ok(queried.size > 40, `${queried.size} names queried`);
+      assert.deepEqual(unknown, [], "alerts and dashboard query only exported metrics");
     } finally {
       await sluice.close();
     }
