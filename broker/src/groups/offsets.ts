@@ -207,13 +207,18 @@ export class GroupOffsets {
    */
   async lagByGroupTopic(): Promise<GroupTopicLag[]> {
     const byKey = new Map<string, GroupTopicLag>();
+    const unknownAge = new Set<string>();
     for (const lag of await this.lagByGroupPartition()) {
       const key = `${lag.group}\u0000${lag.topic}`;
       const entry = byKey.get(key) ?? { group: lag.group, topic: lag.topic, messages: 0, seconds: -1 };
       entry.messages += lag.messages;
       entry.seconds = Math.max(entry.seconds, lag.seconds);
+      if (lag.seconds < 0 && lag.messages > 0) unknownAge.add(key);
       byKey.set(key, entry);
     }
+    // A backlog whose age is unknown (on another broker group) next to caught-up partitions
+    // here: 0 would read "caught up", so the age stays unknown (no seconds series).
+    for (const [key, entry] of byKey) if (entry.seconds === 0 && unknownAge.has(key)) entry.seconds = -1;
     return [...byKey.values()];
   }
 
