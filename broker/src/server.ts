@@ -29,6 +29,7 @@ import { GroupCoordinator } from "./groups/coordinator.js";
 import { registerGroupLagMetrics } from "./groups/lag-metrics.js";
 import { registerQueueMetrics } from "./groups/queue-metrics.js";
 import { registerReplicationMetrics } from "./replication/replication-metrics.js";
+import { requiredInSync } from "./replication/in-sync-rules.js";
 import { GroupOffsets } from "./groups/offsets.js";
 import { RemoteEndOffsets } from "./groups/remote-end-offsets.js";
 import { QueueGroups } from "./groups/queue-groups.js";
@@ -197,7 +198,7 @@ export class Broker {
     registerReplicationMetrics(registry, {
       group: options.group,
       brokerId: options.brokerId,
-      minInSyncSlaves: options.minInSyncSlaves,
+      requiredInSync: requiredInSync(options.replication, options.minInSyncSlaves),
       role: context.role,
       epoch: () => groupRole?.epoch() ?? -1,
       slaves: () => groupRole?.replicaStatus() ?? [],

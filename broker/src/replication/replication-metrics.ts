@@ -5,7 +5,7 @@
  * - on a master, per slave ("group/id"): sluice_replication_lag_messages / _bytes / _seconds
  *   and sluice_replication_slave_in_sync (0/1);
  * - sluice_under_replicated_partitions: on a master, every hosted partition while a slave it
- *   knows is out of sync or fewer than min-in-sync slaves are in sync (the in-sync set is
+ *   knows is out of sync or fewer slaves are in sync than `acks: "all"` needs (the in-sync set is
  *   group-wide, so one lagging slave leaves every partition short of a replica);
  * - sluice_write_gate_open{group}: 1 while a master accepts `acks: "all"` produce, 0 while too few
  *   slaves are in sync; absent on a slave (nothing to alert on).
@@ -18,7 +18,8 @@ import type { ReplicaStatus } from "../../../proto/gen/sluice/v1/nameserver.js";
 export interface ReplicationView {
   readonly group: string;
   readonly brokerId: number;
-  readonly minInSyncSlaves: number;
+  /** Slaves that must be in sync for `acks: "all"` (the write gate's threshold, per replication mode). */
+  readonly requiredInSync: number;
   role(): "master" | "slave";
   epoch(): number;
   /** The slaves as this master sees them (empty on a slave). */
@@ -75,7 +76,7 @@ export function registerReplicationMetrics(registry: Registry, view: Replication
   perSlave("sluice_replication_slave_in_sync", "1 while a slave is in the in-sync set (counts for acks \"all\")", (s) => (s.inSync && s.connected ? 1 : 0));
   new Gauge({
     name: "sluice_under_replicated_partitions",
-    help: "Partitions this master hosts while a slave is out of sync or fewer than min-in-sync slaves are in sync",
+    help: "Partitions this master hosts while a slave is out of sync or fewer slaves are in sync than acks \"all\" needs",
     registers: [registry],
     collect() {
       if (!isMaster()) {
@@ -84,7 +85,7 @@ export function registerReplicationMetrics(registry: Registry, view: Replication
       }
       const slaves = view.slaves();
       const inSync = slaves.filter((s) => s.inSync && s.connected).length;
-      const short = inSync < slaves.length || inSync < view.minInSyncSlaves;
+      const short = inSync < slaves.length || inSync < view.requiredInSync;
       this.set(short ? view.partitions() : 0);
     },
   });
