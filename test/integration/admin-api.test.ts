@@ -245,7 +245,9 @@ describe("admin REST API", () => {
     assert.ok(clicks, JSON.stringify(report));
     assert.equal(Math.round(written(clicks.points)), produced);
     assert.ok(Math.round(written(report.total)) >= produced, "the total counts every user topic");
-    assert.ok(clicks.points.every((p) => p.spanMs >= 1_500 && p.spanMs <= 4_000), "readings every 2 s");
+    // Readings come every 2 s, or a multiple when a slow reading (a loaded machine) made the
+    // sampler skip an interval: only the lower bound holds whatever the load.
+    assert.ok(clicks.points.every((p) => p.spanMs >= 1_500), `readings at least ~2 s apart: ${JSON.stringify(clicks.points)}`);
   });
 
   it("answers 400 naming the field for bad bodies and queries", async () => {
@@ -258,6 +260,13 @@ describe("admin REST API", () => {
       ["GET", "/api/v1/topics/orders/messages?partition=0", undefined, "offset"],
       ["GET", "/api/v1/topics/orders/messages?partition=0&timestamp=soon", undefined, "timestamp"],
       ["GET", "/api/v1/groups/billing/dead-letters?max=-3", undefined, "max"],
+      // Bodies are JSON and checked as sent: no coercion of numbers, booleans or strings.
+      ["POST", "/api/v1/topics", { name: 12, partitions: true }, "name"],
+      ["POST", "/api/v1/topics", { name: "bad", partitions: "3" }, "partitions"],
+      ["POST", "/api/v1/topics", { name: "bad", brokers: "local" }, "brokers"],
+      ["POST", "/api/v1/topics", { name: "bad", brokers: ["local", "local"] }, "brokers"],
+      ["POST", "/api/v1/topics", { name: "bad", retentionMs: 1e300 }, "retentionMs"],
+      ["PATCH", "/api/v1/topics/orders", { partitions: "9" }, "partitions"],
     ];
     for (const [method, path, body, field] of cases) {
       const answer = await api<ErrorBody>(method, path, body);
@@ -267,7 +276,32 @@ describe("admin REST API", () => {
       assert.match(answer.body.message, new RegExp(`"${field}"`));
     }
     const listed = await cliJson<{ topics: { topic: string }[] }>("topic", "list");
-    assert.ok(!listed.topics.some((t) => t.topic === "bad"), "no refused request created anything");
+    assert.ok(!listed.topics.some((t) => t.topic === "bad" || t.topic === "12"), "no refused request created anything");
+    assert.equal((await cliJson<TopicDescription>("topic", "describe", "orders")).partitions.length, 3, "nor altered anything");
+  });
+
+  it("refuses to create, alter or delete internal topics: %groups and %DLQ%<group> stay, and so do the groups' offsets", async () => {
+    const groupBefore = await get<GroupDescription>("/api/v1/groups/billing");
+    const lettersBefore = await get<{ deadLetters: unknown[] }>("/api/v1/groups/workers/dead-letters");
+    const cases: [string, string, unknown, string, string][] = [
+      ["DELETE", "/api/v1/topics/%25groups", undefined, "topic", "%groups"],
+      ["DELETE", "/api/v1/topics/%25DLQ%25workers", undefined, "topic", "%DLQ%workers"],
+      ["PATCH", "/api/v1/topics/%25groups", { partitions: 64 }, "topic", "%groups"],
+      ["POST", "/api/v1/topics", { name: "%groups" }, "name", "%groups"],
+    ];
+    for (const [method, path, body, field, topic] of cases) {
+      const answer = await api<ErrorBody>(method, path, body);
+      assert.equal(answer.status, 400, `${method} ${path}: ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body.code, "INVALID_ARGUMENT");
+      assert.equal(answer.body.field, field);
+      assert.match(answer.body.message, new RegExp(`"${topic}" is an internal topic`));
+    }
+    const listed = await cliJson<{ topics: { topic: string }[] }>("topic", "list");
+    assert.ok(listed.topics.some((t) => t.topic === "%groups"), JSON.stringify(listed));
+    assert.ok(listed.topics.some((t) => t.topic === "%DLQ%workers"), JSON.stringify(listed));
+    const withoutAge = (d: GroupDescription) => ({ ...d, partitions: d.partitions.map(({ lagMs: _age, ...p }) => p) });
+    assert.deepEqual(withoutAge(await get<GroupDescription>("/api/v1/groups/billing")), withoutAge(groupBefore), "committed offsets kept");
+    assert.deepEqual(await get<{ deadLetters: unknown[] }>("/api/v1/groups/workers/dead-letters"), lettersBefore, "dead letters kept");
   });
 
   it("answers 404 for unknown routes, topics and groups; DELETE removes a topic", async () => {

@@ -7,10 +7,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
 import { Registry } from "prom-client";
-import { UnknownTopicError } from "../../common/src/errors.js";
+import { StorageFullError, UnknownTopicError } from "../../common/src/errors.js";
+import { INTERNAL_ERROR_MESSAGE } from "../../common/src/http/error-replies.js";
 import { openApiPath, type OpenApiDocument } from "../../common/src/http/openapi.js";
 import { createHttpServer } from "../../common/src/http/server.js";
+import type { Logger } from "../../common/src/logger.js";
 import { adminConsole } from "../../ops/console/src/index.js";
 
 const ADMIN_ROUTES: [string, string][] = [
@@ -33,12 +36,20 @@ type Operation = {
   responses: Record<string, { description: string; content?: Record<string, { schema: Record<string, unknown> }> }>;
 };
 
+/** A logger whose lines (parsed) land in `lines`. */
+function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger: Logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
 describe("HTTP server: OpenAPI document, validation and errors", () => {
   let app: FastifyInstance;
   let ready: string | null = "recovering logs";
+  const log = capturingLogger();
 
   before(async () => {
-    app = createHttpServer({ metrics: new Registry(), notReadyReason: () => ready });
+    app = createHttpServer({ metrics: new Registry(), notReadyReason: () => ready, logger: log.logger });
     // A route of the kind a process adds itself, registered after the console: covered too.
     app.put<{ Params: { name: string }; Querystring: { dryRun?: boolean } }>(
       "/things/:name",
@@ -57,8 +68,23 @@ describe("HTTP server: OpenAPI document, validation and errors", () => {
       throw new UnknownTopicError("ghost");
     });
     app.get("/crash", async () => {
-      throw new Error("disk on fire");
+      throw new Error("ENOENT: no such file or directory, open '/srv/sluice/secret'");
     });
+    app.get("/full", async () => {
+      throw new StorageFullError("disk /data is 99% full");
+    });
+    // What each request part arrives as once validated: query and path coerced, body not.
+    app.post<{ Params: { count: number }; Querystring: { flag?: boolean; tags?: string[] }; Body: { size: number } }>(
+      "/parts/:count",
+      {
+        schema: {
+          params: { type: "object", properties: { count: { type: "integer" } } },
+          querystring: { type: "object", properties: { flag: { type: "boolean" }, tags: { type: "array", items: { type: "string" } } } },
+          body: { type: "object", required: ["size"], properties: { size: { type: "integer" }, label: { type: "string", default: "none" } } },
+        },
+      },
+      async (request) => ({ params: request.params, query: request.query, body: request.body }),
+    );
     adminConsole({ nameservers: ["127.0.0.1:1"], broker: "test/0" })(app);
     await app.ready();
   });
@@ -131,7 +157,7 @@ describe("HTTP server: OpenAPI document, validation and errors", () => {
   });
 
   it("answers 400 naming the failing field for bad bodies and query strings", async () => {
-    const cases: { url: string; method: "POST" | "GET" | "PUT"; payload?: unknown; field: string }[] = [
+    const cases: { url: string; method: "POST" | "GET" | "PUT" | "PATCH"; payload?: unknown; field: string }[] = [
       { method: "POST", url: "/api/v1/topics", payload: { name: "orders", partitions: 0 }, field: "partitions" },
       { method: "POST", url: "/api/v1/topics", payload: { name: "orders", partitions: "x" }, field: "partitions" },
       { method: "POST", url: "/api/v1/topics", payload: { partitions: 2 }, field: "name" },
@@ -139,6 +165,15 @@ describe("HTTP server: OpenAPI document, validation and errors", () => {
       { method: "POST", url: "/api/v1/topics", payload: { name: "no spaces" }, field: "name" },
       { method: "POST", url: "/api/v1/topics", payload: { name: "orders", retentionMs: -1 }, field: "retentionMs" },
       { method: "POST", url: "/api/v1/topics", payload: { name: "orders", brokers: ["b1", ""] }, field: "brokers.1" },
+      // Bodies are not type-coerced: each of these used to create something.
+      { method: "POST", url: "/api/v1/topics", payload: { name: 12, partitions: true }, field: "name" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "orders", partitions: true }, field: "partitions" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "orders", partitions: "3" }, field: "partitions" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "orders", brokers: "local" }, field: "brokers" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "orders", brokers: ["local", "local"] }, field: "brokers" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "orders", retentionMs: 1e300 }, field: "retentionMs" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "orders", retentionBytes: 2 ** 53 }, field: "retentionBytes" },
+      { method: "PATCH", url: "/api/v1/topics/orders", payload: { partitions: "4" }, field: "partitions" },
       { method: "GET", url: "/api/v1/topics/orders/messages?offset=3", field: "partition" },
       { method: "GET", url: "/api/v1/topics/orders/messages?partition=x&offset=3", field: "partition" },
       { method: "GET", url: "/api/v1/topics/orders/messages?partition=0&offset=-1", field: "offset" },
@@ -178,8 +213,64 @@ describe("HTTP server: OpenAPI document, validation and errors", () => {
     assert.deepEqual(unknown.json(), new UnknownTopicError("ghost").toJSON());
     const crash = await app.inject({ method: "GET", url: "/crash" });
     assert.equal(crash.statusCode, 500);
-    assert.deepEqual(crash.json(), { code: "INTERNAL", message: "disk on fire", retriable: false });
     assert.doesNotMatch(crash.body, /at .*\.ts:\d+/);
+  });
+
+  it("answers a 5xx that is not a SluiceError with a generic message and logs what happened", async () => {
+    log.lines.length = 0;
+    const crash = await app.inject({ method: "GET", url: "/crash" });
+    assert.equal(crash.statusCode, 500);
+    assert.deepEqual(crash.json(), { code: "INTERNAL", message: INTERNAL_ERROR_MESSAGE, retriable: false });
+    assert.doesNotMatch(crash.body, /ENOENT|\/srv\/sluice/, "no internal message or path in the answer");
+    const logged = log.lines.filter((line) => line.msg === "HTTP request failed");
+    assert.equal(logged.length, 1, JSON.stringify(log.lines));
+    const entry = logged[0] as { level: number; url: string; method: string; status: number; err: { message: string; stack: string } };
+    assert.equal(entry.level, 50, "logged as an error");
+    assert.deepEqual([entry.method, entry.url, entry.status], ["GET", "/crash", 500]);
+    assert.match(entry.err.message, /\/srv\/sluice\/secret/);
+    assert.match(entry.err.stack, /console-openapi\.test\.ts/, "the log has the stack");
+
+    // A SluiceError's message is written for the caller: sent as is, and not logged as a failure.
+    log.lines.length = 0;
+    const full = await app.inject({ method: "GET", url: "/full" });
+    assert.equal(full.statusCode, new StorageFullError("x").httpStatus);
+    assert.deepEqual(full.json(), new StorageFullError("disk /data is 99% full").toJSON());
+    assert.equal(log.lines.length, 0);
+  });
+
+  it("type-checks JSON bodies as sent, and coerces query strings and path params", async () => {
+    const ok = await app.inject({ method: "POST", url: "/parts/7?flag=true&tags=a", payload: { size: 3 } });
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(ok.json(), { params: { count: 7 }, query: { flag: true, tags: ["a"] }, body: { size: 3, label: "none" } });
+    for (const payload of [{ size: "3" }, { size: true }, { size: 3, label: 5 }, { size: [3] }]) {
+      const refused = await app.inject({ method: "POST", url: "/parts/7", payload });
+      assert.equal(refused.statusCode, 400, JSON.stringify(payload));
+      const field = "label" in payload ? "label" : "size";
+      assert.equal((refused.json() as { field: string }).field, field, JSON.stringify(payload));
+    }
+    const badParam = await app.inject({ method: "POST", url: "/parts/seven", payload: { size: 3 } });
+    assert.equal(badParam.statusCode, 400);
+    assert.equal((badParam.json() as { field: string }).field, "count");
+  });
+
+  it("refuses to create, alter or delete internal topics, naming the topic as internal", async () => {
+    const cases: { method: "POST" | "PATCH" | "DELETE"; url: string; payload?: object; field: string; topic: string; action: string }[] = [
+      { method: "DELETE", url: "/api/v1/topics/%25groups", field: "topic", topic: "%groups", action: "delete" },
+      { method: "DELETE", url: "/api/v1/topics/%25DLQ%25workers", field: "topic", topic: "%DLQ%workers", action: "delete" },
+      { method: "PATCH", url: "/api/v1/topics/%25groups", payload: { partitions: 64 }, field: "topic", topic: "%groups", action: "alter" },
+      { method: "POST", url: "/api/v1/topics", payload: { name: "%DLQ%workers" }, field: "name", topic: "%DLQ%workers", action: "create" },
+    ];
+    for (const c of cases) {
+      // No cluster stands behind this app: an answer at all shows the request stopped before the SDK.
+      const response = await app.inject({ method: c.method, url: c.url, ...(c.payload === undefined ? {} : { payload: c.payload }) });
+      const label = `${c.method} ${c.url}`;
+      assert.equal(response.statusCode, 400, `${label}: ${response.body}`);
+      const body = response.json() as { code: string; message: string; field: string };
+      assert.equal(body.code, "INVALID_ARGUMENT", label);
+      assert.equal(body.field, c.field, label);
+      assert.ok(body.message.includes(JSON.stringify(c.topic)), `${label}: ${body.message}`);
+      assert.match(body.message, new RegExp(`internal topic.*does not ${c.action} internal topics`), label);
+    }
   });
 
   it("keeps /healthz, /readyz and /metrics", async () => {
@@ -206,10 +297,20 @@ describe("HTTP server: OpenAPI document, validation and errors", () => {
     const html = (await app.inject({ method: "GET", url: "/console" })).body;
     assert.match(html, /<script type="module" src="\/console\/console.js"><\/script>/);
     assert.doesNotMatch(html, /https?:\/\//, "no third-party asset");
-    for (const url of ["/console/index.ts", "/console/..%2F..%2Fpackage.json", "/console/%2e%2e%2fsrc%2findex.ts"]) {
+    // Names every object has (constructor, __proto__, toString) are no files either.
+    for (const url of [
+      "/console/index.ts",
+      "/console/..%2F..%2Fpackage.json",
+      "/console/%2e%2e%2fsrc%2findex.ts",
+      "/console/constructor",
+      "/console/__proto__",
+      "/console/toString",
+      "/console/hasOwnProperty",
+    ]) {
       const response = await app.inject({ method: "GET", url });
       assert.equal(response.statusCode, 404, url);
       assert.equal((response.json() as { code: string }).code, "NOT_FOUND");
+      assert.doesNotMatch(response.body, /ops\/console\/web/, `${url}: no server path in the answer`);
     }
   });
 });

@@ -6,7 +6,8 @@
  *
  * `code` is a SluiceError code, or NOT_FOUND for a path no route serves. A validation
  * failure names the field (`field` is its path inside the body, query string or path, dotted).
- * No answer ever carries a stack trace.
+ * No answer ever carries a stack trace, and a 5xx that is not a SluiceError carries no
+ * message of its own either (INTERNAL_ERROR_MESSAGE): the server logs it instead.
  */
 import type { FastifySchemaValidationError } from "fastify";
 import { SluiceError } from "../errors.js";
@@ -73,20 +74,35 @@ function unescapePointer(segment: string): string {
   return segment.replace(/~1/g, "/").replace(/~0/g, "~");
 }
 
+/** What the caller of a failed 5xx request is told when the failure is not a SluiceError. */
+export const INTERNAL_ERROR_MESSAGE = "internal error; see the server's log";
+
+export interface ErrorReply {
+  status: number;
+  body: ErrorBody;
+  /**
+   * The answer withholds what went wrong (a bug, a failed file read): its message may
+   * carry paths or internals, so only the server's log gets it.
+   */
+  internal: boolean;
+}
+
 /** Status and body for anything thrown in a handler or raised by fastify itself. */
-export function errorReply(err: unknown): { status: number; body: ErrorBody } {
-  if (err instanceof SluiceError) return { status: err.httpStatus, body: err.toJSON() };
+export function errorReply(err: unknown): ErrorReply {
+  // SluiceError messages are written for the caller, 5xx ones included (STORAGE_FULL, NOT_READY).
+  if (err instanceof SluiceError) return { status: err.httpStatus, body: err.toJSON(), internal: false };
   if (err instanceof RequestValidationError) {
     const body: ErrorBody = { code: "INVALID_ARGUMENT", message: err.message, retriable: false };
     if (err.field !== "") body.field = err.field;
-    return { status: 400, body };
+    return { status: 400, body, internal: false };
   }
   const declared = (err as { statusCode?: unknown }).statusCode;
   const status = typeof declared === "number" && declared >= 400 && declared <= 599 ? declared : 500;
-  const message = err instanceof Error ? err.message : String(err);
+  if (status >= 500) return { status, body: { code: "INTERNAL", message: INTERNAL_ERROR_MESSAGE, retriable: false }, internal: true };
   // fastify's own 4xx (bad JSON, unsupported media type, body too large) are the caller's to fix.
-  const code = status === 404 ? "NOT_FOUND" : status < 500 ? "INVALID_ARGUMENT" : "INTERNAL";
-  return { status, body: { code, message, retriable: false } };
+  const message = err instanceof Error ? err.message : String(err);
+  const code = status === 404 ? "NOT_FOUND" : "INVALID_ARGUMENT";
+  return { status, body: { code, message, retriable: false }, internal: false };
 }
 
 /** Longest part of an unknown URL repeated in the answer. */

@@ -6,8 +6,10 @@
  */
 import Fastify, { type FastifyInstance } from "fastify";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import { silentLogger, type Logger } from "../logger.js";
 import { errorReply, formatValidationError, notFoundBody } from "./error-replies.js";
 import { RouteCatalog, openApiDocument } from "./openapi.js";
+import { requestValidatorCompiler } from "./validation.js";
 
 export interface HttpServerOptions {
   /** Prometheus registry whose metrics /metrics exposes. */
@@ -16,6 +18,11 @@ export interface HttpServerOptions {
   notReadyReason: () => string | null;
   /** Title of the OpenAPI document. @defaultValue "Sluice HTTP API" */
   apiTitle?: string;
+  /**
+   * Where failures the caller cannot act on go (a handler's bug, a missing file): their
+   * answer only says "internal error", the details are logged here. @defaultValue silent
+   */
+  logger?: Logger;
 }
 
 /**
@@ -36,14 +43,14 @@ const HEALTH_SCHEMA = {
 };
 
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
+  const logger = options.logger ?? silentLogger;
   const app = Fastify({
     logger: false,
     bodyLimit: MAX_REQUEST_BODY_BYTES,
     schemaErrorFormatter: formatValidationError,
-    // Unknown fields are refused (400 naming them), not silently dropped: a misspelt
-    // "partiton" must not create a topic with the default partition count.
-    ajv: { customOptions: { removeAdditional: false } },
   });
+  // JSON bodies are checked as sent, query strings and path params coerced (validation.ts).
+  app.setValidatorCompiler(requestValidatorCompiler());
   // First, so every route registered afterwards, by this process or a plugin, is collected.
   const catalog = new RouteCatalog();
   app.addHook("onRoute", (route) => catalog.add(route));
@@ -94,8 +101,9 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     async () => openApiDocument(catalog.routes(), { title: options.apiTitle ?? DEFAULT_API_TITLE, version: HTTP_API_VERSION }),
   );
 
-  app.setErrorHandler((err, _request, reply) => {
-    const { status, body } = errorReply(err);
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body, internal } = errorReply(err);
+    if (internal) logger.error({ err, method: request.method, url: request.url, status }, "HTTP request failed");
     return reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send(notFoundBody(request.method, request.url)));
