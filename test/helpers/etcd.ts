@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
+import { stopChild, watchChild } from "./child-process.js";
 import { etcdLaunch, findEtcdBinary } from "./etcd-launch.js";
 
 export { findEtcdBinary };
@@ -54,7 +55,7 @@ const running = new Set<ChildProcess>();
 const dataDirs = new Set<string>();
 
 after(async () => {
-  await Promise.all([...running].map((child) => stopChild(child)));
+  await Promise.all([...running].map((child) => stopChild(child, ETCD_STOP_GRACE_MS)));
   for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
   dataDirs.clear();
 });
@@ -85,27 +86,20 @@ async function startOnce(binary: string): Promise<EtcdProcess> {
   const { endpoint, args } = await etcdLaunch("t", dataDir);
   // Only PATH: see etcdLaunch.
   const child = spawn(binary, args, { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
-  running.add(child);
-  let output = "";
-  const collect = (chunk: Buffer): void => {
-    output += chunk.toString();
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  child.once("exit", () => running.delete(child));
+  const output = watchChild(child, running);
 
   const stop = async (): Promise<void> => {
-    await stopChild(child);
+    await stopChild(child, ETCD_STOP_GRACE_MS);
     rmSync(dataDir, { recursive: true, force: true });
     dataDirs.delete(dataDir);
   };
   try {
-    await waitHealthy(endpoint, child, () => output);
+    await waitHealthy(endpoint, child, output);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { endpoint, dataDir, pid: child.pid as number, output: () => output, stop };
+  return { endpoint, dataDir, pid: child.pid as number, output, stop };
 }
 
 async function waitHealthy(endpoint: string, child: ChildProcess, output: () => string): Promise<void> {
@@ -128,16 +122,5 @@ async function waitHealthy(endpoint: string, child: ChildProcess, output: () => 
   throw new Error(`etcd at ${endpoint} not healthy after ${ETCD_START_TIMEOUT_MS} ms (${last}):\n${output()}`);
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const killer = setTimeout(() => child.kill("SIGKILL"), ETCD_STOP_GRACE_MS);
-    child.once("exit", () => {
-      clearTimeout(killer);
-      resolve();
-    });
-    child.kill("SIGTERM");
-  });
-}
 
 /** Distinct free loopback ports (bound, read and released: the caller binds them next). */

@@ -17,6 +17,7 @@ import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { after } from "node:test";
+import { stopChild, watchChild } from "./child-process.js";
 import { freePorts } from "./etcd-launch.js";
 
 const PROMETHEUS_MISSING_MESSAGE =
@@ -142,7 +143,7 @@ const running = new Set<ChildProcess>();
 const dirs = new Set<string>();
 
 after(async () => {
-  await Promise.all([...running].map((child) => stopChild(child)));
+  await Promise.all([...running].map((child) => stopChild(child, PROMETHEUS_STOP_GRACE_MS)));
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   dirs.clear();
 });
@@ -186,22 +187,15 @@ async function startOnce(binary: string, files: Record<string, string>): Promise
     ],
     { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
   );
-  running.add(child);
-  let output = "";
-  const collect = (chunk: Buffer): void => {
-    output += chunk.toString();
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  child.once("exit", () => running.delete(child));
+  const output = watchChild(child, running);
 
   const stop = async (): Promise<void> => {
-    await stopChild(child);
+    await stopChild(child, PROMETHEUS_STOP_GRACE_MS);
     rmSync(dir, { recursive: true, force: true });
     dirs.delete(dir);
   };
   try {
-    await waitReady(url, child, () => output);
+    await waitReady(url, child, output);
   } catch (err) {
     await stop();
     throw err;
@@ -215,7 +209,7 @@ async function startOnce(binary: string, files: Record<string, string>): Promise
   return {
     url,
     dir,
-    output: () => output,
+    output: output,
     stop,
     query: async (expr) => {
       const data = await api<{ resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] }>(
@@ -251,17 +245,6 @@ async function waitReady(url: string, child: ChildProcess, output: () => string)
   throw new Error(`prometheus at ${url} not ready after ${PROMETHEUS_START_TIMEOUT_MS} ms (${last}):\n${output()}`);
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const killer = setTimeout(() => child.kill("SIGKILL"), PROMETHEUS_STOP_GRACE_MS);
-    child.once("exit", () => {
-      clearTimeout(killer);
-      resolve();
-    });
-    child.kill("SIGTERM");
-  });
-}
 
 /**
  * Polls `probe` until it returns something other than undefined, or fails after `timeoutMs`
