@@ -15,22 +15,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { credentials } from "@grpc/grpc-js";
-import { Sluice, type Job, type QueueConsumer } from "../../clients/src/index.js";
+import { Sluice } from "../../clients/src/index.js";
 import { PROTOCOL_VERSION } from "../../common/src/protocol.js";
 import { BrokerClient } from "../../proto/gen/sluice/v1/broker.js";
 import { parse as parseYaml } from "yaml";
 import { sample, scrape, series, type Samples } from "../helpers/metrics.js";
 import { promqlMetricNames } from "../helpers/prometheus.js";
 import { REPO_ROOT, startDev, type Cluster } from "../helpers/processes.js";
+import { take } from "../helpers/take.js";
 import { eventually, startBrokerGroup, waitInSync, type BrokerGroup } from "../helpers/replication.js";
 
-async function nextJob(queue: QueueConsumer, timeoutMs: number): Promise<Job> {
-  const iterator = queue[Symbol.asyncIterator]();
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no job within ${timeoutMs} ms`)), timeoutMs).unref());
-  const result = await Promise.race([iterator.next(), timeout]);
-  if (result.done) throw new Error("the queue ended");
-  return result.value;
-}
 
 /** Waits until the scrape satisfies `check`, returning that scrape. */
 function scrapeUntil(http: string, what: string, check: (samples: Samples) => boolean, timeoutMs = 15_000): Promise<Samples> {
@@ -116,12 +110,12 @@ describe("broker metrics after real traffic (sluice dev)", () => {
     await sluice.producer().send("jobs", [{ key: "a", value: "poison" }]);
     const queue = sluice.queue({ group: "workers", topic: "jobs", fromBeginning: true, maxDeliveries: 2 });
     try {
-      const first = await nextJob(queue, 10_000);
+      const [first] = await take(queue, 1, 10_000);
       await scrapeUntil(cluster.http, "one message in flight", (s) => sample(s, "sluice_queue_in_flight_messages", { group: "workers" }) === 1);
-      await first.nack({ error: "cannot parse" });
-      const second = await nextJob(queue, 10_000);
-      assert.equal(second.deliveryCount, 2);
-      await second.nack({ error: "cannot parse" });
+      await first!.nack({ error: "cannot parse" });
+      const [second] = await take(queue, 1, 10_000);
+      assert.equal(second!.deliveryCount, 2);
+      await second!.nack({ error: "cannot parse" });
       const samples = await scrapeUntil(cluster.http, "the dead letter", (s) => sample(s, "sluice_queue_dead_letters", { group: "workers" }) === 1);
       assert.equal(sample(samples, "sluice_queue_dead_lettered_total", { group: "workers" }), 1);
       assert.equal(sample(samples, "sluice_queue_redelivered_total", { group: "workers" }), 1, "the second nack dead-lettered it: no redelivery");

@@ -29,15 +29,8 @@ export interface MessageView {
   headers: HeaderView[];
 }
 
-export interface DeadLetterView {
-  offset: number;
-  timestamp: string;
-  timestampMs: number;
-  key: string | null;
-  keyEncoding: BytesEncoding | null;
-  value: string | null;
-  valueEncoding: BytesEncoding | null;
-  headers: HeaderView[];
+/** A dead letter: the stored message (its own DLQ offset and time) and where it came from. */
+export interface DeadLetterView extends Omit<MessageView, "topic" | "partition"> {
   source: { topic: string; partition: number; offset: number };
   deliveries: number;
   error: string;
