@@ -3,8 +3,8 @@
  * chose, and deleting a topic. One gRPC channel per broker address, reused across calls and
  * closed with the name server.
  */
-import { Metadata, credentials, type CallOptions } from "@grpc/grpc-js";
-import { fromServiceError } from "../../common/src/grpc/errors.js";
+import { credentials } from "@grpc/grpc-js";
+import { callUnary } from "../../common/src/grpc/unary-call.js";
 import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../common/src/protocol.js";
 import {
   BrokerClient,
@@ -30,20 +30,12 @@ export class BrokerAdminClients {
 
   createPartitions(address: string, request: Omit<CreatePartitionsRequest, "header">): Promise<CreatePartitionsResponse> {
     const client = this.client(address);
-    return new Promise((resolve, reject) => {
-      client.createPartitions({ ...request, header: this.header }, this.metadata(), this.callOptions(), (err, response) =>
-        err ? reject(fromServiceError(err, `broker ${address}`)) : resolve(response),
-      );
-    });
+    return callUnary(client.createPartitions, client, { ...request, header: this.header }, this.deadlineMs(), `broker ${address}`);
   }
 
-  deleteTopic(address: string, topic: string): Promise<void> {
+  async deleteTopic(address: string, topic: string): Promise<void> {
     const client = this.client(address);
-    return new Promise((resolve, reject) => {
-      client.deleteTopic({ header: this.header, topic }, this.metadata(), this.callOptions(), (err) =>
-        err ? reject(fromServiceError(err, `broker ${address}`)) : resolve(),
-      );
-    });
+    await callUnary(client.deleteTopic, client, { header: this.header, topic }, this.deadlineMs(), `broker ${address}`);
   }
 
   close(): void {
@@ -63,11 +55,7 @@ export class BrokerAdminClients {
     return client;
   }
 
-  private metadata(): Metadata {
-    return new Metadata();
-  }
-
-  private callOptions(): Partial<CallOptions> {
-    return { deadline: Date.now() + this.options.requestTimeoutMs };
+  private deadlineMs(): number {
+    return Date.now() + this.options.requestTimeoutMs;
   }
 }

@@ -17,13 +17,14 @@
  * record at offset N", and reading the batch through Fetch would move up to a whole batch per
  * partition per scrape and count as a delivery in the master's own fetch and end-to-end metrics.
  */
-import { Metadata, credentials, type CallOptions, type ServiceError } from "@grpc/grpc-js";
+import { credentials } from "@grpc/grpc-js";
 import { monotonicClock, type Clock } from "../../../common/src/clock.js";
 import { ClosedError, InvalidConfigError, NoBrokersAvailableError, SluiceError } from "../../../common/src/errors.js";
-import { fromServiceError, fromWireError } from "../../../common/src/grpc/errors.js";
+import { fromWireError } from "../../../common/src/grpc/errors.js";
+import { callUnary } from "../../../common/src/grpc/unary-call.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { PROTOCOL_VERSION } from "../../../common/src/protocol.js";
-import { BrokerClient, OffsetSpec, type ListOffsetsResponse } from "../../../proto/gen/sluice/v1/broker.js";
+import { BrokerClient, OffsetSpec } from "../../../proto/gen/sluice/v1/broker.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
 import { NameServerClient, type GetRoutesResponse } from "../../../proto/gen/sluice/v1/nameserver.js";
 import type { TopicPartition } from "./assignors.js";
@@ -228,9 +229,7 @@ export class GrpcRemoteOffsetsTransport implements RemoteOffsetsTransport {
       // and asking all at once keeps one that hangs from eating the deadline.
       response = await Promise.any(
         this.nameServers.map(({ address, client }) =>
-          call<GetRoutesResponse>(`name server ${address}`, deadlineMs, (metadata, options, done) =>
-            client.getRoutes({ header: this.header, topics: [topic] }, metadata, options, done),
-          ),
+          callUnary(client.getRoutes, client, { header: this.header, topics: [topic] }, deadlineMs, `name server ${address}`),
         ),
       );
     } catch (err) {
@@ -250,21 +249,15 @@ export class GrpcRemoteOffsetsTransport implements RemoteOffsetsTransport {
   async endOffsets(address: string, topic: string, partitions: readonly number[], deadlineMs: number): Promise<Map<number, RemotePartitionEnd>> {
     const client = this.masterClient(address);
     // Both bounds in one call: lag counts from max(committed, log start), as for local partitions.
-    const response = await call<ListOffsetsResponse>(`broker ${address}`, deadlineMs, (metadata, options, done) =>
-      client.listOffsets(
-        {
-          header: this.header,
-          topic,
-          partitions: partitions.flatMap((partition) => [
-            { partition, spec: OffsetSpec.OFFSET_SPEC_EARLIEST, timestampMs: 0 },
-            { partition, spec: OffsetSpec.OFFSET_SPEC_LATEST, timestampMs: 0 },
-          ]),
-        },
-        metadata,
-        options,
-        done,
-      ),
-    );
+    const request = {
+      header: this.header,
+      topic,
+      partitions: partitions.flatMap((partition) => [
+        { partition, spec: OffsetSpec.OFFSET_SPEC_EARLIEST, timestampMs: 0 },
+        { partition, spec: OffsetSpec.OFFSET_SPEC_LATEST, timestampMs: 0 },
+      ]),
+    };
+    const response = await callUnary(client.listOffsets, client, request, deadlineMs, `broker ${address}`);
     // Answers come in request order: per partition, earliest first, then latest.
     const offsets = new Map<number, number[]>();
     const refused = new Map<number, SluiceError>();
@@ -327,15 +320,6 @@ const CHANNEL_OPTIONS = {
   "grpc.max_reconnect_backoff_ms": MAX_RECONNECT_BACKOFF_MS,
 };
 
-function call<T>(
-  target: string,
-  deadlineMs: number,
-  invoke: (metadata: Metadata, options: Partial<CallOptions>, done: (err: ServiceError | null, response: T) => void) => void,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    invoke(new Metadata(), { deadline: deadlineMs }, (err, response) => (err ? reject(fromServiceError(err, target)) : resolve(response)));
-  });
-}
 
 /** Resolves when `work` settles or after `ms`, whichever is first; `work` goes on either way. */
 function waitAtMost(work: Promise<unknown>, ms: number): Promise<void> {

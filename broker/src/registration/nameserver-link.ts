@@ -7,10 +7,10 @@
  *        ▲  └─ failure: wait (backoff)      │  └─ no successful heartbeat     │
  *        └───────────────────────────────────┴──── for the expiry window ─────┘
  */
-import { Metadata, credentials, type CallOptions, type ServiceError } from "@grpc/grpc-js";
+import { credentials } from "@grpc/grpc-js";
 import type { Clock } from "../../../common/src/clock.js";
 import { SluiceError } from "../../../common/src/errors.js";
-import { fromServiceError } from "../../../common/src/grpc/errors.js";
+import { callUnary } from "../../../common/src/grpc/unary-call.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
@@ -126,15 +126,12 @@ export class NameServerLink {
     if (wasActive) {
       const { broker } = this.options.report();
       try {
-        await this.call<object>(
-          (metadata, callOptions, done) =>
-            this.client.unregisterBroker(
-              { header: this.options.header, cluster: broker.cluster, group: broker.group, brokerId: broker.brokerId },
-              metadata,
-              callOptions,
-              done,
-            ),
+        await callUnary(
+          this.client.unregisterBroker,
+          this.client,
+          { header: this.options.header, cluster: broker.cluster, group: broker.group, brokerId: broker.brokerId },
           deadlineMs,
+          this.target,
         );
         this.logger.info("unregistered from name server");
       } catch (err) {
@@ -152,21 +149,18 @@ export class NameServerLink {
       const report = this.options.report();
       this.registrationInFlight = true;
       try {
-        const response = await this.call<{ heartbeatIntervalMs: number; expiryMs: number; master?: GroupMaster }>(
-          (metadata, callOptions, done) =>
-            this.client.registerBroker(
-              {
-                header: this.options.header,
-                broker: report.broker,
-                partitions: report.partitions,
-                etcdLeaseId: report.etcdLeaseId,
-                replicas: report.replicas,
-              },
-              metadata,
-              callOptions,
-              done,
-            ),
+        const response = await callUnary(
+          this.client.registerBroker,
+          this.client,
+          {
+            header: this.options.header,
+            broker: report.broker,
+            partitions: report.partitions,
+            etcdLeaseId: report.etcdLeaseId,
+            replicas: report.replicas,
+          },
           this.callDeadline(),
+          this.target,
         );
         if (this.linkState !== "registering") return; // stopped while the call ran
         if (response.expiryMs > 0) this.expiryMs = response.expiryMs;
@@ -215,22 +209,19 @@ export class NameServerLink {
   private async sendHeartbeat(): Promise<void> {
     const report = this.options.report();
     try {
-      const response = await this.call<{ known: boolean; master?: GroupMaster }>(
-        (metadata, callOptions, done) =>
-          this.client.heartbeat(
-            {
-              header: this.options.header,
-              broker: report.broker,
-              partitions: report.partitions,
-              produceBytesPerSecond: report.produceBytesPerSecond,
-              etcdLeaseId: report.etcdLeaseId,
-              replicas: report.replicas,
-            },
-            metadata,
-            callOptions,
-            done,
-          ),
+      const response = await callUnary(
+        this.client.heartbeat,
+        this.client,
+        {
+          header: this.options.header,
+          broker: report.broker,
+          partitions: report.partitions,
+          produceBytesPerSecond: report.produceBytesPerSecond,
+          etcdLeaseId: report.etcdLeaseId,
+          replicas: report.replicas,
+        },
         this.callDeadline(),
+        this.target,
       );
       if (this.linkState !== "registered") return;
       if (!response.known) {
@@ -269,15 +260,9 @@ export class NameServerLink {
     return Date.now() + Math.max(this.options.heartbeatIntervalMs, MIN_CALL_TIMEOUT_MS);
   }
 
-  private call<T>(
-    invoke: (metadata: Metadata, options: Partial<CallOptions>, done: (err: ServiceError | null, response: T) => void) => void,
-    deadlineMs: number,
-  ): Promise<T> {
-    return new Promise((resolve, reject) => {
-      invoke(new Metadata(), { deadline: deadlineMs }, (err, response) =>
-        err ? reject(fromServiceError(err, `name server ${this.address}`)) : resolve(response),
-      );
-    });
+  /** Names the name server in error messages. */
+  private get target(): string {
+    return `name server ${this.address}`;
   }
 }
 

@@ -2,16 +2,7 @@
  * What every gRPC channel of the SDK shares: channel options, credentials, the request
  * header, and a promise wrapper for unary calls that turns any failure into a SluiceError.
  */
-import {
-  credentials,
-  Metadata,
-  type CallOptions,
-  type ChannelCredentials,
-  type ClientOptions,
-  type ClientUnaryCall,
-  type ServiceError,
-} from "@grpc/grpc-js";
-import { fromServiceError } from "../../../common/src/grpc/errors.js";
+import { credentials, type ChannelCredentials, type ClientOptions } from "@grpc/grpc-js";
 import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
 
@@ -44,29 +35,4 @@ export function requestHeader(clientId: string): RequestHeader {
   return Object.freeze({ clientId, protocolVersion: PROTOCOL_VERSION });
 }
 
-/** The last overload of every generated unary method. */
-export type UnaryMethod<Req, Res> = (
-  request: Req,
-  metadata: Metadata,
-  options: Partial<CallOptions>,
-  callback: (error: ServiceError | null, response: Res) => void,
-) => ClientUnaryCall;
-
-/**
- * Calls a unary method with a deadline (ms since the epoch). `target` names the peer in
- * error messages ("broker 10.0.0.7:10911").
- */
-export function callUnary<Req, Res>(
-  method: UnaryMethod<Req, Res>,
-  client: object,
-  request: Req,
-  deadlineMs: number,
-  target: string,
-): Promise<Res> {
-  return new Promise<Res>((resolve, reject) => {
-    method.call(client, request, new Metadata(), { deadline: deadlineMs }, (error, response) => {
-      if (error) reject(fromServiceError(error, target));
-      else resolve(response);
-    });
-  });
-}
+export { callUnary, type UnaryMethod } from "../../../common/src/grpc/unary-call.js";
