@@ -191,7 +191,6 @@ export class Broker {
     const remoteEnds = RemoteEndOffsets.connect({ nameservers: options.nameservers, clientId: `broker-${options.group}-${options.brokerId}-lag`, logger });
     const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues, remoteEnds), queues, store, remoteEnds };
     registerGroupLagMetrics(registry, {
-      byTopic: () => groups.offsets.lagByGroupTopic(),
       byPartition: () => groups.offsets.lagByGroupPartition(),
       perPartition: options.metricsPerPartition,
     });

@@ -16,22 +16,24 @@
  * Evaluated at scrape time, so a stopped consumer's lag grows without anyone asking.
  */
 import { Gauge, type Registry } from "prom-client";
-import type { GroupPartitionLag, GroupTopicLag } from "./offsets.js";
+import { lagByTopic, type GroupPartitionLag, type GroupTopicLag } from "./offsets.js";
 
 export interface GroupLagSources {
-  byTopic: () => Promise<GroupTopicLag[]>;
+  /** Lag of every group coordinated here, per partition (GroupOffsets.lagByGroupPartition). */
   byPartition: () => Promise<GroupPartitionLag[]>;
   /** Adds sluice_consumer_group_partition_lag_messages{group,topic,partition} (metricsPerPartition). */
   perPartition: boolean;
 }
 
 export function registerGroupLagMetrics(registry: Registry, sources: GroupLagSources): void {
-  // Both gauges read one computation per scrape: the first collect starts it, the second reuses it.
-  let current: Promise<GroupTopicLag[]> | undefined;
-  const read = (): Promise<GroupTopicLag[]> => {
-    current ??= sources.byTopic().finally(() => setImmediate(() => (current = undefined)));
+  // Every gauge reads one computation per scrape: the first collect starts it, the others
+  // reuse it (each computation reads the logs and may ask other masters).
+  let current: Promise<GroupPartitionLag[]> | undefined;
+  const readPartitions = (): Promise<GroupPartitionLag[]> => {
+    current ??= sources.byPartition().finally(() => setImmediate(() => (current = undefined)));
     return current;
   };
+  const read = async (): Promise<GroupTopicLag[]> => lagByTopic(await readPartitions());
   const gauge = (name: string, help: string, value: (entry: GroupTopicLag) => number): void => {
     new Gauge({
       name,
@@ -59,7 +61,7 @@ export function registerGroupLagMetrics(registry: Registry, sources: GroupLagSou
     labelNames: ["group", "topic", "partition"],
     registers: [registry],
     async collect() {
-      const entries = await sources.byPartition().catch(() => []);
+      const entries = await readPartitions().catch(() => []);
       this.reset();
       for (const e of entries) this.set({ group: e.group, topic: e.topic, partition: String(e.partition) }, e.messages);
     },

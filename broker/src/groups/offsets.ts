@@ -33,7 +33,7 @@ import { isInternalTopic } from "../../../common/src/protocol.js";
 import { groupKey, offsetKey, parseKey, type OffsetRecord } from "./state-keys.js";
 import type { StateWrite } from "./state-store.js";
 
-/** One group's lag on one topic (see lagByGroupTopic). */
+/** One group's lag on one topic (see lagByTopic). */
 export interface GroupTopicLag {
   group: string;
   topic: string;
@@ -199,30 +199,6 @@ export class GroupOffsets {
   }
 
   /**
-   * Every group's lag per topic, as the coordinator sees it: messages (summed over the
-   * partitions with a committed position) and seconds (the oldest unconsumed message's age,
-   * the largest over the partitions hosted here; -1 when none is). Queue groups count from
-   * their acknowledged floor. For `sluice_consumer_group_lag_*`; computed on the broker so no
-   * exporter is needed.
-   */
-  async lagByGroupTopic(): Promise<GroupTopicLag[]> {
-    const byKey = new Map<string, GroupTopicLag>();
-    const unknownAge = new Set<string>();
-    for (const lag of await this.lagByGroupPartition()) {
-      const key = `${lag.group}\u0000${lag.topic}`;
-      const entry = byKey.get(key) ?? { group: lag.group, topic: lag.topic, messages: 0, seconds: -1 };
-      entry.messages += lag.messages;
-      entry.seconds = Math.max(entry.seconds, lag.seconds);
-      if (lag.seconds < 0 && lag.messages > 0) unknownAge.add(key);
-      byKey.set(key, entry);
-    }
-    // A backlog whose age is unknown (on another broker group) next to caught-up partitions
-    // here: 0 would read "caught up", so the age stays unknown (no seconds series).
-    for (const [key, entry] of byKey) if (entry.seconds === 0 && unknownAge.has(key)) entry.seconds = -1;
-    return [...byKey.values()];
-  }
-
-  /**
    * Lag of every group coordinated here on every partition with a known position. Partitions
    * hosted here are measured on their logs; those other broker groups host are measured to
    * the high watermark their masters report (remoteEnds: cached for seconds, asked with a short
@@ -361,4 +337,24 @@ export function groupByTopic(tps: readonly TopicPartition[]): Array<{ topic: str
     else list.push(tp.partition);
   }
   return [...byTopic].map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) }));
+}
+
+/**
+ * Lag per (group, topic) from lag per partition: messages summed, seconds the largest (the
+ * oldest unconsumed message's age). A backlog of unknown age (on another broker group) next to
+ * caught-up partitions here leaves the seconds unknown (-1): 0 would read "caught up".
+ */
+export function lagByTopic(partitions: readonly GroupPartitionLag[]): GroupTopicLag[] {
+  const byKey = new Map<string, GroupTopicLag>();
+  const unknownAge = new Set<string>();
+  for (const lag of partitions) {
+    const key = `${lag.group}\u0000${lag.topic}`;
+    const entry = byKey.get(key) ?? { group: lag.group, topic: lag.topic, messages: 0, seconds: -1 };
+    entry.messages += lag.messages;
+    entry.seconds = Math.max(entry.seconds, lag.seconds);
+    if (lag.seconds < 0 && lag.messages > 0) unknownAge.add(key);
+    byKey.set(key, entry);
+  }
+  for (const [key, entry] of byKey) if (entry.seconds === 0 && unknownAge.has(key)) entry.seconds = -1;
+  return [...byKey.values()];
 }
