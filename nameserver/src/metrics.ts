@@ -3,20 +3,9 @@
  * read from the cluster state when scraped, so they can never drift from what routes use.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
+import { perScrape } from "../../common/src/per-scrape.js";
 import type { ClusterState } from "./cluster-state.js";
 
-/**
- * Broker statuses for a scrape; none when the registry cannot be read (etcd unreachable), so
- * the series vanish for that scrape instead of the whole /metrics failing (a shared registry
- * under `sluice dev` would take the broker's series down too).
- */
-async function statusesOrNone(state: ClusterState): ReturnType<ClusterState["brokerStatuses"]> {
-  try {
-    return await state.brokerStatuses();
-  } catch {
-    return [];
-  }
-}
 
 /** Every state a broker can be in, so each series exists (at 0) before it is needed. */
 const BROKER_STATES = ["alive", "suspect", "dead"] as const;
@@ -27,6 +16,10 @@ export class NameServerMetrics {
   readonly registrations: Counter;
 
   constructor(registry: Registry, state: ClusterState) {
+    // One read of the registry per scrape: the four per-broker gauges describe one instant. A
+    // registry that cannot be read (etcd unreachable) leaves the per-broker series out of that
+    // scrape instead of failing /metrics (under `sluice dev`, the broker's series too).
+    const readStatuses = perScrape(() => state.brokerStatuses());
     this.heartbeatsReceived = new Counter({
       name: "sluice_nameserver_heartbeats_received_total",
       help: "Broker heartbeats received (known and unknown brokers).",
@@ -49,8 +42,8 @@ export class NameServerMetrics {
       registers: [registry],
       async collect() {
         // NaN, not 0, when the registry cannot be read: "no live brokers" would be an alarm.
-        const statuses = await state.brokerStatuses().catch(() => undefined);
-        this.set(statuses === undefined ? Number.NaN : statuses.filter((s) => s.state !== "dead").length);
+        const read = await readStatuses().catch(() => undefined);
+        this.set(read === undefined ? Number.NaN : read.filter((s) => s.state !== "dead").length);
       },
     });
     new Gauge({
@@ -59,7 +52,7 @@ export class NameServerMetrics {
       labelNames: ["group", "broker_id"],
       registers: [registry],
       async collect() {
-        const statuses = await statusesOrNone(state);
+        const statuses = await readStatuses().catch(() => []);
         this.reset();
         for (const { record, heartbeatAgeMs } of statuses) {
           if (heartbeatAgeMs < 0) continue;
@@ -73,7 +66,7 @@ export class NameServerMetrics {
       labelNames: ["group", "broker_id"],
       registers: [registry],
       async collect() {
-        const statuses = await statusesOrNone(state);
+        const statuses = await readStatuses().catch(() => []);
         this.reset();
         for (const { record, suspicion } of statuses) {
           if (suspicion < 0) continue;
@@ -87,7 +80,7 @@ export class NameServerMetrics {
       labelNames: ["group", "broker_id", "state"],
       registers: [registry],
       async collect() {
-        const statuses = await statusesOrNone(state);
+        const statuses = await readStatuses().catch(() => []);
         this.reset();
         for (const { record, state: current } of statuses) {
           for (const candidate of BROKER_STATES) {

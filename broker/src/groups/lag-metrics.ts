@@ -16,6 +16,7 @@
  * Evaluated at scrape time, so a stopped consumer's lag grows without anyone asking.
  */
 import { Gauge, type Registry } from "prom-client";
+import { perScrape } from "../../../common/src/per-scrape.js";
 import { lagByTopic, type GroupPartitionLag, type GroupTopicLag } from "./offsets.js";
 
 export interface GroupLagSources {
@@ -28,11 +29,7 @@ export interface GroupLagSources {
 export function registerGroupLagMetrics(registry: Registry, sources: GroupLagSources): void {
   // Every gauge reads one computation per scrape: the first collect starts it, the others
   // reuse it (each computation reads the logs and may ask other masters).
-  let current: Promise<GroupPartitionLag[]> | undefined;
-  const readPartitions = (): Promise<GroupPartitionLag[]> => {
-    current ??= sources.byPartition().finally(() => setImmediate(() => (current = undefined)));
-    return current;
-  };
+  const readPartitions = perScrape(sources.byPartition);
   const read = async (): Promise<GroupTopicLag[]> => lagByTopic(await readPartitions());
   const gauge = (name: string, help: string, value: (entry: GroupTopicLag) => number): void => {
     new Gauge({
