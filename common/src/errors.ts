@@ -48,6 +48,20 @@ export const ERROR_CODES = {
   STALE_EPOCH: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: true },
   OUT_OF_ORDER_SEQUENCE: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
   PRODUCER_FENCED: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 409, retriable: false },
+  // Security (#8). Wrong or missing credentials, a rejected certificate: the caller must fix
+  // its identity, so never retriable. Kafka's SASL_AUTHENTICATION_FAILED / *_AUTHORIZATION_FAILED.
+  AUTHENTICATION_FAILED: { grpc: GrpcStatus.UNAUTHENTICATED, http: 401, retriable: false },
+  NOT_AUTHORIZED: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403, retriable: false },
+  UNKNOWN_USER: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
+  USER_ALREADY_EXISTS: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409, retriable: false },
+  UNKNOWN_ACL: { grpc: GrpcStatus.NOT_FOUND, http: 404, retriable: false },
+  // A configured cap the request would pass (topics, partitions, request size): asking again
+  // gives the same answer until an operator raises the limit or something is deleted.
+  LIMIT_EXCEEDED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 409, retriable: false },
+  // Too many connections or requests in flight from one client right now: retry after others end.
+  TOO_MANY_REQUESTS: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 429, retriable: true },
+  // A data directory written by a newer Sluice (its on-disk format is unknown to this build).
+  UNSUPPORTED_DATA_FORMAT: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 500, retriable: false },
   INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500, retriable: false },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
@@ -327,6 +341,59 @@ export class ProducerFencedError extends SluiceError {
   }
 }
 
+/** Missing, wrong or unverifiable credentials (password, client certificate). */
+export class AuthenticationFailedError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("AUTHENTICATION_FAILED", message, options);
+  }
+}
+
+/** An authenticated principal whose ACLs do not allow the operation on the resource. */
+export class NotAuthorizedError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("NOT_AUTHORIZED", message, options);
+  }
+}
+
+export class UnknownUserError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("UNKNOWN_USER", message, options);
+  }
+}
+
+export class UserAlreadyExistsError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("USER_ALREADY_EXISTS", message, options);
+  }
+}
+
+export class UnknownAclError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("UNKNOWN_ACL", message, options);
+  }
+}
+
+/** A configured cap (topic or partition count, request size) the request would pass. */
+export class LimitExceededError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("LIMIT_EXCEEDED", message, options);
+  }
+}
+
+/** Too many connections or in-flight requests from one client at this moment. */
+export class TooManyRequestsError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("TOO_MANY_REQUESTS", message, options);
+  }
+}
+
+/** A data directory whose on-disk format this build does not know (written by a newer Sluice). */
+export class UnsupportedDataFormatError extends SluiceError {
+  constructor(message: string, options?: SluiceErrorOptions) {
+    super("UNSUPPORTED_DATA_FORMAT", message, options);
+  }
+}
+
 const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: SluiceErrorOptions) => SluiceError>> = {
   INVALID_ARGUMENT: InvalidArgumentError,
   INVALID_CONFIG: InvalidConfigError,
@@ -349,6 +416,14 @@ const CLASS_BY_CODE: Partial<Record<ErrorCode, new (message: string, options?: S
   STALE_EPOCH: StaleEpochError,
   OUT_OF_ORDER_SEQUENCE: OutOfOrderSequenceError,
   PRODUCER_FENCED: ProducerFencedError,
+  AUTHENTICATION_FAILED: AuthenticationFailedError,
+  NOT_AUTHORIZED: NotAuthorizedError,
+  UNKNOWN_USER: UnknownUserError,
+  USER_ALREADY_EXISTS: UserAlreadyExistsError,
+  UNKNOWN_ACL: UnknownAclError,
+  LIMIT_EXCEEDED: LimitExceededError,
+  TOO_MANY_REQUESTS: TooManyRequestsError,
+  UNSUPPORTED_DATA_FORMAT: UnsupportedDataFormatError,
 };
 
 /**

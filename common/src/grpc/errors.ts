@@ -73,14 +73,15 @@ export function fromWireError(wire: WireError): SluiceError {
 
 /**
  * Adapts an async function to a grpc-js unary handler: its result is the response, and
- * anything it throws is mapped to the right status with the Sluice code in the trailers.
+ * anything it throws is mapped to the right status with the Sluice code in the trailers. The
+ * handler also gets the call, for its metadata (the authenticated principal).
  */
 export function unary<Req, Res>(
-  fn: (request: Req) => Promise<Res> | Res,
-): (call: { request: Req }, callback: sendUnaryData<Res>) => void {
+  fn: (request: Req, call: { request: Req; metadata: Metadata }) => Promise<Res> | Res,
+): (call: { request: Req; metadata: Metadata }, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => fn(call.request, call))
       .then(
         (response) => callback(null, response),
         (err: unknown) => callback(toServiceError(err) as ServiceError),
