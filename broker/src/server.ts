@@ -59,6 +59,7 @@ import { BrokerLease } from "./registration/etcd-lease.js";
 import { Registrar } from "./registration/registrar.js";
 import { TopicManager } from "./topics.js";
 import type { PartitionLog } from "./storage/partition-log.js";
+import { openDataFormat } from "./storage/data-format.js";
 
 export interface BrokerStartOptions extends BrokerOptionsInput {
   clock?: Clock;
@@ -126,7 +127,11 @@ export class Broker {
     const httpAddress = await listenHttp(http, options.host, options.httpPort);
 
     try {
+      // Refuses a directory of a newer format before anything in it is opened; an older one
+      // is marked upgraded only once its logs opened with this build.
+      const dataFormat = await openDataFormat(options.dataDir, logger);
       topics = await TopicManager.open(options, clock, logger);
+      await dataFormat.commit();
     } catch (err) {
       await http.close();
       throw err;

@@ -11,6 +11,7 @@ import { flowCommand } from "./commands/flow.js";
 import { groupCommands } from "./commands/group.js";
 import { messageCommands } from "./commands/message.js";
 import { produceCommand } from "./commands/produce.js";
+import { securityCommands } from "./commands/security.js";
 import { serverCommands } from "./commands/servers.js";
 import { topicCommands } from "./commands/topic.js";
 import { EXIT_USAGE, reportError, type GlobalOptions } from "./output.js";
@@ -46,6 +47,7 @@ groupCommands(program, globals);
 dlqCommands(program, globals);
 clusterCommand(program, globals);
 flowCommand(program, globals);
+securityCommands(program, globals);
 benchCommand(program, globals);
 
 // Option parsers (parseInteger) throw while commander parses, outside any action's error

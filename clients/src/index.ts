@@ -69,6 +69,8 @@ export type { DeadLetter, DeadLettersOptions, RedriveOptions, RedriveResult } fr
 export type { OffsetQuery } from "./routing/list-offsets.js";
 export type { FlowRuleInput, BrokerFlowRules, ListedFlowRule, FlowRuleState, FlowRuleChange } from "./admin/flow-rules.js";
 export type { FlowRule, FlowLimiterKind } from "../../common/src/flow/rules.js";
+export type { AclChange, AclInput, AclListing, CreateUserOptions, ListAclsOptions, UserChange, UserListing } from "./admin/security.js";
+export type { AclEntry, Operation, Permission, ResourceType, PatternType } from "../../common/src/security/types.js";
 
 export {
   SluiceError,
@@ -103,6 +105,11 @@ export {
   ProducerFencedError,
   ThrottledError,
   UnknownFlowRuleError,
+  AuthenticationFailedError,
+  NotAuthorizedError,
+  UnknownUserError,
+  UserAlreadyExistsError,
+  UnknownAclError,
   ERROR_CODES,
 } from "../../common/src/errors.js";
 export type { ErrorCode } from "../../common/src/errors.js";

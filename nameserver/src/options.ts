@@ -2,15 +2,20 @@
  * Name server options: defaults as named constants, validated once at start-up.
  * Flags, environment variables and config files all land in `NameServerOptions`.
  */
+import { join } from "node:path";
 import type { Registry } from "prom-client";
 import { systemClock, type Clock } from "../../common/src/clock.js";
 import { InvalidConfigError } from "../../common/src/errors.js";
 import { DEFAULT_GROUP_STATE_PARTITIONS } from "../../common/src/protocol.js";
 import { createLogger, type Logger } from "../../common/src/logger.js";
+import { openGuard } from "../../common/src/security/open-guard.js";
+import type { SecurityGuard } from "../../common/src/security/types.js";
 import type { DetectorSettings } from "./liveness/detector.js";
 import { DEFAULT_EXPIRY_HEARTBEATS, parseDetectorOptions } from "./liveness/detector-options.js";
 import { MemoryRegistryStore } from "./registry/memory-store.js";
+import { SECURITY_FILE_NAME } from "./registry/security-file.js";
 import type { RegistryStore } from "./registry/store.js";
+import { MAX_PARTITIONS_PER_TOPIC } from "./topic-validation.js";
 
 export const DEFAULT_NAMESERVER_HOST = "127.0.0.1";
 export const DEFAULT_NAMESERVER_GRPC_PORT = 9876;
@@ -25,8 +30,25 @@ export const GRACEFUL_SHUTDOWN_MS = 2000;
 export { DEFAULT_GROUP_STATE_PARTITIONS };
 /** The client id the name server puts in its requests to brokers. */
 export const NAMESERVER_CLIENT_ID = "nameserver";
+/** Caps on what clients may create, so a script gone wrong cannot exhaust brokers' files and memory. */
+export const DEFAULT_MAX_TOPICS = 10_000;
+export const DEFAULT_MAX_PARTITIONS_PER_TOPIC = 1_000;
+export const DEFAULT_MAX_PARTITIONS = 100_000;
 
-export interface NameServerOptions {
+/**
+ * Limits on topic and partition counts, checked by topic creation and alter (LIMIT_EXCEEDED).
+ * Each name server checks its own; give every name server of a cluster the same values.
+ */
+export interface TopicLimits {
+  /** User topics in the cluster; internal `%` topics do not count. @defaultValue 10000 */
+  maxTopics: number;
+  /** Partitions of one user topic, at most 10000. @defaultValue 1000 */
+  maxPartitionsPerTopic: number;
+  /** Partitions of all topics together, internal ones included. @defaultValue 100000 */
+  maxPartitions: number;
+}
+
+export interface NameServerOptions extends Partial<TopicLimits> {
   /**
    * A registry to add the name server's metrics to: `sluice dev` shares the broker's, so its
    * one /metrics has both. @defaultValue its own, on its own HTTP port
@@ -64,6 +86,14 @@ export interface NameServerOptions {
   /** Where brokers and topics are kept. @defaultValue a new in-memory store */
   store?: RegistryStore;
   /**
+   * The name server's own directory. With the default in-memory store, users and ACLs are kept
+   * in `<dataDir>/security.json` across restarts (brokers and topics are relearned from
+   * heartbeats instead). Ignored when `store` is given. @defaultValue none: users and ACLs live in memory only
+   */
+  dataDir?: string;
+  /** Who is calling and what they may do, for every RPC. @defaultValue openGuard (everyone may do everything) */
+  security?: SecurityGuard;
+  /**
    * Over etcd: campaign to be the failover controller, which promotes a slave when a group's
    * master loses its lease (one name server leads at a time). Ignored without etcd. @defaultValue true
    */
@@ -82,7 +112,9 @@ export interface ResolvedNameServerOptions {
   brokerRequestTimeoutMs: number;
   startupGraceMs: number;
   groupStatePartitions: number;
+  topicLimits: TopicLimits;
   store: RegistryStore;
+  security: SecurityGuard;
   /** True when the store is the in-memory one, rebuilt from broker reports. */
   storeIsMemory: boolean;
   failoverController: boolean;
@@ -115,9 +147,12 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
   if (!Number.isInteger(groupStatePartitions) || groupStatePartitions < 1 || groupStatePartitions > 1000) {
     throw new InvalidConfigError(`groupStatePartitions must be an integer from 1 to 1000, got ${groupStatePartitions}`);
   }
-  const store = options.store ?? new MemoryRegistryStore();
+  if (options.dataDir !== undefined && options.dataDir === "") throw new InvalidConfigError("dataDir must not be empty; give the name server's data directory");
+  const store =
+    options.store ?? new MemoryRegistryStore(options.dataDir === undefined ? {} : { securityFile: join(options.dataDir, SECURITY_FILE_NAME) });
   return {
     groupStatePartitions,
+    topicLimits: parseTopicLimits(options),
     startupGraceMs,
     host,
     port,
@@ -127,6 +162,7 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
     detector,
     brokerRequestTimeoutMs,
     store,
+    security: options.security ?? openGuard,
     storeIsMemory: store instanceof MemoryRegistryStore,
     failoverController: options.failoverController ?? true,
     clock: options.clock ?? systemClock,
@@ -146,4 +182,18 @@ function checkPositiveInteger(name: string, value: number): number {
     throw new InvalidConfigError(`${name} must be a positive integer number of milliseconds, got ${value}`);
   }
   return value;
+}
+
+export function parseTopicLimits(options: Partial<TopicLimits> = {}): TopicLimits {
+  const limit = (name: keyof TopicLimits, value: number, max = Number.MAX_SAFE_INTEGER): number => {
+    if (!Number.isInteger(value) || value < 1 || value > max) {
+      throw new InvalidConfigError(`${name} must be an integer from 1 to ${max}, got ${value}`);
+    }
+    return value;
+  };
+  return {
+    maxTopics: limit("maxTopics", options.maxTopics ?? DEFAULT_MAX_TOPICS),
+    maxPartitionsPerTopic: limit("maxPartitionsPerTopic", options.maxPartitionsPerTopic ?? DEFAULT_MAX_PARTITIONS_PER_TOPIC, MAX_PARTITIONS_PER_TOPIC),
+    maxPartitions: limit("maxPartitions", options.maxPartitions ?? DEFAULT_MAX_PARTITIONS),
+  };
 }

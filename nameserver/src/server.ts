@@ -22,6 +22,8 @@ import { EtcdRegistryView } from "./registry/etcd-view.js";
 import type { RegistryStore } from "./registry/store.js";
 import { RouteWatch } from "./route-watch.js";
 import { createNameServerService } from "./service.js";
+import { SecurityService } from "./security-service.js";
+import { SecurityService as SecurityServiceDefinition } from "../../proto/gen/sluice/v1/security.js";
 import { CoordinatorFinder } from "./coordinators.js";
 import { Controller } from "./controller/controller.js";
 import { GroupRecords } from "./controller/group-records.js";
@@ -57,6 +59,7 @@ export class NameServer {
     /** The store the state uses: the options' store, or the etcd view over it. */
     private readonly store: RegistryStore,
     private readonly replication: ReplicationControl,
+    private readonly securityService: SecurityService,
   ) {}
 
   /** True while this name server is the elected failover controller (etcd mode). */
@@ -96,7 +99,7 @@ export class NameServer {
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
     });
-    const topics = new TopicAdmin(state, brokerAdmin, logger);
+    const topics = new TopicAdmin(state, brokerAdmin, logger, options.topicLimits);
     const replicaReports = new ReplicaReports();
     const replication: ReplicationControl = {
       clients: new ReplicationClients(NAMESERVER_CLIENT_ID),
@@ -111,6 +114,9 @@ export class NameServer {
       clock: options.clock,
       logger,
     });
+    // Users and ACLs: kept in the registry, changed by `sluice user|acl`, followed by brokers.
+    const securityService = new SecurityService({ store, guard: options.security, logger });
+    grpcServer.addService(SecurityServiceDefinition, securityService.handlers);
     grpcServer.addService(
       NameServerService,
       createNameServerService({
@@ -147,7 +153,7 @@ export class NameServer {
         replication.controller = new Controller({ records: replication.records, brokers: replication.clients, candidateId: grpcAddress, clock: options.clock, logger });
         replication.controller.start();
       }
-      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store, replication);
+      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store, replication, securityService);
       server.startSweeping();
       logger.info(
         { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, detector: options.detector, store: options.storeIsMemory ? "memory" : view !== undefined ? "etcd" : "external" },
@@ -156,6 +162,7 @@ export class NameServer {
       return server;
     } catch (err) {
       routeWatch.close();
+      securityService.close();
       grpcServer.forceShutdown();
       await httpServer?.close();
       brokerAdmin.close();
@@ -178,6 +185,7 @@ export class NameServer {
     await closeReplication(this.replication);
     // Route watches are endless streams: end them first, or the graceful shutdown waits them out.
     this.routeWatch.close();
+    this.securityService.close();
     await Promise.all([shutdownGrpc(this.grpcServer, GRACEFUL_SHUTDOWN_MS), this.httpServer?.close()]);
     this.brokerAdmin.close();
     await this.store.close();

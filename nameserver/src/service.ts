@@ -4,7 +4,11 @@
  * with the stable code in the trailers.
  */
 import type { Clock } from "../../common/src/clock.js";
-import { unary } from "../../common/src/grpc/errors.js";
+import type { Metadata, sendUnaryData, ServerWritableStream, ServiceError } from "@grpc/grpc-js";
+import { UnsupportedVersionError } from "../../common/src/errors.js";
+import { toServiceError, unary as unaryHandler } from "../../common/src/grpc/errors.js";
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../common/src/protocol.js";
+import type { RequestHeader } from "../../proto/gen/sluice/v1/common.js";
 import type { BrokerStatus, GroupMaster, NameServerServer, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { ClusterState } from "./cluster-state.js";
 import type { BrokerPromoter } from "./controller/promote-broker.js";
@@ -75,7 +79,7 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
 
     findCoordinator: unary(async (request) => deps.coordinators.find(request.group, request.queue)),
 
-    watchRoutes: createWatchRoutesHandler(deps.routeWatch),
+    watchRoutes: checkedStream(createWatchRoutesHandler(deps.routeWatch)),
 
     listTopics: unary(async () => ({ topics: await state.allRoutes() })),
 
@@ -112,4 +116,44 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
 async function groupMaster(state: ClusterState, group: string): Promise<GroupMaster | undefined> {
   const master = (await state.groupViews()).get(group)?.master;
   return master === undefined ? undefined : { brokerId: master.brokerId, epoch: master.epoch, address: master.address };
+}
+
+/**
+ * Refuses a protocol version outside what this name server speaks, as brokers do
+ * (broker/src/grpc/context.ts checkHeader). A missing header or version is version 1: what
+ * callers sent before requests carried one.
+ */
+export function checkProtocolVersion(header: RequestHeader | undefined): void {
+  const version = header?.protocolVersion || 1;
+  if (version < MIN_PROTOCOL_VERSION || version > PROTOCOL_VERSION) {
+    throw new UnsupportedVersionError(
+      `protocol version ${version} is not supported: this name server speaks ${MIN_PROTOCOL_VERSION}..${PROTOCOL_VERSION}; ` +
+        `upgrade the ${version > PROTOCOL_VERSION ? "name server" : "client"}`,
+    );
+  }
+}
+
+/** Every unary handler of this file: `unary()` from common, checking the protocol version first. */
+function unary<Req extends { header?: RequestHeader | undefined }, Res>(
+  fn: (request: Req, call: { request: Req; metadata: Metadata }) => Promise<Res> | Res,
+): (call: { request: Req; metadata: Metadata }, callback: sendUnaryData<Res>) => void {
+  return unaryHandler((request: Req, call) => {
+    checkProtocolVersion(request.header);
+    return fn(request, call);
+  });
+}
+
+/** The same check for a server stream: a refused version ends the call before the handler runs. */
+function checkedStream<Req extends { header?: RequestHeader | undefined }, Res>(
+  handler: (call: ServerWritableStream<Req, Res>) => void,
+): (call: ServerWritableStream<Req, Res>) => void {
+  return (call) => {
+    try {
+      checkProtocolVersion(call.request.header);
+    } catch (err) {
+      call.emit("error", toServiceError(err) as ServiceError);
+      return;
+    }
+    handler(call);
+  };
 }

@@ -15,6 +15,7 @@
  */
 import {
   InvalidArgumentError,
+  LimitExceededError,
   NotReadyError,
   TopicAlreadyExistsError,
   UnknownTopicError,
@@ -23,13 +24,21 @@ import {
   type SluiceError,
 } from "../../common/src/errors.js";
 import type { Logger } from "../../common/src/logger.js";
-import { isInternalTopic } from "../../common/src/protocol.js";
+import { GROUP_STATE_TOPIC, isInternalTopic } from "../../common/src/protocol.js";
 import type { CreateTopicRequest, NsCreatePartitionsRequest, TopicRoute } from "../../proto/gen/sluice/v1/nameserver.js";
 import type { BrokerAdminClients } from "./broker-admin.js";
 import type { ClusterState } from "./cluster-state.js";
+import { parseTopicLimits, type TopicLimits } from "./options.js";
 import { placePartitions } from "./placement.js";
 import type { TopicRecord } from "./registry/store.js";
-import { grownRecord, planPartitionGrowth, validateAlterableTopic, type PartitionGrowth } from "./topic-alter.js";
+import {
+  checkClusterPartitions,
+  checkGrowthLimits,
+  grownRecord,
+  planPartitionGrowth,
+  validateAlterableTopic,
+  type PartitionGrowth,
+} from "./topic-alter.js";
 import { EMPTY_TOPIC_CONFIG } from "./topic-reports.js";
 import { validatePartitionCount, validateTopicName } from "./topic-validation.js";
 
@@ -41,6 +50,7 @@ export class TopicAdmin {
     private readonly state: ClusterState,
     private readonly brokers: BrokerAdminClients,
     private readonly logger: Logger,
+    private readonly limits: TopicLimits = parseTopicLimits(),
   ) {}
 
   /** `internal`: Sluice's own `%` topics, which users may not create. */
@@ -52,6 +62,7 @@ export class TopicAdmin {
     if (!this.state.claimTopicCreation(topic)) throw new TopicAlreadyExistsError(topic);
     try {
       if ((await this.state.getTopic(topic)) !== undefined) throw new TopicAlreadyExistsError(topic);
+      checkCreationLimits(this.limits, topic, request.partitions, await this.topicSizes());
       const assignment = placePartitions({
         topic,
         partitionCount: request.partitions,
@@ -91,6 +102,8 @@ export class TopicAdmin {
       const record = await this.state.getTopic(topic);
       if (record === undefined) throw this.state.unknownTopicError(topic);
       const growth = planPartitionGrowth(record, partitionCount, await this.state.placementGroups());
+      const clusterPartitions = (await this.topicSizes()).reduce((sum, t) => sum + t.partitionCount, 0);
+      checkGrowthLimits(this.limits, topic, growth.previousCount, partitionCount, clusterPartitions);
       await this.growOnBrokers(record, growth);
       const updated = await this.state.updateTopic(topic, (current) => grownRecord(current, growth));
       // Deleted (through another name server) while the brokers grew it: theirs to clean up.
@@ -128,6 +141,11 @@ export class TopicAdmin {
     });
     await this.state.removeTopic(topic);
     this.logger.info({ topic, brokers: hosts.length }, "topic deleted");
+  }
+
+  /** Every topic's partition count, internal topics included, for the limits. */
+  private async topicSizes(): Promise<TopicSize[]> {
+    return (await this.state.allRoutes()).map((route) => ({ topic: route.topic, partitionCount: route.partitions.length }));
   }
 
   /** Creates each group's partitions on its master, in parallel; undoes them all on failure. */
@@ -210,6 +228,50 @@ export class TopicAdmin {
         (grown.length > 0 ? ` (groups ${grown.join(", ")} made theirs already: asking again completes the alter)` : ""),
     );
   }
+}
+
+export interface TopicSize {
+  topic: string;
+  partitionCount: number;
+}
+
+/**
+ * Refuses creating `topic` with `partitions` partitions past a limit, `existing` being every
+ * topic now (LIMIT_EXCEEDED naming the limit, the count and the flag that raises it).
+ *
+ * Internal topics are made by Sluice, not asked for by users, so maxTopics and
+ * maxPartitionsPerTopic neither count nor refuse them: a queue group's `%DLQ%<group>` is made
+ * when a consumer first joins the group, and counting it as a topic would refuse that join
+ * because of how many topics users created; and their sizes are fixed (a DLQ has 1 partition,
+ * `%groups` the name server's groupStatePartitions). Their partitions cost brokers files and
+ * memory like any other, so they count toward maxPartitions, and a DLQ is refused once the
+ * cluster is full: clients choose group names, so nothing else bounds the number of DLQs.
+ * `%groups` is never refused: it is made once per cluster and every consumer group needs it.
+ *
+ * The counts are read before the brokers are asked: creations running at the same time (on
+ * one name server, or on several over etcd) can each pass, so a limit can be overshot by the
+ * creations in flight. A cap against runaway growth, not an exact quota.
+ */
+export function checkCreationLimits(limits: TopicLimits, topic: string, partitions: number, existing: readonly TopicSize[]): void {
+  if (topic === GROUP_STATE_TOPIC) return;
+  const plural = partitions === 1 ? "" : "s";
+  if (!isInternalTopic(topic)) {
+    if (partitions > limits.maxPartitionsPerTopic) {
+      throw new LimitExceededError(
+        `topic "${topic}" cannot have ${partitions} partitions: the limit is ${limits.maxPartitionsPerTopic} per topic ` +
+          `(maxPartitionsPerTopic); raise it with --max-partitions-per-topic on the name servers`,
+      );
+    }
+    const userTopics = existing.filter((t) => !isInternalTopic(t.topic)).length;
+    if (userTopics >= limits.maxTopics) {
+      throw new LimitExceededError(
+        `cannot create topic "${topic}": the cluster has ${userTopics} topic${userTopics === 1 ? "" : "s"} and the limit is ${limits.maxTopics} (maxTopics, ` +
+          `internal topics not counted); delete a topic, or raise the limit with --max-topics on the name servers`,
+      );
+    }
+  }
+  const clusterPartitions = existing.reduce((sum, t) => sum + t.partitionCount, 0);
+  checkClusterPartitions(limits, clusterPartitions, partitions, `creating topic "${topic}" with ${partitions} partition${plural}`);
 }
 
 /** The same error (code, retriability) with a message that says where it happened. */

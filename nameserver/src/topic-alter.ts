@@ -14,8 +14,9 @@
  * receiving new partitions: a broker's own count is what its group coordinator assigns from
  * and what its heartbeats report, and a stale one would hide the new partitions from both.
  */
-import { InvalidPartitionsError, InvalidTopicNameError, NoBrokersAvailableError, NotReadyError } from "../../common/src/errors.js";
+import { InvalidPartitionsError, InvalidTopicNameError, LimitExceededError, NoBrokersAvailableError, NotReadyError } from "../../common/src/errors.js";
 import { isInternalTopic } from "../../common/src/protocol.js";
+import type { TopicLimits } from "./options.js";
 import { placePartitions, type PlacementGroup } from "./placement.js";
 import type { TopicRecord } from "./registry/store.js";
 import { validatePartitionCount, validateTopicName } from "./topic-validation.js";
@@ -105,4 +106,38 @@ export function grownRecord(current: TopicRecord, growth: PartitionGrowth): Topi
     partitionCount: growth.partitionCount,
     assignment: [...current.assignment.slice(0, growth.previousCount), ...growth.added],
   };
+}
+
+/**
+ * Refuses growing `topic` from `currentCount` to `partitionCount` partitions past the topic's
+ * limit (maxPartitionsPerTopic) or the cluster's (maxPartitions), `clusterPartitions` being
+ * the partitions of every topic now, internal ones included. Only user topics grow.
+ */
+export function checkGrowthLimits(
+  limits: TopicLimits,
+  topic: string,
+  currentCount: number,
+  partitionCount: number,
+  clusterPartitions: number,
+): void {
+  if (partitionCount > limits.maxPartitionsPerTopic) {
+    throw new LimitExceededError(
+      `topic "${topic}" has ${currentCount} partition${currentCount === 1 ? "" : "s"} and cannot grow to ${partitionCount}: ` +
+        `the limit is ${limits.maxPartitionsPerTopic} per topic (maxPartitionsPerTopic); raise it with --max-partitions-per-topic on the name servers`,
+    );
+  }
+  const added = partitionCount - currentCount;
+  checkClusterPartitions(limits, clusterPartitions, added, `adding ${added} partition${added === 1 ? "" : "s"} to topic "${topic}"`);
+}
+
+/**
+ * Refuses adding `added` partitions to a cluster holding `clusterPartitions` when the total
+ * would pass maxPartitions. `what` names the request in the message.
+ */
+export function checkClusterPartitions(limits: TopicLimits, clusterPartitions: number, added: number, what: string): void {
+  if (clusterPartitions + added <= limits.maxPartitions) return;
+  throw new LimitExceededError(
+    `${what} would pass the cluster's limit of ${limits.maxPartitions} partitions (maxPartitions): it has ${clusterPartitions} ` +
+      `(internal topics included); delete topics, or raise the limit with --max-partitions on the name servers`,
+  );
 }

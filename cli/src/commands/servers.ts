@@ -31,7 +31,7 @@ const NAMESERVER_KEYS = [
 ] as const;
 const DETECTORS = ["fixed", "phi"] as const;
 /** Config file keys of the name server's registry (alongside NAMESERVER_KEYS). */
-const NAMESERVER_STORE_KEYS = ["etcd"] as const;
+const NAMESERVER_STORE_KEYS = ["etcd", "data"] as const;
 const DEV_KEYS = ["data", "flush", "portOffset", "host", "flushIntervalMs", "segmentBytes", "retentionMs", "retentionBytes", "maxMessageBytes", "flow", "maxHeldProduceBytes", "metricsPerPartition"] as const;
 
 function sourceOf(command: Command) {
@@ -96,6 +96,26 @@ function metricsOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput>
   return o.metricsPerPartition === undefined ? {} : { metricsPerPartition: o.metricsPerPartition as boolean };
 }
 
+/** Config file keys (and flags) of the name server's caps on topic and partition counts. */
+const TOPIC_LIMIT_KEYS = ["maxTopics", "maxPartitionsPerTopic", "maxPartitions"] as const;
+
+/** The caps of `sluice nameserver` and `sluice dev` (flags or config file); the name server validates them. */
+function topicLimitOptions(o: Record<string, unknown>): Partial<Pick<NameServerOptions, (typeof TOPIC_LIMIT_KEYS)[number]>> {
+  const out: Partial<Pick<NameServerOptions, (typeof TOPIC_LIMIT_KEYS)[number]>> = {};
+  for (const key of TOPIC_LIMIT_KEYS) {
+    const value = num(o[key], key);
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+function addTopicLimitFlags(command: Command): Command {
+  return command
+    .option("--max-topics <n>", "refuse creating more user topics than this (default 10000; internal topics not counted)", parseInteger("max-topics", 1))
+    .option("--max-partitions-per-topic <n>", "refuse a topic with more partitions than this (default 1000, at most 10000)", parseInteger("max-partitions-per-topic", 1, 10_000))
+    .option("--max-partitions <n>", "refuse passing this many partitions in the cluster, internal topics included (default 100000)", parseInteger("max-partitions", 1));
+}
+
 /** Replication and failover settings of `sluice broker` (flags or config file). */
 function replicationOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
   const out: Partial<BrokerOptionsInput> = {};
@@ -147,9 +167,9 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
     .addOption(new Option("--broker-port <port>", "broker gRPC port (0 = free port)").argParser(parseInteger("broker-port", 0, 65535)).hideHelp())
     .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).hideHelp())
     .option("--config <file>", "YAML config file (flags override it)");
-  addStorageFlags(dev).action(
+  addTopicLimitFlags(addStorageFlags(dev)).action(
     action(async (flags: Record<string, unknown>) => {
-      const o = mergeOptions(flags, sourceOf(dev), loadConfigFile(str(flags.config), DEV_KEYS));
+      const o = mergeOptions(flags, sourceOf(dev), loadConfigFile(str(flags.config), [...DEV_KEYS, ...TOPIC_LIMIT_KEYS]));
       const offset = num(o.portOffset, "portOffset") ?? 0;
       const host = str(o.host) ?? "127.0.0.1";
       const logger = createLogger("sluice-dev");
@@ -162,6 +182,9 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         httpPort: null,
         // Its only broker registers before `dev` reports ready: nothing to relearn.
         startupGraceMs: 0,
+        // Users and ACLs survive a restart in <data>/nameserver/security.json.
+        dataDir: resolve(str(o.data) ?? "./data", "nameserver"),
+        ...topicLimitOptions(o),
         logger,
       });
       let broker: Broker;
@@ -231,10 +254,11 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
       new Option("--etcd <urls>", "keep brokers and topics in etcd (client URLs, comma-separated): every name server on it answers the same routes")
         .env("SLUICE_ETCD"),
     )
+    .option("--data <dir>", "without --etcd: keep users and ACLs in DIR/security.json across restarts (default: in memory only)")
     .option("--config <file>", "YAML config file (flags override it)")
     .action(
       action(async (flags: Record<string, unknown>) => {
-        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), [...NAMESERVER_KEYS, ...NAMESERVER_STORE_KEYS]));
+        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), [...NAMESERVER_KEYS, ...NAMESERVER_STORE_KEYS, ...TOPIC_LIMIT_KEYS]));
         const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
         const expiryMs = num(o.expiryMs, "expiryMs");
         const expiryHeartbeats = num(o.expiryHeartbeats, "expiryHeartbeats");
@@ -246,6 +270,8 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         const store = etcd === undefined ? undefined : await EtcdRegistryStore.connect({ endpoints: etcd.split(",") });
         const server = await NameServer.start({
           ...(store === undefined ? {} : { store }),
+          // Without etcd, users and ACLs are kept in <data>/security.json (memory only without --data).
+          ...(str(o.data) === undefined ? {} : { dataDir: resolve(str(o.data) as string) }),
           host: str(o.host) ?? "127.0.0.1",
           port: num(o.port, "port") ?? DEFAULT_NAMESERVER_PORT,
           httpPort: num(o.httpPort, "httpPort") ?? DEFAULT_NAMESERVER_HTTP_PORT,
@@ -254,6 +280,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           ...(expiryHeartbeats === undefined ? {} : { expiryHeartbeats }),
           ...(phiThreshold === undefined ? {} : { phiThreshold }),
           ...(detector === undefined ? {} : { detector }),
+          ...topicLimitOptions(o),
           logger: createLogger("nameserver"),
         }).catch(async (err: unknown) => {
           await store?.close();
@@ -267,6 +294,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         await new Promise(() => {});
       }),
     );
+  addTopicLimitFlags(nameserver);
 
   const broker = program
     .command("broker")

@@ -17,6 +17,21 @@ import { checkInteger, checkKnownKeys, checkTopicName } from "../options.js";
 import { listOffsets, type OffsetQuery } from "../routing/list-offsets.js";
 import { chooseReadReplica } from "../routing/read-replicas.js";
 import { deleteFlowRule, listFlowRules, setFlowRule, type BrokerFlowRules, type FlowRuleChange, type FlowRuleInput } from "./flow-rules.js";
+import {
+  createAcl,
+  createUser,
+  deleteAcl,
+  deleteUser,
+  listAcls,
+  listUsers,
+  type AclChange,
+  type AclInput,
+  type AclListing,
+  type CreateUserOptions,
+  type ListAclsOptions,
+  type UserChange,
+  type UserListing,
+} from "./security.js";
 import { deadLetters, redrive, type DeadLetter, type DeadLettersOptions, type RedriveOptions, type RedriveResult } from "./dead-letters.js";
 import {
   describeGroup,
@@ -209,6 +224,58 @@ export class Admin {
   /** Removes the (scope, limiter) rule from every live broker; UNKNOWN_FLOW_RULE where there is none. */
   deleteFlowRule(scope: string, limiter: string): Promise<FlowRuleChange[]> {
     return deleteFlowRule(this.context, scope, limiter);
+  }
+
+  /**
+   * Adds a password user to the cluster's registry (admin on the cluster). The password (8 to
+   * 1024 characters) is sent once and stored only as a salted scrypt hash; `replace` changes an
+   * existing user's password and flag instead of failing with USER_ALREADY_EXISTS. `admin` is
+   * built in and cannot be added: its password comes from each server's `--admin-password-file`.
+   * Not retried after a timeout.
+   *
+   * @example
+   * const admin = sluice.admin();
+   * await admin.createUser("alice", readFileSync("alice.pw", "utf8").trim());
+   * await admin.createAcl({ principal: "User:alice", operation: "produce", resource: "topic:orders.*" });
+   * await admin.createAcl({ principal: "User:alice", operation: "consume", resource: "group:billing" });
+   * await admin.listAcls({ principal: "User:alice" });
+   * // [{ principal: "User:alice", operation: "consume", resourceType: "group", resourceName: "billing",
+   * //    patternType: "literal", permission: "allow", resource: "group:billing" }, …]
+   */
+  createUser(name: string, password: string, options?: CreateUserOptions): Promise<UserChange> {
+    return createUser(this.context, name, password, options);
+  }
+
+  /** Deletes a user (UNKNOWN_USER if there is none). Its ACL entries stay, as in Kafka: delete them with `deleteAcl`. */
+  deleteUser(name: string): Promise<void> {
+    return deleteUser(this.context, name);
+  }
+
+  /** Every user, the built-in `admin` first; names and flags only (describe on the cluster). */
+  listUsers(): Promise<UserListing[]> {
+    return listUsers(this.context);
+  }
+
+  /**
+   * Allows (or with `permission: "deny"` denies) `operation` on `resource` to `principal`
+   * (admin on the cluster). Resources: `topic:orders`, `topic:orders.*` (every topic starting
+   * with `orders.`), `topic:*`, `group:billing`, `group:bill*`, `cluster`. An operation that
+   * does not apply to the resource (produce on the cluster) fails with INVALID_ARGUMENT.
+   * Adding an entry that exists changes nothing (`created: false`). Brokers apply it within a second.
+   * @example admin.createAcl({ principal: "User:*", operation: "describe", resource: "topic:*" })
+   */
+  createAcl(entry: AclInput): Promise<AclChange> {
+    return createAcl(this.context, entry);
+  }
+
+  /** Deletes the entry equal to `entry`, permission included (UNKNOWN_ACL if there is none). */
+  deleteAcl(entry: AclInput): Promise<void> {
+    return deleteAcl(this.context, entry);
+  }
+
+  /** Every ACL entry, or only those naming exactly `principal` (describe on the cluster). */
+  listAcls(options?: ListAclsOptions): Promise<AclListing[]> {
+    return listAcls(this.context, options);
   }
 
   async cluster(): Promise<ClusterInfo> {

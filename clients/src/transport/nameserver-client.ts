@@ -22,6 +22,17 @@ import {
   type NsDeleteTopicResponse,
   type RouteChange,
 } from "../../../proto/gen/sluice/v1/nameserver.js";
+import {
+  SecurityClient as GeneratedSecurityClient,
+  type CreateAclResponse,
+  type CreateUserRequest,
+  type CreateUserResponse,
+  type DeleteAclResponse,
+  type DeleteUserResponse,
+  type AclEntry as WireAclEntry,
+  type ListAclsResponse,
+  type ListUsersResponse,
+} from "../../../proto/gen/sluice/v1/security.js";
 import { callUnary, CHANNEL_OPTIONS, channelCredentials, type UnaryMethod } from "./grpc.js";
 
 /** Failures that say "this name server cannot answer now", not "the answer is no". */
@@ -38,9 +49,12 @@ export interface NameServerContext {
 }
 
 type Method<Req, Res> = (client: GeneratedNameServerClient) => UnaryMethod<Req, Res>;
+type SecurityMethod<Req, Res> = (client: GeneratedSecurityClient) => UnaryMethod<Req, Res>;
 
 export class NameServerClient {
   private readonly clients: GeneratedNameServerClient[];
+  /** Security service stubs, made on first use, sharing each name server's channel. */
+  private securityClients: GeneratedSecurityClient[] | undefined;
   /** Index of the name server that answered last; calls start there. */
   private preferred = 0;
   private closed = false;
@@ -80,6 +94,31 @@ export class NameServerClient {
     return this.call((c) => c.listBrokers, { header: this.context.header }, deadlineMs);
   }
 
+  createUser(request: Omit<CreateUserRequest, "header">, deadlineMs: number): Promise<CreateUserResponse> {
+    return this.callSecurity((c) => c.createUser, { ...request, header: this.context.header }, deadlineMs);
+  }
+
+  deleteUser(name: string, deadlineMs: number): Promise<DeleteUserResponse> {
+    return this.callSecurity((c) => c.deleteUser, { header: this.context.header, name }, deadlineMs);
+  }
+
+  listUsers(deadlineMs: number): Promise<ListUsersResponse> {
+    return this.callSecurity((c) => c.listUsers, { header: this.context.header }, deadlineMs);
+  }
+
+  createAcl(acl: WireAclEntry, deadlineMs: number): Promise<CreateAclResponse> {
+    return this.callSecurity((c) => c.createAcl, { header: this.context.header, acl }, deadlineMs);
+  }
+
+  deleteAcl(acl: WireAclEntry, deadlineMs: number): Promise<DeleteAclResponse> {
+    return this.callSecurity((c) => c.deleteAcl, { header: this.context.header, acl }, deadlineMs);
+  }
+
+  /** Every entry, or those naming exactly `principal` ("" for all). */
+  listAcls(principal: string, deadlineMs: number): Promise<ListAclsResponse> {
+    return this.callSecurity((c) => c.listAcls, { header: this.context.header, principal }, deadlineMs);
+  }
+
   /**
    * Opens a WatchRoutes stream (route push) on one name server: the preferred one when
    * `attempt` is 0, the next listed one for each further attempt, so a watcher that lost its
@@ -98,14 +137,27 @@ export class NameServerClient {
     for (const client of this.clients) client.close();
   }
 
+  private call<Req, Res>(method: Method<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+    return this.callAny(this.clients, method, request, deadlineMs);
+  }
+
+  private callSecurity<Req, Res>(method: SecurityMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+    if (this.closed) throw new ClosedError("the Sluice client");
+    // The same connection as the name server's other calls: a second stub, not a second channel.
+    this.securityClients ??= this.clients.map(
+      (client, i) => new GeneratedSecurityClient(this.addresses[i]!, channelCredentials(), { ...CHANNEL_OPTIONS, channelOverride: client.getChannel() }),
+    );
+    return this.callAny(this.securityClients, method, request, deadlineMs);
+  }
+
   /** Tries each name server once, starting with the preferred one. */
-  private async call<Req, Res>(method: Method<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
+  private async callAny<C extends object, Req, Res>(clients: readonly C[], method: (client: C) => UnaryMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
     if (this.closed) throw new ClosedError("the Sluice client");
     const failures: string[] = [];
     let lastError: SluiceError | undefined;
-    for (let tried = 0; tried < this.clients.length; tried++) {
-      const index = (this.preferred + tried) % this.clients.length;
-      const client = this.clients[index]!;
+    for (let tried = 0; tried < clients.length; tried++) {
+      const index = (this.preferred + tried) % clients.length;
+      const client = clients[index]!;
       const address = this.addresses[index]!;
       try {
         const response = await callUnary(method(client), client, request, deadlineMs, `name server ${address}`);
@@ -119,7 +171,7 @@ export class NameServerClient {
         this.context.logger.debug({ nameserver: address, code: error.code }, "name server unavailable, trying the next");
       }
     }
-    if (this.clients.length === 1 && lastError !== undefined) throw lastError;
+    if (clients.length === 1 && lastError !== undefined) throw lastError;
     throw new BrokerUnavailableError(`no name server could answer (${failures.join("; ")})`, { cause: lastError });
   }
 }

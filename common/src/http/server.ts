@@ -4,9 +4,14 @@
  * failures and unknown paths. Callers add their own routes (admin API, console) to the
  * returned instance; every route added later is documented too.
  */
+import type { IncomingHttpHeaders } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { silentLogger, type Logger } from "../logger.js";
+import { AuthenticationFailedError, toSluiceError } from "../errors.js";
+import { openGuard } from "../security/open-guard.js";
+import type { ServerTls } from "../security/tls-files.js";
+import { ANONYMOUS, type Principal, type SecurityGuard } from "../security/types.js";
 import { errorReply, formatValidationError, notFoundBody } from "./error-replies.js";
 import { RouteCatalog, openApiDocument } from "./openapi.js";
 import { requestValidatorCompiler } from "./validation.js";
@@ -23,7 +28,35 @@ export interface HttpServerOptions {
    * answer only says "internal error", the details are logged here. @defaultValue silent
    */
   logger?: Logger;
+  /** HTTPS with this identity (and, with a CA, client certificates verified against it). */
+  tls?: ServerTls | undefined;
+  /**
+   * Authentication of every request (Basic credentials or a client certificate) and the guard
+   * routes check permissions with. @defaultValue none: everyone is ANONYMOUS
+   */
+  auth?: HttpAuth | undefined;
 }
+
+export interface HttpAuth {
+  guard: SecurityGuard;
+  authenticate(headers: IncomingHttpHeaders, socket: unknown): Promise<Principal>;
+  /** /metrics, /healthz and /readyz answer without credentials (for scrapers and probes). */
+  openMetrics: boolean;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Who sent the request (ANONYMOUS when the server runs without --auth). */
+    principal: Principal;
+  }
+  interface FastifyInstance {
+    /** Permission checks for routes: `app.securityGuard.require(request.principal, …)`. */
+    securityGuard: SecurityGuard;
+  }
+}
+
+/** Paths `--open-metrics` leaves open: what scrapers and orchestrators' probes call. */
+export const OPEN_METRICS_PATHS: ReadonlySet<string> = new Set(["/metrics", "/healthz", "/readyz"]);
 
 /**
  * Routes a process adds to its HTTP server from outside its own package (the admin REST API
@@ -48,7 +81,20 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     logger: false,
     bodyLimit: MAX_REQUEST_BODY_BYTES,
     schemaErrorFormatter: formatValidationError,
-  });
+    ...(options.tls
+      ? {
+          https: {
+            cert: options.tls.cert,
+            key: options.tls.key,
+            ...(options.tls.ca ? { ca: options.tls.ca, requestCert: true } : {}),
+            // A bad client certificate gets a 401 naming why, not a dropped handshake.
+            rejectUnauthorized: false,
+            minVersion: "TLSv1.2" as const,
+          },
+        }
+      : {}),
+  }) as unknown as FastifyInstance;
+  installAuthentication(app, options.auth);
   // JSON bodies are checked as sent, query strings and path params coerced (validation.ts).
   app.setValidatorCompiler(requestValidatorCompiler());
   // First, so every route registered afterwards, by this process or a plugin, is collected.
@@ -108,6 +154,33 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send(notFoundBody(request.method, request.url)));
   return app;
+}
+
+/**
+ * Every request is authenticated before routing (401 with the reason and a Basic challenge when
+ * it fails), except the probe and scrape paths when `openMetrics` says so.
+ */
+function installAuthentication(app: FastifyInstance, auth: HttpAuth | undefined): void {
+  app.decorate("securityGuard", auth?.guard ?? openGuard);
+  // Fastify refuses object defaults on requests (they would be shared): null, set per request.
+  app.decorateRequest("principal", null as unknown as Principal);
+  if (!auth) {
+    app.addHook("onRequest", async (request) => {
+      request.principal = ANONYMOUS;
+    });
+    return;
+  }
+  app.addHook("onRequest", async (request, reply) => {
+    request.principal = ANONYMOUS;
+    const path = request.url.split("?", 1)[0] ?? "";
+    if (auth.openMetrics && OPEN_METRICS_PATHS.has(path)) return;
+    try {
+      request.principal = await auth.authenticate(request.headers, request.raw.socket);
+    } catch (err) {
+      const e = err instanceof AuthenticationFailedError ? err : toSluiceError(err);
+      return reply.code(e.httpStatus).header("www-authenticate", 'Basic realm="sluice", charset="UTF-8"').send(e.toJSON());
+    }
+  });
 }
 
 /** A registry with process metrics (CPU, memory, event-loop lag, GC), prefixed sluice_. */

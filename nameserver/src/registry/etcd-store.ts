@@ -6,6 +6,7 @@
  * Key layout (values are the records as JSON):
  *   <root>/<cluster>/brokers/<brokerKey>   e.g. /sluice/prod/brokers/sluice/b1/0
  *   <root>/<cluster>/topics/<topic>        e.g. /sluice/prod/topics/orders
+ *   <root>/<cluster>/security/…            users and ACLs (layout in etcd-security.ts)
  *
  * Writes that must not race are etcd transactions: `createTopic` puts only if the key's create
  * revision is 0 (it does not exist), `updateTopic` puts only if the key's mod revision is the
@@ -26,6 +27,8 @@ import {
   type Watcher,
 } from "etcd3";
 import { InvalidArgumentError, InvalidConfigError, SluiceError } from "../../../common/src/errors.js";
+import type { SecuritySnapshot } from "../../../common/src/security/types.js";
+import { EtcdSecurityWatch, isSecurityPath, readSecurity, SecurityKeySpace, updateSecurity } from "./etcd-security.js";
 import type { BrokerRecord, PutBrokerOptions, RegistryStore, TopicRecord } from "./store.js";
 
 export const DEFAULT_ETCD_KEY_ROOT = "/sluice";
@@ -67,12 +70,15 @@ export interface RegistrySnapshot {
   revision: bigint;
   brokers: BrokerRecord[];
   topics: TopicRecord[];
+  security: SecurityKeySpace;
 }
 
 /** One change under the store's prefix, as a watch delivers it. */
 export type RegistryChange =
   | { kind: "broker"; key: string; record: BrokerRecord | undefined; revision: bigint }
-  | { kind: "topic"; key: string; record: TopicRecord | undefined; revision: bigint };
+  | { kind: "topic"; key: string; record: TopicRecord | undefined; revision: bigint }
+  /** A key under `security/` (path relative to the prefix); `value` undefined: deleted. */
+  | { kind: "security"; path: string; value: string | undefined; revision: bigint };
 
 export class EtcdRegistryStore implements RegistryStore {
   readonly endpoints: readonly string[];
@@ -82,6 +88,7 @@ export class EtcdRegistryStore implements RegistryStore {
   private readonly keys: Namespace;
   private readonly requestTimeoutMs: number;
   private writtenRevision = 0n;
+  private readonly securityWatch: EtcdSecurityWatch;
 
   constructor(options: EtcdRegistryStoreOptions) {
     this.endpoints = parseEndpoints(options.endpoints);
@@ -100,6 +107,7 @@ export class EtcdRegistryStore implements RegistryStore {
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.requestTimeoutMs }),
     });
     this.keys = this.client.namespace(this.keyPrefix);
+    this.securityWatch = new EtcdSecurityWatch(this.keys, () => this.readSecurity());
   }
 
   /**
@@ -201,24 +209,38 @@ export class EtcdRegistryStore implements RegistryStore {
     return (await this.listPrefix("topics/")) as TopicRecord[];
   }
 
+  readSecurity(): Promise<SecuritySnapshot> {
+    return readSecurity(this.keys, (operation) => this.call(operation));
+  }
+
+  updateSecurity(change: (current: SecuritySnapshot) => SecuritySnapshot): Promise<SecuritySnapshot> {
+    return updateSecurity(this.keys, (operation) => this.call(operation), change, (header) => this.wrote(header));
+  }
+
+  watchSecurity(listener: (snapshot: SecuritySnapshot) => void): () => void {
+    return this.securityWatch.subscribe(listener);
+  }
+
   async close(): Promise<void> {
+    this.securityWatch.close();
     this.client.close();
   }
 
   /** Every broker and topic, and the revision they were read at (to watch from the next one). */
   async snapshot(): Promise<RegistrySnapshot> {
     const response = await this.call(() => this.keys.getAll().prefix("").exec());
-    const snapshot: RegistrySnapshot = { revision: BigInt(response.header.revision), brokers: [], topics: [] };
+    const snapshot: RegistrySnapshot = { revision: BigInt(response.header.revision), brokers: [], topics: [], security: new SecurityKeySpace() };
     for (const kv of response.kvs) {
       const path = kv.key.toString();
       if (path.startsWith("brokers/")) snapshot.brokers.push(parseRecord(path, kv.value.toString()) as BrokerRecord);
       else if (path.startsWith("topics/")) snapshot.topics.push(parseRecord(path, kv.value.toString()) as TopicRecord);
+      else if (isSecurityPath(path)) snapshot.security.apply(path, kv.value.toString(), Number(kv.mod_revision));
     }
     return snapshot;
   }
 
   /**
-   * Watches every broker and topic from `afterRevision` + 1. Changes arrive in revision order;
+   * Watches every broker, topic and security key from `afterRevision` + 1. Changes arrive in revision order;
    * `onBroken` is told once when the watch loses etcd (the caller starts over from a snapshot).
    */
   async watch(afterRevision: bigint, onChange: (change: RegistryChange) => void, onBroken: (err: Error) => void): Promise<Watcher> {
@@ -234,6 +256,8 @@ export class EtcdRegistryStore implements RegistryStore {
       } else if (path.startsWith("topics/")) {
         const record = deleted ? undefined : (parseRecord(path, kv.value.toString()) as TopicRecord);
         onChange({ kind: "topic", key: path.slice("topics/".length), record, revision });
+      } else if (isSecurityPath(path)) {
+        onChange({ kind: "security", path, value: deleted ? undefined : kv.value.toString(), revision });
       }
     };
     let broken = false;

@@ -1,5 +1,5 @@
 /**
- * A name server's live view of the etcd registry: every broker and topic, loaded once and kept
+ * A name server's live view of the etcd registry: every broker, topic, user and ACL, loaded once and kept
  * current by an etcd watch, so a broker or topic written through any name server (or a broker
  * record vanishing with its lease) reaches this one within milliseconds, and every read is a
  * map lookup instead of an etcd round trip.
@@ -15,8 +15,17 @@
  */
 import type { Watcher } from "etcd3";
 import type { Logger } from "../../../common/src/logger.js";
+import type { SecuritySnapshot } from "../../../common/src/security/types.js";
+import { SecurityKeySpace } from "./etcd-security.js";
 import type { EtcdRegistryStore, RegistryChange, RegistrySnapshot } from "./etcd-store.js";
-import { brokerKey, type BrokerRecord, type PutBrokerOptions, type RegistryStore, type TopicRecord } from "./store.js";
+import {
+  brokerKey,
+  notifySecurityListeners,
+  type BrokerRecord,
+  type PutBrokerOptions,
+  type RegistryStore,
+  type TopicRecord,
+} from "./store.js";
 
 /** How often etcd is probed while healthy, and retried while lost. */
 export const DEFAULT_ETCD_PROBE_INTERVAL_MS = 1000;
@@ -38,6 +47,11 @@ export class EtcdRegistryView implements RegistryStore {
   private readonly brokers = new Map<string, BrokerRecord>();
   private readonly topics = new Map<string, TopicRecord>();
   private readonly changeListeners = new Set<() => void>();
+  private security = new SecurityKeySpace();
+  private readonly securityListeners = new Set<(snapshot: SecuritySnapshot) => void>();
+  /** The security version listeners were last told about. */
+  private securityAnnounced = 0;
+  private securityAnnounceScheduled = false;
   /** Waiters for the view to reach a revision (writes made through this name server). */
   private readonly revisionWaiters = new Set<{ revision: bigint; resolve: () => void }>();
   private viewRevision = 0n;
@@ -123,8 +137,25 @@ export class EtcdRegistryView implements RegistryStore {
     return [...this.topics.values()];
   }
 
+  async readSecurity(): Promise<SecuritySnapshot> {
+    return this.security.snapshot();
+  }
+
+  // Like updateTopic: the compare-and-swap reads etcd, then the write is awaited in the view.
+  async updateSecurity(change: (current: SecuritySnapshot) => SecuritySnapshot): Promise<SecuritySnapshot> {
+    const written = await this.store.updateSecurity(change);
+    await this.written();
+    return written;
+  }
+
+  watchSecurity(listener: (snapshot: SecuritySnapshot) => void): () => void {
+    this.securityListeners.add(listener);
+    return () => this.securityListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.securityListeners.clear();
     clearInterval(this.probeTimer);
     this.releaseWaiters();
     await this.cancelWatch();
@@ -185,11 +216,25 @@ export class EtcdRegistryView implements RegistryStore {
     this.topics.clear();
     for (const record of snapshot.brokers) this.brokers.set(brokerKey(record), record);
     for (const record of snapshot.topics) this.topics.set(record.topic, record);
+    this.security = snapshot.security;
     this.advanceTo(snapshot.revision);
+    this.announceSecurity();
   }
 
   private apply(change: RegistryChange): void {
-    if (change.revision <= this.viewRevision) return; // already in the snapshot
+    // Already in the snapshot. Equal revisions are applied: a transaction's keys share one.
+    if (change.revision < this.viewRevision) return;
+    if (change.kind === "security") {
+      try {
+        this.security.apply(change.path, change.value, Number(change.revision));
+      } catch (err) {
+        this.logger.error({ err, key: change.path }, "ignoring a security key that does not hold a valid record");
+      }
+      this.announceSecurity();
+      // Routes do not depend on users and ACLs: the route listeners are not bothered.
+      this.advanceTo(change.revision);
+      return;
+    }
     if (change.kind === "broker") {
       if (change.record === undefined) this.brokers.delete(change.key);
       else this.brokers.set(change.key, change.record);
@@ -245,6 +290,19 @@ export class EtcdRegistryView implements RegistryStore {
     });
     await Promise.race([watcher.cancel().catch(() => undefined), bound]);
     clearTimeout(timer);
+  }
+
+  /** Once per burst (a transaction's events arrive together): the new state, if its version moved. */
+  private announceSecurity(): void {
+    if (this.securityAnnounceScheduled) return;
+    this.securityAnnounceScheduled = true;
+    queueMicrotask(() => {
+      this.securityAnnounceScheduled = false;
+      const snapshot = this.security.snapshot();
+      if (snapshot.version === this.securityAnnounced) return;
+      this.securityAnnounced = snapshot.version;
+      notifySecurityListeners(this.securityListeners, snapshot);
+    });
   }
 
   private announce(): void {

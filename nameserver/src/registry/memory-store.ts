@@ -3,14 +3,39 @@
  * with it starts empty and is rebuilt from broker registrations and heartbeats within one
  * heartbeat interval.
  *
+ * Users and ACLs cannot be relearned from heartbeats: given a `securityFile`, the store loads
+ * them at start and writes every change to it (security-file.ts) before the change counts.
+ *
  * Records are copied on the way in and out so a caller mutating what it got back cannot
  * change the registry behind the store's back (the etcd store behaves the same way).
  */
-import { brokerKey, type BrokerRecord, type RegistryStore, type TopicRecord } from "./store.js";
+import { emptySnapshot, encodeSnapshot } from "../../../common/src/security/snapshot.js";
+import type { SecuritySnapshot } from "../../../common/src/security/types.js";
+import { normalizeSnapshot, readSecurityFile, sameSecurityContent, writeSecurityFile } from "./security-file.js";
+import { brokerKey, notifySecurityListeners, type BrokerRecord, type RegistryStore, type TopicRecord } from "./store.js";
+
+export interface MemoryRegistryStoreOptions {
+  /**
+   * Where users and ACLs are kept across restarts (`<nameserver data>/security.json`): read
+   * now, rewritten atomically on every change. @defaultValue none: they live in memory only
+   */
+  securityFile?: string;
+}
 
 export class MemoryRegistryStore implements RegistryStore {
   private readonly brokers = new Map<string, BrokerRecord>();
   private readonly topics = new Map<string, TopicRecord>();
+  readonly securityFile: string | undefined;
+  private security: SecuritySnapshot;
+  private readonly securityListeners = new Set<(snapshot: SecuritySnapshot) => void>();
+  /** Security changes run one at a time, so the file is never written out of order. */
+  private securityQueue: Promise<unknown> = Promise.resolve();
+
+  /** Throws InvalidConfigError naming the file when the security file cannot be read. */
+  constructor(options: MemoryRegistryStoreOptions = {}) {
+    this.securityFile = options.securityFile;
+    this.security = this.securityFile === undefined ? emptySnapshot() : readSecurityFile(this.securityFile);
+  }
 
   async putBroker(record: BrokerRecord): Promise<void> {
     this.brokers.set(brokerKey(record), { ...record });
@@ -61,9 +86,36 @@ export class MemoryRegistryStore implements RegistryStore {
     return [...this.topics.values()].map(copyTopic);
   }
 
+  async readSecurity(): Promise<SecuritySnapshot> {
+    return structuredClone(this.security);
+  }
+
+  updateSecurity(change: (current: SecuritySnapshot) => SecuritySnapshot): Promise<SecuritySnapshot> {
+    const run = this.securityQueue.then(async () => {
+      const current = this.security;
+      const changed = change(structuredClone(current));
+      if (sameSecurityContent(current, changed)) return structuredClone(current);
+      const next = normalizeSnapshot({ ...changed, version: current.version + 1 });
+      // Written before it counts: a change the caller saw succeed survives a crash.
+      if (this.securityFile !== undefined) await writeSecurityFile(this.securityFile, encodeSnapshot(next));
+      this.security = next;
+      notifySecurityListeners(this.securityListeners, next);
+      return structuredClone(next);
+    });
+    this.securityQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  watchSecurity(listener: (snapshot: SecuritySnapshot) => void): () => void {
+    this.securityListeners.add(listener);
+    return () => this.securityListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     this.brokers.clear();
     this.topics.clear();
+    this.securityListeners.clear();
+    await this.securityQueue;
   }
 }
 

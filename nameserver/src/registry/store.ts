@@ -6,11 +6,16 @@
  * store shared by every name server (etcd-store.ts). Every method returns a Promise so the
  * etcd store fits behind the same interface; the in-memory store simply resolves at once.
  *
+ * Users and ACLs (issue #8) are kept there too, as one SecuritySnapshot whose `version` grows
+ * with every change: the in-memory store persists it to a file (it cannot be relearned from
+ * heartbeats), the etcd store keeps one key per user and per entry.
+ *
  * Records are plain JSON-serialisable objects (the etcd store writes them as JSON values).
  * With the in-memory store liveness is not stored: each name server judges it from the
  * heartbeats it receives. Over etcd every name server must judge every broker, so the record
  * carries its lease and the time of its last heartbeat (`leaseId`, `lastHeartbeatMs`).
  */
+import type { SecuritySnapshot } from "../../../common/src/security/types.js";
 import type { TopicConfig } from "../../../proto/gen/sluice/v1/common.js";
 
 export type BrokerRole = "master" | "slave";
@@ -60,6 +65,17 @@ export function brokerKey(broker: { cluster: string; group: string; brokerId: nu
   return `${broker.cluster}/${broker.group}/${broker.brokerId}`;
 }
 
+/** Tells every listener (a copy each); one that throws neither stops the others nor fails the change. */
+export function notifySecurityListeners(listeners: Iterable<(snapshot: SecuritySnapshot) => void>, snapshot: SecuritySnapshot): void {
+  for (const listener of listeners) {
+    try {
+      listener(structuredClone(snapshot));
+    } catch (err) {
+      process.emitWarning(`a users and ACLs listener failed: ${(err as Error).message}`);
+    }
+  }
+}
+
 export interface PutBrokerOptions {
   /**
    * An etcd lease the broker holds (decimal lease id): the record vanishes when the lease
@@ -95,6 +111,24 @@ export interface RegistryStore {
   /** Resolves false when the topic did not exist. */
   deleteTopic(topic: string): Promise<boolean>;
   listTopics(): Promise<TopicRecord[]>;
+
+  /** Users and ACLs now (copies: changing them changes nothing in the store). */
+  readSecurity(): Promise<SecuritySnapshot>;
+  /**
+   * Reads users and ACLs, applies `change` and writes the result only if nobody changed them in
+   * between (compare-and-swap; `change` runs again on a conflict, so it must be pure). `change`
+   * may throw a typed error (UNKNOWN_USER, USER_ALREADY_EXISTS…) to abort: nothing is written
+   * and the promise rejects with it. A change that alters nothing writes nothing and keeps the
+   * version. Resolves the snapshot as written, its `version` above every earlier one.
+   */
+  updateSecurity(change: (current: SecuritySnapshot) => SecuritySnapshot): Promise<SecuritySnapshot>;
+  /**
+   * Calls `listener` with the new snapshot after every change of users or ACLs, including
+   * changes made through other name servers sharing the registry. Not called at once: read the
+   * current state with `readSecurity` (after subscribing, so no change falls in between).
+   * Returns the function that unsubscribes.
+   */
+  watchSecurity(listener: (snapshot: SecuritySnapshot) => void): () => void;
 
   close(): Promise<void>;
 }
