@@ -65,6 +65,7 @@ export class GroupRole implements ReplicationGuard {
       group: input.options.group,
       brokerId: input.options.brokerId,
       host: this.host(),
+      channels: input.options.peerChannels,
       clock: input.clock,
       logger: input.logger,
     });
@@ -212,6 +213,7 @@ export class GroupRole implements ReplicationGuard {
             peers,
             logOf: (topic, partition) => this.input.topics.logs.get(topic, partition),
             clientId: `broker-${this.input.options.group}-${this.input.options.brokerId}`,
+            channels: this.input.options.peerChannels,
             clock: this.input.clock,
             logger: this.input.logger,
           });

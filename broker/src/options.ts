@@ -4,6 +4,8 @@
  */
 import { InvalidConfigError } from "../../common/src/errors.js";
 import { parseFlowRules, type FlowRule } from "../../common/src/flow/rules.js";
+import type { SecureChannels } from "../../common/src/grpc/channel-security.js";
+import { parseServerSecurity, peerChannelsFor, type ResolvedServerSecurity, type ServerSecurityOptions } from "../../common/src/security/server-config.js";
 import type { FlushPolicy } from "./storage/partition-log.js";
 
 export const DEFAULT_BROKER_PORT = 10911;
@@ -89,18 +91,25 @@ export interface BrokerOptions {
    * Off by default: a series per partition is what makes a Prometheus server slow.
    */
   metricsPerPartition: boolean;
+  /** TLS, authentication and connection limits (shared with the name server's). */
+  security: ResolvedServerSecurity;
+  /** Channels for this broker's calls to name servers and other brokers (derived from `security`). */
+  peerChannels: SecureChannels;
 }
 
-export type BrokerOptionsInput = Partial<Omit<BrokerOptions, "flowRules">> &
+export type BrokerOptionsInput = Partial<Omit<BrokerOptions, "flowRules" | "security" | "peerChannels">> &
   Pick<BrokerOptions, "group" | "dataDir"> & {
     /** Checked here: a list of rules as a config file or a caller writes them. */
     flowRules?: unknown;
+    /** @defaultValue plain text, no authentication */
+    security?: ServerSecurityOptions;
   };
 
 const FLUSH_POLICIES: readonly FlushPolicy[] = ["sync", "interval", "os"];
 const GROUP_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
 
 export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
+  const security = parseServerSecurity(input.security);
   const options: BrokerOptions = {
     group: input.group,
     brokerId: input.brokerId ?? 0,
@@ -131,6 +140,8 @@ export function parseBrokerOptions(input: BrokerOptionsInput): BrokerOptions {
     flowRules: parseFlowRules(input.flowRules ?? [], "flow"),
     maxHeldProduceBytes: input.maxHeldProduceBytes ?? DEFAULT_MAX_HELD_PRODUCE_BYTES,
     metricsPerPartition: input.metricsPerPartition ?? false,
+    security,
+    peerChannels: peerChannelsFor(security),
   };
   if (typeof options.metricsPerPartition !== "boolean") {
     throw new InvalidConfigError(`metricsPerPartition must be true or false, got ${JSON.stringify(options.metricsPerPartition)}`);

@@ -6,7 +6,7 @@
  * produce, deregister (clients stop routing here), let open calls finish, flush and close
  * the logs (writing the clean-shutdown marker), then close HTTP.
  */
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Server } from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
 import { mkdirSync } from "node:fs";
 import { systemClock, type Clock } from "../../common/src/clock.js";
@@ -14,7 +14,9 @@ import { unary } from "../../common/src/grpc/errors.js";
 import { createHttpServer, createMetricsRegistry, listenHttp, type HttpPlugin } from "../../common/src/http/server.js";
 import type { Registry } from "prom-client";
 import { createLogger, type Logger } from "../../common/src/logger.js";
-import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
+import type { GrpcListener } from "../../common/src/grpc/listener.js";
+import { createServerSecurityKit } from "../../common/src/security/server-config.js";
+import { SecurityFollower } from "./registration/security-follower.js";
 import { BrokerService } from "../../proto/gen/sluice/v1/broker.js";
 import { ReplicationService, type ReadTailRequest, type ReplicaRequest, type ReplicaResponse } from "../../proto/gen/sluice/v1/replication.js";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
@@ -45,7 +47,7 @@ import {
   handleHandshake,
   handleListOffsets,
 } from "./grpc/admin.js";
-import { counted, type BrokerContext } from "./grpc/context.js";
+import { authorized, clusterAdminOnly, counted, type BrokerContext } from "./grpc/context.js";
 import { handleFetch, handleSubscribe } from "./grpc/fetch.js";
 import { widenInitialWindow, widenSessionWindows } from "./grpc/flow-window.js";
 import { handleProduce } from "./grpc/produce.js";
@@ -90,6 +92,9 @@ export class Broker {
     private readonly webSocketConsume: WebSocketConsume,
     private readonly groupRole: GroupRole,
     private readonly roles: RoleManager,
+    private readonly listener: GrpcListener,
+    /** Follows the registry's users and ACLs (only with --auth). */
+    private readonly securityFollower: SecurityFollower | undefined,
   ) {}
 
   static async start(input: BrokerStartOptions): Promise<Broker> {
@@ -111,10 +116,12 @@ export class Broker {
     flow = new FlowController(flowStore.effective(options.flowRules, logger), { observer: flowMetrics, maxHeldBytes: options.maxHeldProduceBytes });
     const flowController = flow;
 
+    const kit = await createServerSecurityKit(options.security, registry, logger);
     // HTTP first, so /healthz answers while a long recovery runs and /readyz says why not yet.
     const http = createHttpServer({
       metrics: registry,
       logger,
+      ...kit.httpOptions(),
       notReadyReason: () => {
         if (state.shuttingDown) return "shutting down";
         if (!topics) return "recovering logs";
@@ -138,10 +145,7 @@ export class Broker {
     }
     const openedTopics = topics;
 
-    const grpc = new Server({
-      "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
-      "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
-    });
+    const grpc = kit.createGrpcServer();
     widenInitialWindow(grpc, logger);
     let grpcAddress = "";
     let roles: RoleManager | undefined;
@@ -170,6 +174,7 @@ export class Broker {
       shuttingDown: () => state.shuttingDown,
       announce: () => registrar?.heartbeatNow(),
       streamClosers,
+      security: kit.security,
     };
     // Group state and dead letters are written like produce with acks "all": fenced, stamped
     // with the epoch and acknowledged only once replicated as the group's mode requires.
@@ -193,7 +198,12 @@ export class Broker {
     });
     const queues: QueueGroups = new QueueGroups(coordinator, openedTopics, logger, queueCounters);
     // Lag on partitions other broker groups host: their masters' high watermarks, cached.
-    const remoteEnds = RemoteEndOffsets.connect({ nameservers: options.nameservers, clientId: `broker-${options.group}-${options.brokerId}-lag`, logger });
+    const remoteEnds = RemoteEndOffsets.connect({
+      nameservers: options.nameservers,
+      clientId: `broker-${options.group}-${options.brokerId}-lag`,
+      channels: options.peerChannels,
+      logger,
+    });
     const groups = { coordinator, offsets: new GroupOffsets(coordinator, openedTopics, queues, remoteEnds), queues, store, remoteEnds };
     registerGroupLagMetrics(registry, {
       byPartition: () => groups.offsets.lagByGroupPartition(),
@@ -209,7 +219,7 @@ export class Broker {
       writeGateOpen: () => (context.role() === "master" ? groupRole?.writeGateOpen() : undefined),
       partitions: () => openedTopics.logs.all().length,
     });
-    const webSocketConsume = attachWebSocketConsume(http.server, { context, queues });
+    const webSocketConsume = attachWebSocketConsume(http.server, { context, queues, auth: http });
     grpc.addService(GroupsService, createGroupsService(context, groups));
     grpc.addService(BrokerService, {
       handshake: unary(counted(metrics, "handshake", handleHandshake(context, () => grpcAddress, () => httpAddress))),
@@ -217,13 +227,26 @@ export class Broker {
       // Counted inside: a fetch answers per-partition errors in a successful call.
       fetch: unary(handleFetch(context)),
       subscribe: handleSubscribe(context),
-      listOffsets: unary(counted(metrics, "listOffsets", handleListOffsets(context))),
-      createPartitions: unary(counted(metrics, "createPartitions", handleCreatePartitions(context))),
-      deleteTopic: unary(counted(metrics, "deleteTopic", handleDeleteTopic(context))),
-      describePartitions: unary(counted(metrics, "describePartitions", handleDescribePartitions(context))),
+      listOffsets: unary(counted(metrics, "listOffsets", authorized(context, (p, r) => context.security.require(p, "describe", "topic", r.topic), handleListOffsets(context)))),
+      // The name server's calls when a topic is created, grown or deleted.
+      createPartitions: unary(counted(metrics, "createPartitions", authorized(context, clusterAdminOnly(context), handleCreatePartitions(context)))),
+      deleteTopic: unary(counted(metrics, "deleteTopic", authorized(context, clusterAdminOnly(context), handleDeleteTopic(context)))),
+      // Every topic on this broker when none is named: an operator's (or the name server's) view.
+      describePartitions: unary(
+        counted(metrics, "describePartitions", authorized(context, (p, r) => (r.topic === "" ? clusterAdminOnly(context)(p) : context.security.require(p, "describe", "topic", r.topic)), handleDescribePartitions(context))),
+      ),
     });
+    // Replication is between the brokers of a group (and the name server's controller): admin only.
+    const replicationPeer = clusterAdminOnly(context);
     grpc.addService(ReplicationService, {
       replicate: (call: ServerDuplexStream<ReplicaRequest, ReplicaResponse>) => {
+        try {
+          replicationPeer(context.security.principalOf(call));
+        } catch (err) {
+          call.write({ epoch: groupRole?.epoch() ?? 0, error: toWireError(err) });
+          call.end();
+          return;
+        }
         const sessions = groupRole?.sessions();
         if (sessions !== undefined) {
           sessions.handle(call);
@@ -233,7 +256,7 @@ export class Broker {
         call.write({ epoch: groupRole?.epoch() ?? 0, error: toWireError(error) });
         call.end();
       },
-      replicaState: unary(async () => ({
+      replicaState: unary(authorized(context, replicationPeer, async () => ({
         group: options.group,
         brokerId: options.brokerId,
         role: context.role(),
@@ -244,26 +267,23 @@ export class Broker {
           logEndOffset: log.logEndOffset,
           epochs: log.leaderEpochs.entries().map((e) => ({ epoch: e.epoch, startOffset: e.startOffset })),
         })),
-      })),
-      readTail: unary(async (request: ReadTailRequest) => {
+      }))),
+      readTail: unary(authorized(context, replicationPeer, async (request: ReadTailRequest) => {
         const log = openedTopics.log(request.topic, request.partition);
         const maxBytes = Math.min(Math.max(request.maxBytes, 1), options.maxFetchBytes);
         const { records } = log.read(request.offset, maxBytes, "logEnd");
         return { records, logEndOffset: log.logEndOffset };
-      }),
-      promote: unary(async (request: { epoch: number }) => {
+      })),
+      promote: unary(authorized(context, replicationPeer, async (request: { epoch: number }) => {
         if (roles === undefined) throw new NotLeaderError("the broker is still starting");
         await roles.promote(request.epoch);
         return { epoch: request.epoch };
-      }),
+      })),
     });
+    let listener: GrpcListener;
     try {
-      const port = await new Promise<number>((resolve, reject) => {
-        grpc.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) =>
-          err ? reject(err) : resolve(bound),
-        );
-      });
-      grpcAddress = `${options.host}:${port}`;
+      listener = await kit.listen(grpc, options.host, options.port);
+      grpcAddress = `${options.host}:${listener.port}`;
       widenSessionWindows(grpc, logger);
     } catch (err) {
       await closeGroups(groups);
@@ -343,6 +363,7 @@ export class Broker {
     }
     registrar = new Registrar({
       nameservers: options.nameservers,
+      channels: options.peerChannels,
       broker: { ...info, role: groupRole.current.role, epoch: groupRole.current.epoch },
       hostedPartitions: () => hostedPartitions(openedTopics),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
@@ -353,8 +374,26 @@ export class Broker {
       logger,
     });
     registrar.start();
-    logger.info({ grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush }, "broker started");
-    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease, groups, webSocketConsume, groupRole, startedRoles);
+    let securityFollower: SecurityFollower | undefined;
+    if (options.security.auth) {
+      securityFollower = new SecurityFollower({
+        nameservers: options.nameservers,
+        channels: options.peerChannels,
+        clientId: `broker-${options.group}-${options.brokerId}`,
+        apply: (snapshot) => {
+          kit.security.update(snapshot);
+          logger.info({ version: snapshot.version, users: snapshot.users.length, acls: snapshot.acls.length }, "users and ACLs updated");
+        },
+        version: () => kit.security.version,
+        logger,
+      });
+      securityFollower.start();
+    }
+    logger.info(
+      { grpc: grpcAddress, http: httpAddress, dataDir: options.dataDir, flush: options.flush, tls: options.security.tls !== undefined, auth: options.security.auth },
+      "broker started",
+    );
+    return new Broker(options, grpc, http, openedTopics, registrar, logger, grpcAddress, httpAddress, state, streamClosers, lease, groups, webSocketConsume, groupRole, startedRoles, listener, securityFollower);
   }
 
   /** Resolves once registered with at least one name server. */
@@ -388,6 +427,8 @@ export class Broker {
     }
     await this.roles.stop().catch((err: unknown) => this.logger.warn({ err }, "stopping the role manager failed"));
     await this.registrar.stop();
+    this.securityFollower?.close();
+    this.listener.close();
     // Revoking drops the record from etcd now; name servers unregistered it already anyway.
     await this.lease?.close();
     // New produce is refused from here on; open streams finish themselves (produce after its

@@ -1,8 +1,12 @@
 /**
- * The `sluice` command line. Global flags: --nameserver (env SLUICE_NAMESERVER) and --json
- * (exactly one JSON document on stdout). Exit 0 only on full success.
+ * The `sluice` command line. Global flags (global-flags.ts; anywhere on the line): --nameserver
+ * (env SLUICE_NAMESERVER), --json (exactly one JSON document on stdout), and how to connect:
+ * --user, --password-file, --tls-ca, --tls-cert, --tls-key (env SLUICE_USER,
+ * SLUICE_PASSWORD_FILE, SLUICE_TLS_CA, SLUICE_TLS_CERT, SLUICE_TLS_KEY; flags win).
+ * Exit 0 only on full success.
  */
-import { Command, Option } from "commander";
+import { Command } from "commander";
+import type { CliGlobals } from "./client.js";
 import { benchCommand } from "./commands/bench.js";
 import { clusterCommand } from "./commands/cluster.js";
 import { consumeCommand } from "./commands/consume.js";
@@ -14,29 +18,25 @@ import { produceCommand } from "./commands/produce.js";
 import { securityCommands } from "./commands/security.js";
 import { serverCommands } from "./commands/servers.js";
 import { topicCommands } from "./commands/topic.js";
-import { EXIT_USAGE, reportError, type GlobalOptions } from "./output.js";
+import { addGlobalFlags, hoistGlobalFlags, readGlobals } from "./global-flags.js";
+import { EXIT_USAGE, reportError } from "./output.js";
 
 const program = new Command();
-program
-  .name("sluice")
-  .description("Sluice message broker: servers, topics, produce, consume and benchmarks")
-  .version("0.1.0")
-  .addOption(
-    new Option("--nameserver <addresses>", "name servers, host:port[,host:port...]")
-      .env("SLUICE_NAMESERVER")
-      .default("127.0.0.1:9876"),
-  )
-  .option("--json", "print exactly one JSON document on stdout", false)
+addGlobalFlags(
+  program
+    .name("sluice")
+    .description("Sluice message broker: servers, topics, produce, consume and benchmarks")
+    .version("0.1.0"),
+)
+  // Subcommands inherit this (off): a command with subcommands of its own (broker promote)
+  // still takes its options wherever they stand. The program itself turns positional below.
   .enablePositionalOptions(false)
   .showHelpAfterError()
   .exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
   });
 
-const globals = (): GlobalOptions => {
-  const o = program.opts<{ nameserver: string; json: boolean }>();
-  return { nameserver: o.nameserver, json: o.json === true };
-};
+const globals = (): CliGlobals => readGlobals(program);
 
 serverCommands(program, globals);
 topicCommands(program, globals);
@@ -50,10 +50,15 @@ flowCommand(program, globals);
 securityCommands(program, globals);
 benchCommand(program, globals);
 
+// The program's own options end at the subcommand's name, so a command's flag that shares a
+// global flag's name (`user add --password-file`) is the command's; global flags written after
+// the subcommand are moved before it first (global-flags.ts).
+program.enablePositionalOptions(true);
+
 // Option parsers (parseInteger) throw while commander parses, outside any action's error
 // handling: report those as one line too, never as a stack trace.
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(hoistGlobalFlags(program, process.argv.slice(2)), { from: "user" });
 } catch (err) {
   process.exitCode = reportError(err);
 }

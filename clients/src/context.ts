@@ -1,7 +1,9 @@
 /**
  * What producers, consumers and admins of one `Sluice` client share: the transport
- * (broker channels, name servers), the route cache and the retry policy.
+ * (broker channels, name servers, and the one channel security they are all made with),
+ * the route cache and the retry policy.
  */
+import type { SecureChannels } from "../../common/src/grpc/channel-security.js";
 import type { Logger } from "../../common/src/logger.js";
 import type { RequestHeader } from "../../proto/gen/sluice/v1/common.js";
 import type { ParsedSluiceOptions } from "./options.js";
@@ -13,6 +15,8 @@ import type { NameServerClient } from "./transport/nameserver-client.js";
 export interface ClientContext {
   readonly options: ParsedSluiceOptions;
   readonly header: RequestHeader;
+  /** TLS and credentials of every channel this client opens. */
+  readonly channels: SecureChannels;
   readonly retry: RetryPolicy;
   readonly brokers: BrokerPool;
   readonly nameServers: NameServerClient;

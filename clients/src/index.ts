@@ -24,6 +24,7 @@
  */
 export { Sluice } from "./sluice.js";
 export type { SluiceOptions } from "./options.js";
+export type { TlsOptions, CredentialsOptions } from "./security-options.js";
 export { parseNameservers } from "./options.js";
 export type { RetryOptions } from "./retry.js";
 

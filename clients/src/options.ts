@@ -3,6 +3,14 @@ import { InvalidArgumentError, InvalidTopicNameError } from "../../common/src/er
 import { silentLogger, type Logger } from "../../common/src/logger.js";
 import { isValidTopicName } from "../../common/src/protocol.js";
 import { parseRetryOptions, type ParsedRetryOptions, type RetryOptions } from "./retry.js";
+import {
+  parseCredentials,
+  parseTlsOptions,
+  type CredentialsOptions,
+  type ParsedCredentials,
+  type ParsedTls,
+  type TlsOptions,
+} from "./security-options.js";
 
 export interface SluiceOptions {
   /**
@@ -25,6 +33,28 @@ export interface SluiceOptions {
   routeRefreshMs?: number;
   /** A pino logger for connection events (never one line per message). @defaultValue a silent logger */
   logger?: Logger;
+  /**
+   * TLS to every name server and broker: `true` checks their certificates against the CAs
+   * Node.js trusts; an object gives the CA (PEM, bytes or text) and, for mutual TLS, this
+   * client's certificate and key. No channel of the client is plain text once it is set.
+   *
+   * ```ts
+   * tls: { ca: fs.readFileSync("ca.crt") }                                   // a private CA
+   * tls: { ca, cert: fs.readFileSync("app.crt"), key: fs.readFileSync("app.key") }  // mTLS: User:<CN>
+   * ```
+   * @defaultValue plain text
+   */
+  tls?: TlsOptions | boolean;
+  /**
+   * A password user, sent as `authorization: Basic …` with every call (servers started with
+   * `--auth` check it and its ACLs). The parsed options never show the password.
+   *
+   * ```ts
+   * credentials: { username: "alice", password: process.env.SLUICE_PASSWORD! }
+   * ```
+   * @defaultValue none: anonymous, or the identity of `tls.cert`
+   */
+  credentials?: CredentialsOptions;
 }
 
 export const DEFAULT_NAMESERVERS: readonly string[] = ["127.0.0.1:9876"];
@@ -43,6 +73,10 @@ export interface ParsedSluiceOptions {
   readonly retry: ParsedRetryOptions;
   readonly routeRefreshMs: number;
   readonly logger: Logger;
+  /** TLS settings; undefined = plain text. Shows no private key when logged. */
+  readonly tls: ParsedTls | undefined;
+  /** The password user; undefined = none. Shows no password when logged. */
+  readonly credentials: ParsedCredentials | undefined;
 }
 
 /** `host:port` with a port in 1..65535; IPv6 hosts in brackets (`[::1]:9876`). */
@@ -100,7 +134,7 @@ export function checkKnownKeys(what: string, options: object, known: readonly st
   }
 }
 
-const KNOWN_KEYS = ["nameservers", "clientId", "requestTimeoutMs", "retry", "routeRefreshMs", "logger"] as const;
+const KNOWN_KEYS = ["nameservers", "clientId", "requestTimeoutMs", "retry", "routeRefreshMs", "logger", "tls", "credentials"] as const;
 
 export function parseSluiceOptions(options: SluiceOptions = {}): ParsedSluiceOptions {
   if (typeof options !== "object" || options === null) {
@@ -118,5 +152,7 @@ export function parseSluiceOptions(options: SluiceOptions = {}): ParsedSluiceOpt
     retry: parseRetryOptions(options.retry),
     routeRefreshMs: checkInteger("routeRefreshMs", options.routeRefreshMs ?? DEFAULT_ROUTE_REFRESH_MS, MIN_ROUTE_REFRESH_MS),
     logger: options.logger ?? silentLogger,
+    tls: parseTlsOptions(options.tls),
+    credentials: parseCredentials(options.credentials),
   };
 }

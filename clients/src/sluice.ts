@@ -2,7 +2,9 @@
  * The client: owns the shared transport (one channel per broker, the name servers), the
  * route cache and the retry policy, and hands out producers, consumers and the admin API.
  */
+import { inspect, type InspectOptions } from "node:util";
 import { ClosedError } from "../../common/src/errors.js";
+import { SecureChannels } from "../../common/src/grpc/channel-security.js";
 import { Admin } from "./admin/admin.js";
 import { Consumer } from "./consumer/consumer.js";
 import type { ConsumerOptions } from "./consumer/options.js";
@@ -14,6 +16,7 @@ import type { QueueOptions } from "./queue/options.js";
 import { QueueConsumer } from "./queue/queue-consumer.js";
 import { RetryPolicy } from "./retry.js";
 import { RouteCache } from "./routing/route-cache.js";
+import { channelSecurity } from "./security-options.js";
 import { BrokerPool } from "./transport/broker-pool.js";
 import { requestHeader } from "./transport/grpc.js";
 import { NameServerClient } from "./transport/nameserver-client.js";
@@ -27,17 +30,30 @@ export class Sluice {
   private adminClient: Admin | undefined;
   private closing: Promise<void> | undefined;
 
-  /** Validates the options (throws InvalidArgumentError) and connects lazily, on first use. */
+  /**
+   * Validates the options (throws InvalidArgumentError) and connects lazily, on first use.
+   *
+   * ```ts
+   * const sluice = new Sluice({
+   *   nameservers: ["ns1.internal:9876", "ns2.internal:9876"],
+   *   tls: { ca: fs.readFileSync("ca.crt") },                            // or `true`: the CAs Node.js trusts
+   *   credentials: { username: "alice", password: readSecret("alice") },  // Authorization: Basic, every call
+   * });
+   * ```
+   */
   constructor(options: SluiceOptions = {}) {
     this.options = parseSluiceOptions(options);
     const { clientId, requestTimeoutMs, logger } = this.options;
     const header = requestHeader(clientId);
-    const nameServers = new NameServerClient(this.options.nameservers, { header, logger });
+    // One for every channel: name servers, brokers, groups, the security service.
+    const channels = new SecureChannels(channelSecurity(this.options.tls, this.options.credentials));
+    const nameServers = new NameServerClient(this.options.nameservers, { header, logger, channels });
     this.context = {
       options: this.options,
       header,
+      channels,
       retry: new RetryPolicy(this.options.retry),
-      brokers: new BrokerPool({ header, requestTimeoutMs, logger }),
+      brokers: new BrokerPool({ header, requestTimeoutMs, logger, channels }),
       nameServers,
       routes: new RouteCache(nameServers, { refreshMs: this.options.routeRefreshMs, requestTimeoutMs, logger }),
       logger,
@@ -86,6 +102,18 @@ export class Sluice {
       this.context.nameServers.close();
     })();
     return this.closing;
+  }
+
+  /**
+   * A logged client shows its options (without secrets), not its connections and streams,
+   * which are large and say nothing a user set.
+   */
+  toJSON(): { options: ParsedSluiceOptions } {
+    return { options: this.options };
+  }
+
+  [inspect.custom](_depth: number, options: InspectOptions): string {
+    return `Sluice ${inspect({ options: this.options }, options)}`;
   }
 
   private checkOpen(): void {

@@ -3,7 +3,7 @@
  * chose, and deleting a topic. One gRPC channel per broker address, reused across calls and
  * closed with the name server.
  */
-import { credentials } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../common/src/grpc/channel-security.js";
 import { callUnary } from "../../common/src/grpc/unary-call.js";
 import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../common/src/protocol.js";
 import {
@@ -18,6 +18,8 @@ export interface BrokerAdminOptions {
   clientId: string;
   /** Deadline of one call to a broker. */
   requestTimeoutMs: number;
+  /** TLS and credentials for calls to brokers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
 }
 
 export class BrokerAdminClients {
@@ -46,10 +48,15 @@ export class BrokerAdminClients {
   private client(address: string): BrokerClient {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new BrokerClient(address, credentials.createInsecure(), {
-        "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
-        "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
-      });
+      const channels = this.options.channels ?? PLAIN_CHANNELS;
+      client = new BrokerClient(
+        address,
+        channels.credentials,
+        channels.options({
+          "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
+          "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
+        }),
+      );
       this.clients.set(address, client);
     }
     return client;

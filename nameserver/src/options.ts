@@ -8,8 +8,7 @@ import { systemClock, type Clock } from "../../common/src/clock.js";
 import { InvalidConfigError } from "../../common/src/errors.js";
 import { DEFAULT_GROUP_STATE_PARTITIONS } from "../../common/src/protocol.js";
 import { createLogger, type Logger } from "../../common/src/logger.js";
-import { openGuard } from "../../common/src/security/open-guard.js";
-import type { SecurityGuard } from "../../common/src/security/types.js";
+import { parseServerSecurity, type ResolvedServerSecurity, type ServerSecurityOptions } from "../../common/src/security/server-config.js";
 import type { DetectorSettings } from "./liveness/detector.js";
 import { DEFAULT_EXPIRY_HEARTBEATS, parseDetectorOptions } from "./liveness/detector-options.js";
 import { MemoryRegistryStore } from "./registry/memory-store.js";
@@ -91,8 +90,11 @@ export interface NameServerOptions extends Partial<TopicLimits> {
    * heartbeats instead). Ignored when `store` is given. @defaultValue none: users and ACLs live in memory only
    */
   dataDir?: string;
-  /** Who is calling and what they may do, for every RPC. @defaultValue openGuard (everyone may do everything) */
-  security?: SecurityGuard;
+  /**
+   * TLS, authentication (`auth`, `adminPasswordFile`) and connection limits, shared with the
+   * broker's. @defaultValue plain text, no authentication (everyone may do everything)
+   */
+  security?: ServerSecurityOptions;
   /**
    * Over etcd: campaign to be the failover controller, which promotes a slave when a group's
    * master loses its lease (one name server leads at a time). Ignored without etcd. @defaultValue true
@@ -114,7 +116,7 @@ export interface ResolvedNameServerOptions {
   groupStatePartitions: number;
   topicLimits: TopicLimits;
   store: RegistryStore;
-  security: SecurityGuard;
+  security: ResolvedServerSecurity;
   /** True when the store is the in-memory one, rebuilt from broker reports. */
   storeIsMemory: boolean;
   failoverController: boolean;
@@ -162,7 +164,7 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
     detector,
     brokerRequestTimeoutMs,
     store,
-    security: options.security ?? openGuard,
+    security: parseServerSecurity(options.security),
     storeIsMemory: store instanceof MemoryRegistryStore,
     failoverController: options.failoverController ?? true,
     clock: options.clock ?? systemClock,

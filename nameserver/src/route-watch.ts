@@ -199,7 +199,11 @@ function watches(subscriber: RouteSubscriber, topic: string): boolean {
  * The WatchRoutes handler: one subscriber per call, removed when the client cancels; the
  * stream ends (status OK) when the watch closes, so clients move to another name server.
  */
-export function createWatchRoutesHandler(watch: RouteWatch): (call: ServerWritableStream<WatchRoutesRequest, RouteChange>) => void {
+export function createWatchRoutesHandler(
+  watch: RouteWatch,
+  /** Topics the caller may see (authorization); the others are left out of every change. */
+  visible?: (topic: string) => boolean,
+): (call: ServerWritableStream<WatchRoutesRequest, RouteChange>) => void {
   return (call) => {
     const invalid = call.request.topics.find((topic) => !isValidTopicName(topic));
     if (invalid !== undefined) {
@@ -218,7 +222,9 @@ export function createWatchRoutesHandler(watch: RouteWatch): (call: ServerWritab
       .subscribe({
         topics: new Set(call.request.topics),
         send: (change) => {
-          if (!finished) call.write(change);
+          if (finished) return;
+          if (visible === undefined) call.write(change);
+          else call.write({ ...change, routes: change.routes.filter((route) => visible(route.topic)), deletedTopics: change.deletedTopics.filter(visible) });
         },
         end: () => {
           if (finished) return;

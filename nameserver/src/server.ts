@@ -2,10 +2,11 @@
  * The name server process: gRPC (NameServer service), an optional HTTP side (/metrics,
  * /healthz, /readyz) and the sweep timer that expires silent brokers.
  */
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Server } from "@grpc/grpc-js";
 import type { FastifyInstance } from "fastify";
+import type { GrpcListener } from "../../common/src/grpc/listener.js";
 import { createHttpServer, createMetricsRegistry, listenHttp } from "../../common/src/http/server.js";
-import { MAX_GRPC_MESSAGE_BYTES } from "../../common/src/protocol.js";
+import { createServerSecurityKit, type ServerSecurityKit } from "../../common/src/security/server-config.js";
 import { NameServerService } from "../../proto/gen/sluice/v1/nameserver.js";
 import { BrokerAdminClients } from "./broker-admin.js";
 import { ClusterState } from "./cluster-state.js";
@@ -60,6 +61,8 @@ export class NameServer {
     private readonly store: RegistryStore,
     private readonly replication: ReplicationControl,
     private readonly securityService: SecurityService,
+    private readonly listener: GrpcListener,
+    private readonly stopFollowingSecurity: () => void,
   ) {}
 
   /** True while this name server is the elected failover controller (etcd mode). */
@@ -86,23 +89,24 @@ export class NameServer {
       learnTopicsFromReports: options.storeIsMemory,
       startupGraceMs: options.startupGraceMs,
     });
+    const registry = input.metricsRegistry ?? createMetricsRegistry();
+    const kit = await createServerSecurityKit(options.security, registry, logger);
+    // The users and ACLs this name server enforces are the registry's: read now, followed after.
+    const stopFollowingSecurity = await followRegistrySecurity(store, kit);
     const brokerAdmin = new BrokerAdminClients({
       clientId: NAMESERVER_CLIENT_ID,
       requestTimeoutMs: options.brokerRequestTimeoutMs,
+      channels: kit.peers,
     });
-    const registry = input.metricsRegistry ?? createMetricsRegistry();
     const metrics = new NameServerMetrics(registry, state);
     const routeWatch = new RouteWatch({ source: state, logger });
     // Changes written through other name servers (and leases expiring) reach WatchRoutes here.
     view?.onChange(() => state.announceRouteChange());
-    const grpcServer = new Server({
-      "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
-      "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
-    });
+    const grpcServer = kit.createGrpcServer();
     const topics = new TopicAdmin(state, brokerAdmin, logger, options.topicLimits);
     const replicaReports = new ReplicaReports();
     const replication: ReplicationControl = {
-      clients: new ReplicationClients(NAMESERVER_CLIENT_ID),
+      clients: new ReplicationClients(NAMESERVER_CLIENT_ID, kit.peers),
       records: options.store instanceof EtcdRegistryStore ? new GroupRecords({ endpoints: options.store.endpoints, keyPrefix: options.store.keyPrefix }) : undefined,
       controller: undefined,
     };
@@ -115,13 +119,14 @@ export class NameServer {
       logger,
     });
     // Users and ACLs: kept in the registry, changed by `sluice user|acl`, followed by brokers.
-    const securityService = new SecurityService({ store, guard: options.security, logger });
+    const securityService = new SecurityService({ store, guard: kit.security, logger });
     grpcServer.addService(SecurityServiceDefinition, securityService.handlers);
     grpcServer.addService(
       NameServerService,
       createNameServerService({
         state,
         topics,
+        guard: kit.security,
         coordinators: new CoordinatorFinder(state, topics, options.groupStatePartitions, logger),
         metrics,
         routeWatch,
@@ -135,15 +140,17 @@ export class NameServer {
 
     let grpcBound = false;
     let httpServer: FastifyInstance | undefined;
+    let listener: GrpcListener | undefined;
     try {
-      const grpcPort = await bindGrpc(grpcServer, options.host, options.port);
+      listener = await kit.listen(grpcServer, options.host, options.port);
       grpcBound = true;
-      const grpcAddress = `${options.host}:${grpcPort}`;
+      const grpcAddress = `${options.host.includes(":") && !options.host.startsWith("[") ? `[${options.host}]` : options.host}:${listener.port}`;
       let httpAddress: string | null = null;
       if (options.httpPort !== null) {
         httpServer = createHttpServer({
           metrics: registry,
           logger,
+          ...kit.httpOptions(),
           // Nothing to load before serving: the registry fills from heartbeats as they come.
           notReadyReason: () => (grpcBound ? (view?.notReadyReason() ?? null) : "the gRPC port is not bound yet"),
         });
@@ -153,16 +160,22 @@ export class NameServer {
         replication.controller = new Controller({ records: replication.records, brokers: replication.clients, candidateId: grpcAddress, clock: options.clock, logger });
         replication.controller.start();
       }
-      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store, replication, securityService);
+      const server = new NameServer(options, state, grpcServer, httpServer, brokerAdmin, metrics, routeWatch, grpcAddress, httpAddress, store, replication, securityService, listener, stopFollowingSecurity);
       server.startSweeping();
       logger.info(
         { grpcAddress, httpAddress, heartbeatIntervalMs: options.heartbeatIntervalMs, expiryMs: options.expiryMs, detector: options.detector, store: options.storeIsMemory ? "memory" : view !== undefined ? "etcd" : "external" },
         "name server started",
       );
+      logger.info(
+        { tls: options.security.tls !== undefined, mtls: options.security.tls?.ca !== undefined, auth: options.security.auth },
+        options.security.auth ? "authentication on: every caller must prove who it is, ACLs apply" : "authentication off: every caller may do everything",
+      );
       return server;
     } catch (err) {
       routeWatch.close();
       securityService.close();
+      stopFollowingSecurity();
+      listener?.close();
       grpcServer.forceShutdown();
       await httpServer?.close();
       brokerAdmin.close();
@@ -186,6 +199,8 @@ export class NameServer {
     // Route watches are endless streams: end them first, or the graceful shutdown waits them out.
     this.routeWatch.close();
     this.securityService.close();
+    this.stopFollowingSecurity();
+    this.listener.close();
     await Promise.all([shutdownGrpc(this.grpcServer, GRACEFUL_SHUTDOWN_MS), this.httpServer?.close()]);
     this.brokerAdmin.close();
     await this.store.close();
@@ -219,11 +234,13 @@ async function closeReplication(replication: ReplicationControl): Promise<void> 
   replication.records?.close();
 }
 
-function bindGrpc(server: Server, host: string, port: number): Promise<number> {
-  const target = host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-  return new Promise((resolve, reject) => {
-    server.bindAsync(target, ServerCredentials.createInsecure(), (err, boundPort) => (err ? reject(err) : resolve(boundPort)));
+/** Reads the registry's users and ACLs into the guard and follows every later change. */
+async function followRegistrySecurity(store: RegistryStore, kit: ServerSecurityKit): Promise<() => void> {
+  const stop = store.watchSecurity((snapshot) => {
+    if (snapshot.version >= kit.security.version) kit.security.update(snapshot);
   });
+  kit.security.update(await store.readSecurity());
+  return stop;
 }
 
 /** Graceful shutdown with a deadline: calls still running after `graceMs` are cut off. */

@@ -17,6 +17,8 @@ import type { NameServerMetrics } from "./metrics.js";
 import { createWatchRoutesHandler, type RouteWatch } from "./route-watch.js";
 import type { TopicAdmin } from "./topic-admin.js";
 import type { CoordinatorFinder } from "./coordinators.js";
+import { openGuard } from "../../common/src/security/open-guard.js";
+import { CLUSTER_RESOURCE_NAME, type Principal, type SecurityGuard } from "../../common/src/security/types.js";
 
 export interface NameServerServiceDeps {
   state: ClusterState;
@@ -32,19 +34,28 @@ export interface NameServerServiceDeps {
   /** PromoteBroker: etcd record or the broker's Promote. */
   promoter: BrokerPromoter;
   clock: Clock;
+  /** Who may call what (the issue-8 table in the README's Security section). @defaultValue openGuard */
+  guard?: SecurityGuard;
 }
 
 export function createNameServerService(deps: NameServerServiceDeps): NameServerServer {
   const { state, topics, metrics, replicaReports } = deps;
+  const guard = deps.guard ?? openGuard;
+  /** Brokers' own calls (register, heartbeat, promote): servers authenticate as admin. */
+  const requireClusterAdmin = (call: { metadata: Metadata }): void =>
+    guard.require(guard.principalOf(call), "admin", "cluster", CLUSTER_RESOURCE_NAME);
+  const describable = (principal: Principal) => (topic: string) => guard.allows(principal, "describe", "topic", topic);
   return {
-    registerBroker: unary(async (request) => {
+    registerBroker: unary(async (request, call) => {
+      requireClusterAdmin(call);
       const record = await state.register(request.broker, request.partitions, request.etcdLeaseId ?? "");
       replicaReports.record(request.broker, request.replicas, deps.clock.now());
       metrics.registrations.inc();
       return { heartbeatIntervalMs: deps.heartbeatIntervalMs, expiryMs: deps.expiryMs, master: await groupMaster(state, record.group) };
     }),
 
-    heartbeat: unary(async (request) => {
+    heartbeat: unary(async (request, call) => {
+      requireClusterAdmin(call);
       metrics.heartbeatsReceived.inc();
       const known = await state.heartbeat(request.broker, request.partitions, request.etcdLeaseId ?? "");
       if (!known || request.broker === undefined) return { known };
@@ -52,38 +63,68 @@ export function createNameServerService(deps: NameServerServiceDeps): NameServer
       return { known, master: await groupMaster(state, request.broker.group) };
     }),
 
-    promoteBroker: unary(async (request) => ({
-      master: await deps.promoter.promote({ cluster: request.cluster, group: request.group, brokerId: request.brokerId, force: request.force }),
-    })),
+    promoteBroker: unary(async (request, call) => {
+      requireClusterAdmin(call);
+      return { master: await deps.promoter.promote({ cluster: request.cluster, group: request.group, brokerId: request.brokerId, force: request.force }) };
+    }),
 
-    unregisterBroker: unary(async (request) => {
+    unregisterBroker: unary(async (request, call) => {
+      requireClusterAdmin(call);
       await state.unregister(request.cluster, request.group, request.brokerId);
       return {};
     }),
 
-    // No topics asked = every topic: one call for a client that wants the whole map.
-    getRoutes: unary(async (request) => {
-      const routes: TopicRoute[] =
-        request.topics.length === 0 ? await state.allRoutes() : await state.routes(request.topics);
+    // No topics asked = every topic the caller may describe: one call for the whole map.
+    // Named topics must each be describable (produce and consume imply describe).
+    getRoutes: unary(async (request, call) => {
+      const principal = guard.principalOf(call);
+      if (request.topics.length === 0) return { routes: (await state.allRoutes()).filter((route) => describable(principal)(route.topic)) };
+      for (const topic of request.topics) guard.require(principal, "describe", "topic", topic);
+      const routes: TopicRoute[] = await state.routes(request.topics);
       return { routes };
     }),
 
-    createTopic: unary(async (request) => ({ route: await topics.createTopic(request) })),
+    createTopic: unary(async (request, call) => {
+      guard.require(guard.principalOf(call), "create", "topic", request.topic);
+      return { route: await topics.createTopic(request) };
+    }),
 
-    createPartitions: unary(async (request) => ({ route: await topics.createPartitions(request) })),
+    createPartitions: unary(async (request, call) => {
+      guard.require(guard.principalOf(call), "alter", "topic", request.topic);
+      return { route: await topics.createPartitions(request) };
+    }),
 
-    deleteTopic: unary(async (request) => {
+    deleteTopic: unary(async (request, call) => {
+      guard.require(guard.principalOf(call), "delete", "topic", request.topic);
       await topics.deleteTopic(request.topic);
       return {};
     }),
 
-    findCoordinator: unary(async (request) => deps.coordinators.find(request.group, request.queue)),
+    findCoordinator: unary(async (request, call) => {
+      guard.require(guard.principalOf(call), "describe", "group", request.group);
+      return deps.coordinators.find(request.group, request.queue);
+    }),
 
-    watchRoutes: checkedStream(createWatchRoutesHandler(deps.routeWatch)),
+    // Each change is filtered when it is sent, so an ACL change applies to a watch already open.
+    watchRoutes: checkedStream((call) => {
+      let principal: Principal;
+      try {
+        principal = guard.principalOf(call);
+        for (const topic of call.request.topics) guard.require(principal, "describe", "topic", topic);
+      } catch (err) {
+        call.emit("error", toServiceError(err) as ServiceError);
+        return;
+      }
+      createWatchRoutesHandler(deps.routeWatch, guard.enabled ? describable(principal) : undefined)(call);
+    }),
 
-    listTopics: unary(async () => ({ topics: await state.allRoutes() })),
+    listTopics: unary(async (_request, call) => {
+      const principal = guard.principalOf(call);
+      return { topics: (await state.allRoutes()).filter((route) => describable(principal)(route.topic)) };
+    }),
 
-    listBrokers: unary(async () => {
+    listBrokers: unary(async (_request, call) => {
+      guard.require(guard.principalOf(call), "describe", "cluster", CLUSTER_RESOURCE_NAME);
       const statuses = await state.brokerStatuses();
       const brokers: BrokerStatus[] = statuses.map(({ record, state: brokerState, heartbeatAgeMs, suspicion, partitionCount }) => ({
         broker: {

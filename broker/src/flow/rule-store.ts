@@ -11,7 +11,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { InvalidConfigError } from "../../../common/src/errors.js";
+import { InvalidConfigError, SluiceError } from "../../../common/src/errors.js";
 import { flowRuleKey, parseFlowRules, type FlowRule } from "../../../common/src/flow/rules.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { writeFileDurably } from "../storage/storage-io.js";
@@ -74,21 +74,14 @@ export class FlowRuleStore {
     } catch (err) {
       throw new InvalidConfigError(`${where} is not valid JSON (${(err as Error).message}); fix or remove it (it holds the rules set with \`sluice flow\`)`);
     }
-    const stored = parsed as { version?: unknown; set?: unknown; deleted?: unknown };
-    if (typeof stored !== "object" || stored === null || stored.version !== FORMAT_VERSION) {
-      throw new InvalidConfigError(`${where} has version ${JSON.stringify(stored?.version)}; this broker reads version ${FORMAT_VERSION}`);
+    try {
+      return parseStoredChanges(parsed, where);
+    } catch (err) {
+      if (err instanceof SluiceError) throw err;
+      // A file nested thousands of levels deep overflows the stack of the code quoting a bad
+      // value (RangeError): still this file's fault, and said so.
+      throw new InvalidConfigError(`${where} cannot be read (${(err as Error).message}); fix or remove it (it holds the rules set with \`sluice flow\`)`, { cause: err });
     }
-    const set = parseFlowRules(stored.set ?? [], `${where}: set`);
-    const deletedInput = stored.deleted ?? [];
-    if (!Array.isArray(deletedInput)) throw new InvalidConfigError(`${where}: deleted must be a list of { scope, limiter }`);
-    const deleted = deletedInput.map((d: unknown, i) => {
-      const entry = d as { scope?: unknown; limiter?: unknown };
-      if (typeof entry?.scope !== "string" || typeof entry.limiter !== "string") {
-        throw new InvalidConfigError(`${where}: deleted[${i}] must be { scope, limiter } strings`);
-      }
-      return { scope: entry.scope, limiter: entry.limiter };
-    });
-    return { set, deleted };
   }
 
   private save(changes: StoredChanges): void {
@@ -97,4 +90,30 @@ export class FlowRuleStore {
     writeFileDurably(this.path, text);
     this.changes = changes;
   }
+}
+
+/** The changes a parsed flow-rules.json holds; InvalidConfigError (prefixed by `where`) when they do not check. */
+function parseStoredChanges(parsed: unknown, where: string): StoredChanges {
+  const stored = parsed as { version?: unknown; set?: unknown; deleted?: unknown };
+  if (typeof stored !== "object" || stored === null || stored.version !== FORMAT_VERSION) {
+    throw new InvalidConfigError(`${where} has version ${showVersion(stored?.version)}; this broker reads version ${FORMAT_VERSION}`);
+  }
+  const set = parseFlowRules(stored.set ?? [], `${where}: set`);
+  const deletedInput = stored.deleted ?? [];
+  if (!Array.isArray(deletedInput)) throw new InvalidConfigError(`${where}: deleted must be a list of { scope, limiter }`);
+  const deleted = deletedInput.map((d: unknown, i) => {
+    const entry = d as { scope?: unknown; limiter?: unknown };
+    if (typeof entry?.scope !== "string" || typeof entry.limiter !== "string") {
+      throw new InvalidConfigError(`${where}: deleted[${i}] must be { scope, limiter } strings`);
+    }
+    return { scope: entry.scope, limiter: entry.limiter };
+  });
+  return { set, deleted };
+}
+
+/** A version field as found, short: a list or an object by kind (quoting one could overflow the stack). */
+function showVersion(version: unknown): string {
+  if (Array.isArray(version)) return "a list";
+  if (typeof version === "object" && version !== null) return "an object";
+  return typeof version === "string" ? JSON.stringify(version.slice(0, 40)) : String(version);
 }

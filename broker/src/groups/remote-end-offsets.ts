@@ -17,7 +17,7 @@
  * record at offset N", and reading the batch through Fetch would move up to a whole batch per
  * partition per scrape and count as a delivery in the master's own fetch and end-to-end metrics.
  */
-import { credentials } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import { monotonicClock, type Clock } from "../../../common/src/clock.js";
 import { ClosedError, InvalidConfigError, NoBrokersAvailableError, SluiceError } from "../../../common/src/errors.js";
 import { fromWireError } from "../../../common/src/grpc/errors.js";
@@ -111,9 +111,9 @@ export class RemoteEndOffsets implements RemoteEndLookup {
   }
 
   /** Over gRPC: routes from `nameservers`, ends from each partition's master. */
-  static connect(options: Omit<RemoteEndOffsetsOptions, "transport"> & { nameservers: readonly string[]; clientId: string }): RemoteEndOffsets {
+  static connect(options: Omit<RemoteEndOffsetsOptions, "transport"> & { nameservers: readonly string[]; clientId: string; channels?: SecureChannels }): RemoteEndOffsets {
     const header = { clientId: options.clientId, protocolVersion: PROTOCOL_VERSION };
-    return new RemoteEndOffsets({ ...options, transport: new GrpcRemoteOffsetsTransport(options.nameservers, header) });
+    return new RemoteEndOffsets({ ...options, transport: new GrpcRemoteOffsetsTransport(options.nameservers, header, options.channels ?? PLAIN_CHANNELS) });
   }
 
   async lookup(wanted: readonly TopicPartition[]): Promise<Map<string, RemotePartitionEnd>> {
@@ -217,8 +217,9 @@ export class GrpcRemoteOffsetsTransport implements RemoteOffsetsTransport {
   constructor(
     nameservers: readonly string[],
     private readonly header: RequestHeader,
+    private readonly channels: SecureChannels = PLAIN_CHANNELS,
   ) {
-    this.nameServers = nameservers.map((address) => ({ address, client: new NameServerClient(address, credentials.createInsecure(), CHANNEL_OPTIONS) }));
+    this.nameServers = nameservers.map((address) => ({ address, client: new NameServerClient(address, channels.credentials, channels.options(CHANNEL_OPTIONS)) }));
   }
 
   async masters(topic: string, deadlineMs: number): Promise<Map<number, string>> {
@@ -303,7 +304,7 @@ export class GrpcRemoteOffsetsTransport implements RemoteOffsetsTransport {
     }
     let entry = this.masterClients.get(address);
     if (entry === undefined) {
-      entry = { client: new BrokerClient(address, credentials.createInsecure(), CHANNEL_OPTIONS), usedAtMs: nowMs };
+      entry = { client: new BrokerClient(address, this.channels.credentials, this.channels.options(CHANNEL_OPTIONS)), usedAtMs: nowMs };
       this.masterClients.set(address, entry);
     }
     entry.usedAtMs = nowMs;

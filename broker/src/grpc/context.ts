@@ -1,6 +1,8 @@
 /** What every broker RPC handler needs, and the checks they all make. */
 import { NotLeaderError, ShuttingDownError, UnsupportedVersionError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
+import { CLUSTER_RESOURCE_NAME, type Principal, type SecurityGuard } from "../../../common/src/security/types.js";
+import type { Metadata } from "@grpc/grpc-js";
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
 import type { FlowController } from "../flow/flow-controller.js";
@@ -30,6 +32,8 @@ export interface BrokerContext {
    * its pending appends are acknowledged, a subscribe stream ends at once.
    */
   readonly streamClosers: Set<() => void>;
+  /** Who is calling and whether they may (always allows when the broker runs without --auth). */
+  readonly security: SecurityGuard;
 }
 
 /** Refuses a protocol version outside what this broker speaks. A missing header is version 1. */
@@ -53,13 +57,37 @@ export function checkWritable(context: BrokerContext): void {
 }
 
 /**
+ * Wraps a unary handler with its permission check: `check` gets the caller's principal and
+ * the request, and throws NotAuthorizedError before the handler runs.
+ */
+export function authorized<Req, Res>(
+  context: BrokerContext,
+  check: (principal: Principal, request: Req) => void,
+  handler: (request: Req) => Promise<Res> | Res,
+): (request: Req, call: { metadata: Metadata }) => Promise<Res> | Res {
+  return (request, call) => {
+    check(context.security.principalOf(call), request);
+    return handler(request);
+  };
+}
+
+/** Calls only other servers make (replication, the name server's topic changes): admin on cluster. */
+export function clusterAdminOnly(context: BrokerContext): (principal: Principal) => void {
+  return (principal) => context.security.require(principal, "admin", "cluster", CLUSTER_RESOURCE_NAME);
+}
+
+/**
  * Wraps a unary handler so each call is counted in `sluice_requests_total{api}` by outcome
  * (what availability is computed from).
  */
-export function counted<Req, Res>(metrics: BrokerMetrics, api: string, handler: (request: Req) => Promise<Res> | Res): (request: Req) => Promise<Res> {
-  return async (request) => {
+export function counted<Req, Res, Call = unknown>(
+  metrics: BrokerMetrics,
+  api: string,
+  handler: (request: Req, call: Call) => Promise<Res> | Res,
+): (request: Req, call: Call) => Promise<Res> {
+  return async (request, call) => {
     try {
-      const response = await handler(request);
+      const response = await handler(request, call);
       metrics.request(api);
       return response;
     } catch (err) {

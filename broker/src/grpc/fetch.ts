@@ -7,8 +7,9 @@
  *   and grants byte credit; the broker streams batches while credit lasts and then waits
  *   for more, and wakes on append so a new batch reaches a caught-up consumer at once.
  */
-import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { fromWireError, toWireError } from "../../../common/src/grpc/errors.js";
+import type { Metadata, ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
+import { fromWireError, toServiceError, toWireError } from "../../../common/src/grpc/errors.js";
+import type { Principal } from "../../../common/src/security/types.js";
 import { InvalidArgumentError, toSluiceError, type SluiceError } from "../../../common/src/errors.js";
 import { requestResultOf } from "../metrics.js";
 import type {
@@ -69,8 +70,9 @@ function worstError(partitions: readonly PartitionData[]): SluiceError | undefin
 
 export function handleFetch(context: BrokerContext) {
   const fetch = fetchOnce(context);
-  return async (request: FetchRequest): Promise<FetchResponse> => {
+  return async (request: FetchRequest, call: { metadata: Metadata }): Promise<FetchResponse> => {
     try {
+      context.security.require(context.security.principalOf(call), "consume", "topic", request.topic);
       const response = await fetch(request);
       context.metrics.request("fetch", worstError(response.partitions));
       return response;
@@ -150,6 +152,13 @@ interface Subscription {
 export function handleSubscribe(context: BrokerContext) {
   const { metrics, logger } = context;
   return (call: ServerDuplexStream<SubscribeRequest, FetchResponse>): void => {
+    let principal: Principal;
+    try {
+      principal = context.security.principalOf(call);
+    } catch (err) {
+      call.emit("error", toServiceError(err) as ServiceError);
+      return;
+    }
     const subscriptions = new Map<number, Subscription>();
     let topic = "";
     let credit = 0;
@@ -179,6 +188,23 @@ export function handleSubscribe(context: BrokerContext) {
     function pump(): void {
       pumpScheduled = false;
       if (stream.closed || waitingForDrain) return;
+      // Checked on every round from the authorizer's cache: an ACL removed at run time stops
+      // a live subscription at its next delivery, with NOT_AUTHORIZED on each partition.
+      // Every round asks the authorizer (a cached lookup): an ACL removed at run time stops a
+      // live subscription at its next delivery, NOT_AUTHORIZED on each of its partitions.
+      let denied: unknown;
+      try {
+        if (subscriptions.size > 0) context.security.require(principal, "consume", "topic", topic);
+      } catch (err) {
+        denied = err;
+      }
+      if (denied !== undefined) {
+        const partitions = [...subscriptions.values()].map((sub) => emptyPartition({ partition: sub.log.partition, offset: sub.nextOffset, maxBytes: 0 }, denied));
+        for (const partition of [...subscriptions.keys()]) unsubscribe(partition);
+        metrics.request("subscribe", denied);
+        call.write({ topic, partitions });
+        return;
+      }
       while (credit > 0 && subscriptions.size > 0) {
         const startedAt = performance.now();
         const partitions: PartitionData[] = [];
@@ -228,6 +254,7 @@ export function handleSubscribe(context: BrokerContext) {
         if (request.partitions.length > 0 && topic !== "" && request.topic !== topic) {
           throw new InvalidArgumentError(`this stream reads topic "${topic}"; open another stream for "${request.topic}"`);
         }
+        if (request.partitions.length > 0) context.security.require(principal, "consume", "topic", request.topic);
       } catch (err) {
         metrics.request("subscribe", err);
         logger.debug({ code: toSluiceError(err).code }, "subscribe request refused");

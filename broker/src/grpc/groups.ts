@@ -2,7 +2,7 @@
  * gRPC handlers of `sluice.v1.Groups`: membership heartbeats, offsets, group views, and the
  * Queue stream (credit in, leased batches out, settles answered once durable).
  */
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import type { Metadata, ServerDuplexStream } from "@grpc/grpc-js";
 import { InvalidArgumentError, toSluiceError } from "../../../common/src/errors.js";
 import { toWireError, unary } from "../../../common/src/grpc/errors.js";
 import { checkGroupName } from "../../../common/src/group-name.js";
@@ -26,10 +26,15 @@ function checkGroup(group: string): void {
 
 export function createGroupsService(context: BrokerContext, services: GroupServices): GroupsServer {
   const { coordinator, offsets, queues } = services;
+  const { security } = context;
+  /** The caller may do `operation` on the group (members consume; tools describe or alter). */
+  const requireGroup = (call: { metadata: Metadata }, operation: "consume" | "describe" | "alter", group: string): void =>
+    security.require(security.principalOf(call), operation, "group", group);
   return {
-    heartbeat: unary(counted(context.metrics, "heartbeat", async (request) => {
+    heartbeat: unary(counted(context.metrics, "heartbeat", async (request, call) => {
       checkHeader(request.header);
       checkGroup(request.group);
+      requireGroup(call, "consume", request.group);
       if (queues.kind(request.group) !== undefined) {
         throw new InvalidArgumentError(`group "${request.group}" is a queue group; use another group name for a pub/sub consumer`);
       }
@@ -59,32 +64,37 @@ export function createGroupsService(context: BrokerContext, services: GroupServi
       };
     })),
 
-    commitOffsets: unary(counted(context.metrics, "commitOffsets", async (request) => {
+    commitOffsets: unary(counted(context.metrics, "commitOffsets", async (request, call) => {
       checkHeader(request.header);
       checkGroup(request.group);
+      requireGroup(call, "consume", request.group);
       return { results: await offsets.commit(request) };
     })),
 
-    fetchOffsets: unary(counted(context.metrics, "fetchOffsets", async (request) => {
+    fetchOffsets: unary(counted(context.metrics, "fetchOffsets", async (request, call) => {
       checkHeader(request.header);
       checkGroup(request.group);
+      requireGroup(call, "describe", request.group);
       return { offsets: await offsets.fetch(request.group, request.partitions) };
     })),
 
-    listGroups: unary(counted(context.metrics, "listGroups", async (request) => {
+    listGroups: unary(counted(context.metrics, "listGroups", async (request, call) => {
       checkHeader(request.header);
-      return { groups: await offsets.list() };
+      const principal = security.principalOf(call);
+      return { groups: (await offsets.list()).filter((summary) => security.allows(principal, "describe", "group", summary.group)) };
     })),
 
-    describeGroup: unary(counted(context.metrics, "describeGroup", async (request) => {
+    describeGroup: unary(counted(context.metrics, "describeGroup", async (request, call) => {
       checkHeader(request.header);
       checkGroup(request.group);
+      requireGroup(call, "describe", request.group);
       return offsets.describe(request.group);
     })),
 
-    resetOffsets: unary(counted(context.metrics, "resetOffsets", async (request) => {
+    resetOffsets: unary(counted(context.metrics, "resetOffsets", async (request, call) => {
       checkHeader(request.header);
       checkGroup(request.group);
+      requireGroup(call, "alter", request.group);
       return { offsets: await offsets.reset(request) };
     })),
 
@@ -130,6 +140,9 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
     try {
       checkHeader(request.header);
       const settings = parseQueueOpen(request.open, request.header?.clientId ?? "");
+      const principal = context.security.principalOf(call);
+      context.security.require(principal, "consume", "group", settings.group);
+      context.security.require(principal, "consume", "topic", settings.topic);
       topic = settings.topic;
       early.push(request);
       opening = queues

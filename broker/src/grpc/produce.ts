@@ -17,9 +17,10 @@
  * budget instead. Held batches of a stream that goes away, or of a broker shutting down or
  * stepping down, are given up at once: never appended, their limits refunded.
  */
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
 import { validateBatch } from "../../../common/src/batch/layout.js";
-import { toWireError } from "../../../common/src/grpc/errors.js";
+import { toServiceError, toWireError } from "../../../common/src/grpc/errors.js";
+import type { Principal } from "../../../common/src/security/types.js";
 import {
   BrokerUnavailableError,
   InvalidTopicNameError,
@@ -38,6 +39,15 @@ import { PartitionOrder } from "./partition-order.js";
 export function handleProduce(context: BrokerContext) {
   const { metrics, logger, options, flow } = context;
   return (call: ServerDuplexStream<ProduceRequest, ProduceResponse>): void => {
+    // Authenticated once per stream (by the interceptor); authorized per batch below, from the
+    // authorizer's cache, so an ACL change applies to the next batch of a stream already open.
+    let principal: Principal;
+    try {
+      principal = context.security.principalOf(call);
+    } catch (err) {
+      call.emit("error", toServiceError(err) as ServiceError);
+      return;
+    }
     let headerChecked = false;
     /** From the stream's first request header: what `client:` flow rules match. */
     let clientId = "";
@@ -179,6 +189,7 @@ export function handleProduce(context: BrokerContext) {
           clientId = request.header?.clientId ?? "";
         }
         checkWritable(context);
+        context.security.require(principal, "produce", "topic", request.topic);
         // Internal topics (`%groups`, dead letters) are written by the broker alone: a
         // client batch there would corrupt group state.
         if (isInternalTopic(request.topic)) {

@@ -7,7 +7,8 @@
  * name server answers, the local open decides (it fails with NOT_COORDINATOR unless this
  * broker already holds the group's state).
  */
-import { credentials, Metadata } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
+import { Metadata } from "@grpc/grpc-js";
 import { NotCoordinatorError, SluiceError } from "../../../common/src/errors.js";
 import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
@@ -18,6 +19,8 @@ import { NameServerClient, type FindCoordinatorResponse } from "../../../proto/g
 export const COORDINATOR_LOOKUP_TIMEOUT_MS = 3000;
 
 export interface CoordinatorLookupOptions {
+  /** TLS and credentials for calls to other servers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
   nameservers: readonly string[];
   /** This broker, as the name servers know it. */
   brokerGroup: string;
@@ -35,7 +38,7 @@ export class CoordinatorLookup {
 
   /** Resolves when this broker may coordinate `group`; NOT_COORDINATOR naming the right broker otherwise. */
   async ensureLocal(group: string): Promise<void> {
-    this.clients ??= this.options.nameservers.map((address) => new NameServerClient(address, credentials.createInsecure()));
+    this.clients ??= this.options.nameservers.map((address) => new NameServerClient(address, (this.options.channels ?? PLAIN_CHANNELS).credentials, (this.options.channels ?? PLAIN_CHANNELS).options()));
     let lastError: unknown;
     for (const [i, client] of this.clients.entries()) {
       let response: FindCoordinatorResponse;

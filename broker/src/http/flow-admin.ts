@@ -8,9 +8,13 @@
  * A change is stored (flow-rules.json) before it is applied, and a bad rule is refused with
  * 400 naming the field before either, so a refused request changes nothing. Changes apply to
  * the next request the broker decides: at once, no restart.
+ *
+ * Listing needs describe on the cluster, setting and deleting admin on the cluster; a refused
+ * request answers 403 NOT_AUTHORIZED before the body is even parsed as a rule.
  */
 import type { FastifyInstance } from "fastify";
 import { parseFlowRule } from "../../../common/src/flow/rules.js";
+import { CLUSTER, requirePermission } from "../../../common/src/http/permissions.js";
 import type { FlowController } from "../flow/flow-controller.js";
 import type { FlowRuleStore } from "../flow/rule-store.js";
 
@@ -23,8 +27,12 @@ export interface FlowAdminOptions {
 
 export function registerFlowAdmin(app: FastifyInstance, options: FlowAdminOptions): void {
   const { flow, store, broker } = options;
-  app.get("/admin/flow", async () => ({ broker, rules: flow.list() }));
+  app.get("/admin/flow", async (request) => {
+    requirePermission(request, "describe", "cluster", CLUSTER);
+    return { broker, rules: flow.list() };
+  });
   app.put("/admin/flow", { schema: { body: { type: "object" } } }, async (request) => {
+    requirePermission(request, "admin", "cluster", CLUSTER);
     const rule = parseFlowRule(request.body, "rule");
     store.recordSet(rule);
     flow.set(rule, "runtime");
@@ -42,6 +50,7 @@ export function registerFlowAdmin(app: FastifyInstance, options: FlowAdminOption
       },
     },
     async (request) => {
+      requirePermission(request, "admin", "cluster", CLUSTER);
       const { scope, limiter } = request.query;
       flow.ruleFor(scope, limiter);
       store.recordDelete(scope, limiter);

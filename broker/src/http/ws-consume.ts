@@ -32,21 +32,34 @@
  *                                  errors empty = done; UNKNOWN_LEASE = the lease had expired
  *   {"type":"error","code","message","retriable"}, then the broker closes the socket: 1008 for
  *   bad input (malformed JSON, unknown op, missing or invalid field, a frame over 64 KiB, a
- *   binary frame, a second open), 1011 for the broker's own failure, 1001 at broker shutdown.
+ *   binary frame, a second open, a revoked permission), 1011 for the broker's own failure, 1001
+ *   at broker shutdown. Only an `open` refused for want of permission leaves the socket open.
+ *
+ * Security: the upgrade request is authenticated like every HTTP request (Basic credentials
+ * or a client certificate; with --auth a failure is answered `401` with a Basic challenge and
+ * no upgrade). Each `open` needs consume on the topic, and in queue mode consume on the group;
+ * a refused `open` is answered {"type":"error","code":"NOT_AUTHORIZED",...} and the socket
+ * stays open and unopened, so the client may `open` a topic it is allowed (frames other than
+ * `open` sent after the refused one are dropped: they were meant for it). An open subscription
+ * whose permission is revoked at run time ends with a NOT_AUTHORIZED error frame and close 1008
+ * within ACCESS_RECHECK_MS of the broker learning of the change (ws-access.ts).
  *
  * Flow control: besides credit, the broker stops sending to a socket holding more than
  * 1 MiB unsent (ws-peer.ts), so a consumer that stops reading costs bounded memory. Sockets
  * are pinged every PING_INTERVAL_MS and dropped when the previous ping went unanswered, so a
  * vanished queue consumer's leases go back to the group.
  */
-import type { IncomingMessage, Server } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import { InvalidArgumentError, ShuttingDownError, toSluiceError } from "../../../common/src/errors.js";
+import { InvalidArgumentError, NotAuthorizedError, ShuttingDownError, toSluiceError } from "../../../common/src/errors.js";
+import { BASIC_CHALLENGE } from "../../../common/src/http/permissions.js";
+import type { Principal } from "../../../common/src/security/types.js";
 import type { QueueGroups } from "../groups/queue-groups.js";
 import type { BrokerContext } from "../grpc/context.js";
 import { CoordinatorLookup } from "./coordinator-lookup.js";
-import { parseClientFrame, type ClientFrame } from "./ws-frames.js";
+import { ConsumeAccess, type ConsumeGrant, type WebSocketAuth } from "./ws-access.js";
+import { errorFrame, parseClientFrame, type ClientFrame } from "./ws-frames.js";
 import { ConsumePeer, type ConsumeMode } from "./ws-peer.js";
 import { openQueueMode } from "./ws-queue.js";
 import { openTailMode } from "./ws-tail.js";
@@ -63,6 +76,8 @@ export const PING_INTERVAL_MS = 30_000;
 export interface WebSocketConsumeOptions {
   context: BrokerContext;
   queues: QueueGroups;
+  /** Authenticates upgrades and checks ACLs: the HTTP server the socket is attached to (createHttpServer). */
+  auth: WebSocketAuth;
 }
 
 export interface WebSocketConsume {
@@ -71,9 +86,11 @@ export interface WebSocketConsume {
 }
 
 export function attachWebSocketConsume(server: Server, options: WebSocketConsumeOptions): WebSocketConsume {
-  const { context, queues } = options;
+  const { context, queues, auth } = options;
+  const access = new ConsumeAccess(auth.securityGuard);
   const coordinators = new CoordinatorLookup({
     nameservers: context.options.nameservers,
+    channels: context.options.peerChannels,
     brokerGroup: context.options.group,
     brokerId: context.options.brokerId,
     consumePath: WS_CONSUME_PATH,
@@ -94,14 +111,32 @@ export function attachWebSocketConsume(server: Server, options: WebSocketConsume
       refuseUpgrade(socket, "503 Service Unavailable");
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      alive.set(ws, true);
-      ws.on("pong", () => alive.set(ws, true));
-      const peer = new ConsumePeer(ws);
-      peers.add(peer);
-      peer.onClose(() => peers.delete(peer));
-      serveConsumer(ws, peer, { context, queues, coordinators });
-    });
+    // The HTTP server stopped listening for socket errors when it handed the socket over; until
+    // ws takes it, a client that hangs up during authentication must not crash the broker.
+    const ignoreError = (): void => undefined;
+    socket.on("error", ignoreError);
+    auth.authenticateHeaders(request.headers, request.socket).then(
+      (principal) => {
+        socket.off("error", ignoreError);
+        if (socket.destroyed) return;
+        if (context.shuttingDown()) {
+          refuseUpgrade(socket, "503 Service Unavailable");
+          return;
+        }
+        wss.handleUpgrade(request, socket, head, (ws) => {
+          alive.set(ws, true);
+          ws.on("pong", () => alive.set(ws, true));
+          const peer = new ConsumePeer(ws);
+          peers.add(peer);
+          peer.onClose(() => peers.delete(peer));
+          serveConsumer(ws, peer, { context, queues, coordinators, access, principal });
+        });
+      },
+      (err: unknown) => {
+        socket.off("error", ignoreError);
+        refuseUnauthenticated(socket, err);
+      },
+    );
   };
   server.on("upgrade", onUpgrade);
 
@@ -124,25 +159,40 @@ export function attachWebSocketConsume(server: Server, options: WebSocketConsume
       for (const peer of [...peers]) peer.terminate();
       wss.close();
       coordinators.close();
+      access.close();
     },
   };
 }
 
-function refuseUpgrade(socket: Duplex, status: string): void {
+function refuseUpgrade(socket: Duplex, status: string, headers = "", body = ""): void {
   socket.on("error", () => undefined);
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  socket.end(`HTTP/1.1 ${status}\r\n${headers}Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}
+
+/** An upgrade whose credentials failed: the error JSON every HTTP route answers, and a Basic challenge for a 401. */
+function refuseUnauthenticated(socket: Duplex, err: unknown): void {
+  if (socket.destroyed) return;
+  const error = toSluiceError(err);
+  const status = error.httpStatus;
+  const challenge = status === 401 ? `WWW-Authenticate: ${BASIC_CHALLENGE}\r\n` : "";
+  refuseUpgrade(socket, `${status} ${STATUS_CODES[status] ?? "Error"}`, `${challenge}Content-Type: application/json; charset=utf-8\r\n`, JSON.stringify(error.toJSON()));
 }
 
 interface ConsumerServices {
   context: BrokerContext;
   queues: QueueGroups;
   coordinators: CoordinatorLookup;
+  access: ConsumeAccess;
+  /** Who authenticated the upgrade. */
+  principal: Principal;
 }
 
 /** One socket: waits for `open`, then feeds credit and settles to the mode it opened. */
 function serveConsumer(ws: WebSocket, peer: ConsumePeer, services: ConsumerServices): void {
   const { context } = services;
   let state: "new" | "opening" | "open" = "new";
+  /** The last `open` was refused for want of permission: what follows it until the next `open` is dropped. */
+  let refused = false;
   let mode: ConsumeMode | undefined;
   /** Frames that arrived while the queue group opened, applied in order once it is open. */
   const early: ClientFrame[] = [];
@@ -166,14 +216,30 @@ function serveConsumer(ws: WebSocket, peer: ConsumePeer, services: ConsumerServi
   };
 
   const open = (frame: ClientFrame): void => {
-    if (frame.op !== "open") throw new InvalidArgumentError(`the first frame must be {"op":"open",...}, not "${frame.op}"`);
+    if (frame.op !== "open") {
+      if (refused) return;
+      throw new InvalidArgumentError(`the first frame must be {"op":"open",...}, not "${frame.op}"`);
+    }
+    const group = frame.open.mode === "queue" ? frame.open.group : undefined;
+    let grant: ConsumeGrant;
+    try {
+      // Before anything else, so a refused caller learns nothing of the topic (not even whether it exists).
+      grant = services.access.grant(services.principal, frame.open.topic, group, (err) => peer.fail(err));
+    } catch (err) {
+      if (!(err instanceof NotAuthorizedError)) throw err;
+      refused = true;
+      peer.send(errorFrame(err));
+      return;
+    }
+    refused = false;
+    peer.onClose(() => grant.release());
     if (frame.open.mode === "tail") {
-      const tail = openTailMode(peer, frame.open, context);
+      const tail = openTailMode(peer, frame.open, context, grant);
       opened(tail.mode, tail.openedFrame);
       return;
     }
     state = "opening";
-    openQueueMode(peer, frame.open, { queues: services.queues, coordinators: services.coordinators, logger: context.logger }).then(
+    openQueueMode(peer, frame.open, { queues: services.queues, coordinators: services.coordinators, logger: context.logger }, grant).then(
       (queue) => {
         try {
           opened(queue.mode, queue.openedFrame);

@@ -13,6 +13,8 @@ import type { Lease } from "../groups/queue-window.js";
 export const MAX_CREDIT_PER_FRAME = 1_000_000;
 /** Longest nack reason kept (it travels into the dead letter's headers). */
 const MAX_NACK_ERROR_CHARS = 1000;
+/** Longest piece of a client's value quoted back in an error. */
+const MAX_SHOWN_CHARS = 100;
 
 export interface QueueOpenFrame {
   mode: "queue";
@@ -86,7 +88,7 @@ export function parseClientFrame(text: string): ClientFrame {
       return { op: "settle", settle: parseSettle(frame.op, frame) };
     default:
       throw new InvalidArgumentError(
-        `unknown op ${JSON.stringify(frame.op)}: use "open", "credit", "ack", "nack" or "extend"`,
+        `unknown op ${show(frame.op)}: use "open", "credit", "ack", "nack" or "extend"`,
       );
   }
 }
@@ -115,7 +117,7 @@ function parseOpen(frame: Json): QueueOpenFrame | TailOpenFrame {
     }
     return { mode: "tail", topic: string(frame, "topic"), partitions, from: parseTailStart(frame.from), clientId };
   }
-  throw new InvalidArgumentError(`unknown mode ${JSON.stringify(frame.mode)}: use "queue" (with a group) or "tail"`);
+  throw new InvalidArgumentError(`unknown mode ${show(frame.mode)}: use "queue" (with a group) or "tail"`);
 }
 
 function parseTailStart(from: unknown): TailStart {
@@ -126,7 +128,7 @@ function parseTailStart(from: unknown): TailStart {
     for (const [key, offset] of Object.entries(from)) {
       const partition = Number(key);
       if (!isPartition(partition) || String(partition) !== key || !isOffset(offset)) {
-        throw new InvalidArgumentError(`\`from\` must map partition numbers to offsets, e.g. {"0": 42}; got ${JSON.stringify(key)}: ${JSON.stringify(offset)}`);
+        throw new InvalidArgumentError(`\`from\` must map partition numbers to offsets, e.g. {"0": 42}; got ${show(key)}: ${show(offset)}`);
       }
       offsets.set(partition, offset as number);
     }
@@ -147,6 +149,19 @@ function parseSettle(verb: SettleVerb, frame: Json): SettleFrame {
     extendMs: verb === "extend" ? optionalInteger(frame, "extendMs", 1, MAX_INVISIBLE_MS) : undefined,
     id: optionalInteger(frame, "id", 0, Number.MAX_SAFE_INTEGER),
   };
+}
+
+/**
+ * A client's value for an error message: scalars as JSON, cut short; arrays and objects by
+ * kind only. JSON.stringify of a frame's value is no option: a 12 KB frame of nested arrays
+ * overflows its stack (RangeError, an untyped INTERNAL answer), and a long one would be
+ * echoed whole.
+ */
+function show(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === "object" && value !== null) return "an object";
+  const text = typeof value === "string" ? JSON.stringify(value.slice(0, MAX_SHOWN_CHARS)) : String(value);
+  return typeof value === "string" && value.length > MAX_SHOWN_CHARS ? `${text.slice(0, -1)}…"` : text;
 }
 
 function isPartition(value: unknown): boolean {
@@ -183,7 +198,7 @@ function boolean(frame: Json, field: string): boolean {
 function integer(frame: Json, field: string, min: number, max: number): number {
   const value = frame[field];
   if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) {
-    throw new InvalidArgumentError(`\`${field}\` is required and must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    throw new InvalidArgumentError(`\`${field}\` is required and must be an integer from ${min} to ${max}, got ${show(value)}`);
   }
   return value as number;
 }

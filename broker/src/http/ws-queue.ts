@@ -11,6 +11,10 @@
  * go to the session as one settle call with one correlation id; its answer, sent once the
  * window is durable, is fanned out as one `settled` frame per client id. Two settles of the
  * same offset never share a call, so each error is matched to the frame it belongs to.
+ *
+ * Each delivery first asks the DeliveryPermission: once consume on the topic or group is
+ * revoked, nothing more is sent (the socket is ended with NOT_AUTHORIZED, and the leases of
+ * what was not sent go back to the group when the session closes).
  */
 import { randomUUID } from "node:crypto";
 import { forEachRecord } from "../../../common/src/batch/reader.js";
@@ -20,6 +24,7 @@ import { parseQueueOpen, type QueueGroups, type QueueSettings } from "../groups/
 import type { QueueSession, QueueSink } from "../groups/queue-topic.js";
 import type { Lease } from "../groups/queue-window.js";
 import type { CoordinatorLookup } from "./coordinator-lookup.js";
+import type { DeliveryPermission } from "./ws-access.js";
 import { messageFrame, settledFrame, type QueueOpenFrame, type SettleFrame } from "./ws-frames.js";
 import type { ConsumeMode, ConsumePeer } from "./ws-peer.js";
 
@@ -34,6 +39,7 @@ export async function openQueueMode(
   peer: ConsumePeer,
   frame: QueueOpenFrame,
   services: QueueModeServices,
+  permission: DeliveryPermission,
 ): Promise<{ mode: ConsumeMode; openedFrame: string }> {
   const settings = parseQueueOpen(
     {
@@ -48,7 +54,7 @@ export async function openQueueMode(
     frame.clientId,
   );
   await services.coordinators.ensureLocal(settings.group);
-  const consumer = new WebSocketQueueConsumer(peer, settings, services.logger);
+  const consumer = new WebSocketQueueConsumer(peer, settings, permission, services.logger);
   const session = await services.queues.open(settings, consumer.sink);
   consumer.attach(session);
   const openedFrame = JSON.stringify({
@@ -90,6 +96,7 @@ class WebSocketQueueConsumer implements ConsumeMode {
   constructor(
     private readonly peer: ConsumePeer,
     private readonly settings: QueueSettings,
+    private readonly permission: DeliveryPermission,
     private readonly logger: Logger,
   ) {}
 
@@ -166,7 +173,7 @@ class WebSocketQueueConsumer implements ConsumeMode {
   }
 
   private deliver(partition: number, records: Buffer, leases: Lease[]): boolean {
-    if (this.closed) return true;
+    if (this.closed || !this.permission.stillAllowed()) return true;
     const leased = new Map(leases.map((lease) => [lease.offset, lease]));
     let firstOffset = Infinity;
     for (const lease of leases) firstOffset = Math.min(firstOffset, lease.offset);

@@ -7,13 +7,15 @@
  * credit is not always spent on the first partition. It stops when the socket is full
  * (ConsumePeer.whenRoom resumes it), when credit runs out (the next `credit` frame resumes
  * it) or when every partition is caught up (an "append" on any of them resumes it). A pump
- * sends at most MAX_MESSAGES_PER_PUMP before yielding the event loop.
+ * sends at most MAX_MESSAGES_PER_PUMP before yielding the event loop. Before each read it asks
+ * its DeliveryPermission, so a revoked ACL stops the reader before another batch leaves.
  */
 import { forEachRecord } from "../../../common/src/batch/reader.js";
 import { InvalidArgumentError, NotLeaderError, OffsetOutOfRangeError, UnknownTopicError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import type { BrokerContext } from "../grpc/context.js";
 import type { PartitionLog } from "../storage/partition-log.js";
+import type { DeliveryPermission } from "./ws-access.js";
 import { messageFrame, type TailOpenFrame } from "./ws-frames.js";
 import type { ConsumeMode, ConsumePeer } from "./ws-peer.js";
 
@@ -33,6 +35,7 @@ export function openTailMode(
   peer: ConsumePeer,
   frame: TailOpenFrame,
   context: BrokerContext,
+  permission: DeliveryPermission,
 ): { mode: ConsumeMode; openedFrame: string } {
   const record = context.topics.topic(frame.topic);
   if (record === undefined) throw new UnknownTopicError(frame.topic, " on this broker");
@@ -56,7 +59,7 @@ export function openTailMode(
     }
     return { partition, log, nextOffset };
   });
-  const reader = new TailReader(peer, frame.topic, positions, context.logger);
+  const reader = new TailReader(peer, frame.topic, positions, permission, context.logger);
   const openedFrame = JSON.stringify({
     type: "opened",
     mode: "tail",
@@ -78,6 +81,7 @@ class TailReader implements ConsumeMode {
     private readonly peer: ConsumePeer,
     private readonly topic: string,
     private readonly positions: TailPosition[],
+    private readonly permission: DeliveryPermission,
     private readonly logger: Logger,
   ) {
     for (const position of positions) position.log.on("append", this.onAppend);
@@ -117,6 +121,8 @@ class TailReader implements ConsumeMode {
             this.waitForRoom();
             return;
           }
+          // A revoked permission ends the socket (ConsumeGrant); the reader stops here.
+          if (!this.permission.stillAllowed()) return;
           const position = this.positions[(this.cursor + i) % count]!;
           const before = position.nextOffset;
           const sent = this.readInto(position, Math.min(this.credit, budget));

@@ -7,7 +7,7 @@
  *        ▲  └─ failure: wait (backoff)      │  └─ no successful heartbeat     │
  *        └───────────────────────────────────┴──── for the expiry window ─────┘
  */
-import { credentials } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import type { Clock } from "../../../common/src/clock.js";
 import { SluiceError } from "../../../common/src/errors.js";
 import { callUnary } from "../../../common/src/grpc/unary-call.js";
@@ -44,6 +44,8 @@ export interface BrokerReport {
 }
 
 export interface NameServerLinkOptions {
+  /** TLS and credentials for calls to other servers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
   /** The name server's "host:port". */
   address: string;
   header: RequestHeader;
@@ -78,14 +80,14 @@ export class NameServerLink {
     this.address = options.address;
     this.logger = options.logger.child({ nameserver: options.address });
     this.expiryMs = options.heartbeatIntervalMs * 3;
-    this.client = new NameServerClient(options.address, credentials.createInsecure(), {
+    this.client = new NameServerClient(options.address, (options.channels ?? PLAIN_CHANNELS).credentials, (options.channels ?? PLAIN_CHANNELS).options({
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_GRPC_MESSAGE_BYTES,
       // grpc-js backs off reconnects up to 120 s by default; a name server that comes back
       // should see this broker within seconds, so keep the channel's backoff near ours.
       "grpc.initial_reconnect_backoff_ms": INITIAL_REGISTER_RETRY_MS,
       "grpc.max_reconnect_backoff_ms": MAX_REGISTER_RETRY_MS,
-    });
+    }));
   }
 
   get state(): LinkState {

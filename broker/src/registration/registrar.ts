@@ -4,6 +4,7 @@
  * that registers, heartbeats every interval and retries independently, so one name server
  * being down never delays the others.
  */
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import { systemClock, type Clock } from "../../../common/src/clock.js";
 import { ClosedError, InvalidConfigError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
@@ -17,6 +18,8 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
 export const UNREGISTER_TIMEOUT_MS = 1000;
 
 export interface RegistrarOptions {
+  /** TLS and credentials for calls to other servers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
   /** Name servers as "host:port"; the broker registers with every one. */
   nameservers: string[];
   broker: BrokerInfo;
@@ -86,6 +89,7 @@ export class Registrar {
       (address) =>
         new NameServerLink({
           address,
+          ...(options.channels ? { channels: options.channels } : {}),
           header,
           report,
           heartbeatIntervalMs,

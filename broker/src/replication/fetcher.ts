@@ -6,7 +6,8 @@
  * master's responses) and sends it in every hello: a deposed master refuses the stream, and a
  * response carrying an older epoch ends it.
  */
-import { credentials, type ClientOptions } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
+import type { ClientOptions } from "@grpc/grpc-js";
 import { systemClock, type Clock } from "../../../common/src/clock.js";
 import { InvalidConfigError } from "../../../common/src/errors.js";
 import { silentLogger, type Logger } from "../../../common/src/logger.js";
@@ -42,6 +43,8 @@ export interface MasterAddress {
 }
 
 export interface ReplicaFetcherOptions {
+  /** TLS and credentials for calls to other servers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
   group: string;
   /** This (slave) broker's id. */
   brokerId: number;
@@ -113,7 +116,7 @@ export class ReplicaFetcher {
 
   private async run(generation: number, master: MasterAddress): Promise<void> {
     if (generation !== this.generation) return;
-    const client = new ReplicationClient(master.address, credentials.createInsecure(), CHANNEL_OPTIONS);
+    const client = new ReplicationClient(master.address, (this.options.channels ?? PLAIN_CHANNELS).credentials, (this.options.channels ?? PLAIN_CHANNELS).options(CHANNEL_OPTIONS));
     let backoffMs = this.reconnectBackoffMs;
     try {
       while (generation === this.generation) {

@@ -11,7 +11,8 @@
  * longer log there is this log plus batches that master appended. Batches are appended as
  * stored (`appendReplicated`), before the new epoch is assigned.
  */
-import { Metadata, credentials } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
+import { Metadata } from "@grpc/grpc-js";
 import type { Clock } from "../../../common/src/clock.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
@@ -24,6 +25,8 @@ export const PEER_TAILS_DEADLINE_MS = 3000;
 const READ_TAIL_BYTES = 1024 * 1024;
 
 export interface PeerTailsOptions {
+  /** TLS and credentials for calls to other servers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
   peers: { brokerId: number; address: string }[];
   logOf: (topic: string, partition: number) => PartitionLog | undefined;
   clientId: string;
@@ -38,9 +41,9 @@ export async function adoptPeerTails(options: PeerTailsOptions): Promise<number>
   const header = { clientId: options.clientId, protocolVersion: PROTOCOL_VERSION };
   let adopted = 0;
   for (const peer of options.peers) {
-    const client = new ReplicationClient(peer.address, credentials.createInsecure(), {
+    const client = new ReplicationClient(peer.address, (options.channels ?? PLAIN_CHANNELS).credentials, (options.channels ?? PLAIN_CHANNELS).options({
       "grpc.max_receive_message_length": MAX_GRPC_MESSAGE_BYTES,
-    });
+    }));
     try {
       const state = await new Promise<ReplicaStateResponse>((resolve, reject) =>
         client.replicaState({ header }, new Metadata(), { deadline: Math.min(deadline, options.clock.now() + 1000) }, (err, response) => (err ? reject(err) : resolve(response))),

@@ -12,7 +12,7 @@ import { promoteThroughNameServers } from "./nameserver-promotion.js";
 import type { RoleManager } from "./role-manager.js";
 
 export interface RoleManagerInput {
-  options: Pick<BrokerOptions, "group" | "brokerId" | "cluster" | "dataDir" | "nameservers" | "replication" | "fenceMarginMs">;
+  options: Pick<BrokerOptions, "group" | "brokerId" | "cluster" | "dataDir" | "nameservers" | "replication" | "fenceMarginMs" | "peerChannels">;
   /** The broker's started lease with `--etcd`, else undefined. */
   lease: BrokerLease | undefined;
   /** gRPC host:port this broker bound (slaves replicate from it). */
@@ -47,6 +47,7 @@ export function createRoleManager(input: RoleManagerInput): RoleManager {
       cluster: options.cluster,
       group: options.group,
       clientId: `broker-${options.group}-${options.brokerId}`,
+      channels: options.peerChannels,
     }),
     logger,
   });

@@ -7,7 +7,8 @@
  * The request is forced: the master itself has just seen the slave reach its log end, which is
  * fresher than the in-sync report the name server holds from its last heartbeat.
  */
-import { Metadata, credentials } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
+import { Metadata } from "@grpc/grpc-js";
 import { BrokerUnavailableError, SluiceError } from "../../../common/src/errors.js";
 import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import { PROTOCOL_VERSION } from "../../../common/src/protocol.js";
@@ -17,6 +18,8 @@ import { NameServerClient, type GroupMaster } from "../../../proto/gen/sluice/v1
 export const DEFAULT_PROMOTION_TIMEOUT_MS = 5000;
 
 export interface NameServerPromotionOptions {
+  /** TLS and credentials for calls to other servers. @defaultValue plain text, anonymous */
+  channels?: SecureChannels;
   /** "host:port" of every name server, tried in this order. */
   nameservers: string[];
   cluster: string;
@@ -32,7 +35,7 @@ export function promoteThroughNameServers(options: NameServerPromotionOptions): 
   return async (toBrokerId) => {
     let lastError: SluiceError | undefined;
     for (const address of options.nameservers) {
-      const client = new NameServerClient(address, credentials.createInsecure());
+      const client = new NameServerClient(address, (options.channels ?? PLAIN_CHANNELS).credentials, (options.channels ?? PLAIN_CHANNELS).options());
       try {
         const response = await new Promise<{ master?: GroupMaster }>((resolve, reject) => {
           client.promoteBroker(

@@ -32,7 +32,8 @@ export function readRoleFile(dataDir: string): RoleFileContent | undefined {
     text = readFileSync(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+    // A directory in its place, no permission: the broker cannot start, and says which file.
+    throw new InternalError(`cannot read ${path} (${(err as Error).message}); fix its permissions or restore it`, { cause: err });
   }
   let parsed: unknown;
   try {

@@ -18,6 +18,7 @@ import {
   maxTimestampOf,
   recordCountOf,
 } from "../../../common/src/batch/layout.js";
+import { StorageError } from "../../../common/src/errors.js";
 import { readFully } from "./storage-io.js";
 
 /** Large enough that a scan costs few syscalls, small enough to allocate per scan. */
@@ -58,7 +59,7 @@ export interface ScanResult {
 
 export function scanBatches(options: ScanOptions): ScanResult {
   const { fd, fileSize, segmentBaseOffset, verifyCrc, onBatch } = options;
-  const reader = new ChunkReader(fd, fileSize);
+  const reader = new ChunkReader(fd, fileSize, options.fromPosition);
   let position = options.fromPosition;
   let expected = options.expectedBaseOffset;
   const stop = (problem: string): ScanResult => ({ endPosition: position, nextOffset: expected, problem: `at position ${position}: ${problem}` });
@@ -72,7 +73,7 @@ export function scanBatches(options: ScanOptions): ScanResult {
     if (size > available) return stop(`truncated batch: length field says ${size} bytes, ${available} present`);
 
     let problem: string | null;
-    if (verifyCrc && size <= SCAN_CHUNK_BYTES) {
+    if (verifyCrc && size <= reader.chunkBytes) {
       at = reader.ensure(position, size);
       problem = batchProblem(reader.buffer, at, size);
     } else {
@@ -99,7 +100,7 @@ export function scanBatches(options: ScanOptions): ScanResult {
  * headers claim in [from, fileSize), or null when nothing there looks like a batch.
  */
 export function highestClaimedOffset(fd: number, from: number, fileSize: number): number | null {
-  const reader = new ChunkReader(fd, fileSize);
+  const reader = new ChunkReader(fd, fileSize, from);
   let highest: number | null = null;
   for (let position = from; fileSize - position >= BATCH_HEADER_BYTES; ) {
     const at = reader.ensure(position, BATCH_HEADER_BYTES);
@@ -119,15 +120,20 @@ export function highestClaimedOffset(fd: number, from: number, fileSize: number)
  * epochs, producer state). `header` is a reused buffer: read what you need before returning.
  */
 export function walkBatchHeaders(fd: number, from: number, end: number, visit: (header: Buffer, at: number, position: number) => void): void {
-  const reader = new ChunkReader(fd, end, HEADER_WALK_CHUNK_BYTES);
+  const reader = new ChunkReader(fd, end, from, HEADER_WALK_CHUNK_BYTES);
   for (let position = from; position < end; ) {
-    if (end - position < BATCH_HEADER_BYTES) throw new Error(`only ${end - position} bytes at position ${position}, less than a batch header`);
+    if (end - position < BATCH_HEADER_BYTES) throw walkError(`only ${end - position} bytes at position ${position}, less than a batch header`);
     const at = reader.ensure(position, BATCH_HEADER_BYTES);
     const size = batchSizeAt(reader.buffer, at);
-    if (size < BATCH_HEADER_BYTES) throw new Error(`length field ${size} at position ${position} is smaller than a batch header`);
+    if (size < BATCH_HEADER_BYTES) throw walkError(`length field ${size} at position ${position} is smaller than a batch header`);
     visit(reader.buffer, at, position);
     position += size;
   }
+}
+
+/** A loaded segment that no longer holds whole batches: its file changed under the broker. */
+function walkError(problem: string): StorageError {
+  return new StorageError(`segment changed on disk after it was loaded: ${problem}; restart the broker to recover it`, { retriable: false });
 }
 
 /** Header checks that need no more than the 61 header bytes. */
@@ -143,15 +149,19 @@ function headerProblem(buf: Buffer, at: number): string | null {
 /** Sequential reads through one reusable chunk buffer. */
 class ChunkReader {
   readonly buffer: Buffer;
+  readonly chunkBytes: number;
   private start = 0;
   private length = 0;
 
   constructor(
     private readonly fd: number,
     private readonly fileSize: number,
-    private readonly chunkBytes = SCAN_CHUNK_BYTES,
+    from: number,
+    chunkBytes = SCAN_CHUNK_BYTES,
   ) {
-    this.buffer = Buffer.allocUnsafe(chunkBytes);
+    // No bigger than what is left to read: recovery scans the short tail of many partitions.
+    this.chunkBytes = Math.max(BATCH_HEADER_BYTES, Math.min(chunkBytes, fileSize - from));
+    this.buffer = Buffer.allocUnsafe(this.chunkBytes);
   }
 
   /** Makes [position, position + length) resident (length ≤ chunk) and returns where it is. */
@@ -160,7 +170,7 @@ class ChunkReader {
       const want = Math.min(this.chunkBytes, this.fileSize - position);
       this.length = readFully(this.fd, this.buffer, 0, want, position);
       this.start = position;
-      if (this.length < length) throw new Error(`file shrank while scanning: wanted ${length} bytes at ${position}`);
+      if (this.length < length) throw new StorageError(`file shrank while scanning: wanted ${length} bytes at ${position}`);
     }
     return position - this.start;
   }
@@ -169,7 +179,7 @@ class ChunkReader {
   crcProblem(position: number, size: number, stored: number): string | null {
     let crc = 0;
     for (let from = position + CRC_COVERED_FROM; from < position + size; ) {
-      const piece = Math.min(SCAN_CHUNK_BYTES, position + size - from);
+      const piece = Math.min(this.chunkBytes, position + size - from);
       const at = this.ensure(from, piece);
       crc = crc32c(this.buffer.subarray(at, at + piece), crc);
       from += piece;

@@ -16,10 +16,13 @@ import { Sluice } from "../../../clients/src/index.js";
 import type { Consumer } from "../../../clients/src/index.js";
 import { InternalError, InvalidArgumentError, RequestTimedOutError, SluiceError } from "../../../common/src/errors.js";
 import { memberResult, monotonicUs, type MemberResult } from "./member-result.js";
+import type { BenchConnection } from "./runners.js";
 import { LatencyRecorder, Progress } from "./stats.js";
 
 export interface GroupBenchOptions {
   nameservers: string[];
+  /** TLS and credentials of its clients: the CLI's connection flags. @defaultValue plain text, anonymous */
+  connection?: BenchConnection | undefined;
   topic: string;
   group: string;
   /** group-consume: members the group will have; each starts once it holds partitions / membersExpected. */
@@ -88,7 +91,7 @@ async function waitForSpreadGroup(sluice: Sluice, consumer: Consumer, partitions
 }
 
 export async function benchGroupConsume(options: GroupBenchOptions): Promise<MemberResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-group-${process.pid}` });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-group-${process.pid}`, ...options.connection });
   let doneTimer: NodeJS.Timeout | undefined;
   try {
     const ends = await endOffsets(sluice, options.topic);
@@ -157,7 +160,7 @@ export async function benchGroupConsume(options: GroupBenchOptions): Promise<Mem
 }
 
 export async function benchQueue(options: GroupBenchOptions): Promise<MemberResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-queue-${process.pid}` });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-queue-${process.pid}`, ...options.connection });
   let pollTimer: NodeJS.Timeout | undefined;
   let startTimer: NodeJS.Timeout | undefined;
   try {

@@ -13,9 +13,12 @@
  */
 import { Sluice } from "../../../clients/src/index.js";
 import { monotonicUs } from "./member-result.js";
+import type { BenchConnection } from "./runners.js";
 
 export interface RebalanceBenchOptions {
   nameservers: string[];
+  /** TLS and credentials of its clients: the CLI's connection flags. @defaultValue plain text, anonymous */
+  connection?: BenchConnection | undefined;
   topic: string;
   group: string;
   /** steady-produce: messages per second, over all partitions. */
@@ -81,7 +84,7 @@ function untilSignal(onSignal: () => void): () => void {
 }
 
 export async function benchSteadyProduce(options: RebalanceBenchOptions): Promise<SteadyProduceResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-steady-${process.pid}` });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-steady-${process.pid}`, ...options.connection });
   try {
     const route = await sluice.admin().describeTopic(options.topic);
     const partitions = route.partitions.length;
@@ -118,7 +121,7 @@ export async function benchSteadyProduce(options: RebalanceBenchOptions): Promis
 }
 
 export async function benchRebalanceMember(options: RebalanceBenchOptions): Promise<RebalanceMemberResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-rebalance-${process.pid}` });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-rebalance-${process.pid}`, ...options.connection });
   let pollTimer: NodeJS.Timeout | undefined;
   try {
     const consumer = sluice.consumer({ group: options.group, fromBeginning: true, sessionTimeoutMs: options.sessionTimeoutMs });

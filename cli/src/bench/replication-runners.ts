@@ -25,12 +25,17 @@ import type { FetchResponse } from "../../../proto/gen/sluice/v1/broker.js";
 import { Sluice } from "../../../clients/src/index.js";
 import { BrokerConnection } from "../../../clients/src/transport/broker-pool.js";
 import { requestHeader } from "../../../clients/src/transport/grpc.js";
+import { channelSecurity } from "../../../clients/src/security-options.js";
+import { SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import { SubscribeStream, type SubscribeStreamListener } from "../../../clients/src/consumer/subscribe-stream.js";
 import { monotonicUs } from "./member-result.js";
+import type { BenchConnection } from "./runners.js";
 import { LatencyRecorder, type BenchResult } from "./stats.js";
 
 export interface ReplicationLagOptions {
   nameservers: string[];
+  /** TLS and credentials of its clients: the CLI's connection flags. @defaultValue plain text, anonymous */
+  connection?: BenchConnection | undefined;
   topic: string;
   /** Messages counted (sent after the warm-up). */
   messages: number;
@@ -104,9 +109,11 @@ function quantiles(recorder: LatencyRecorder): [number, number, number] {
 }
 
 export async function benchReplicationLag(options: ReplicationLagOptions): Promise<ReplicationLagResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-replication-lag-${process.pid}` });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: `bench-replication-lag-${process.pid}`, ...options.connection });
   const header = requestHeader(`bench-replication-lag-${process.pid}`);
-  const connection = new BrokerConnection(options.slave, { header, requestTimeoutMs: REQUEST_TIMEOUT_MS, logger: silentLogger });
+  // The slave is reached as the SDK reaches brokers: with the client's TLS and credentials.
+  const channels = new SecureChannels(channelSecurity(sluice.options.tls, sluice.options.credentials));
+  const connection = new BrokerConnection(options.slave, { header, requestTimeoutMs: REQUEST_TIMEOUT_MS, logger: silentLogger, channels });
   let stream: SubscribeStream | undefined;
   try {
     const route = await sluice.admin().describeTopic(options.topic);

@@ -11,13 +11,18 @@
  * - e2e: one producer at a fixed `rate` with no linger, one consumer from the end;
  *   latency is receive time minus the send time carried in each value.
  */
-import { Sluice } from "../../../clients/src/index.js";
+import { Sluice, type SluiceOptions } from "../../../clients/src/index.js";
 import type { AcksOption } from "../../../clients/src/producer/options.js";
 import { monotonicUs } from "./member-result.js";
 import { LatencyRecorder, Progress, summarize, type BenchResult } from "./stats.js";
 
+/** How a benchmark's clients connect: TLS and credentials (`sluice --tls-ca F --user U --password-file F bench …`). */
+export type BenchConnection = Pick<SluiceOptions, "tls" | "credentials">;
+
 export interface BenchOptions {
   nameservers: string[];
+  /** TLS and credentials of its clients: the CLI's connection flags. @defaultValue plain text, anonymous */
+  connection?: BenchConnection | undefined;
   topic: string;
   messages: number;
   size: number;
@@ -56,7 +61,7 @@ function sleepUntilUs(atUs: number): Promise<void> {
 }
 
 export async function benchProduce(options: BenchOptions): Promise<BenchResult | (BenchResult & WriterWindow)> {
-  const clients = Array.from({ length: options.producers }, (_, i) => new Sluice({ nameservers: options.nameservers, clientId: `bench-producer-${i}` }));
+  const clients = Array.from({ length: options.producers }, (_, i) => new Sluice({ nameservers: options.nameservers, clientId: `bench-producer-${i}`, ...options.connection }));
   try {
     await ensureTopic(clients[0] as Sluice, options.topic, options.partitions);
     const value = Buffer.alloc(options.size, 0x61);
@@ -113,7 +118,7 @@ export async function benchProduce(options: BenchOptions): Promise<BenchResult |
 }
 
 export async function benchConsume(options: BenchOptions): Promise<BenchResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: "bench-consumer" });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: "bench-consumer", ...options.connection });
   try {
     const ends = await sluice.admin().listOffsets(options.topic, "latest");
     let available = 0;
@@ -150,7 +155,7 @@ export async function benchConsume(options: BenchOptions): Promise<BenchResult> 
 }
 
 export async function benchEndToEnd(options: BenchOptions): Promise<BenchResult> {
-  const sluice = new Sluice({ nameservers: options.nameservers, clientId: "bench-e2e" });
+  const sluice = new Sluice({ nameservers: options.nameservers, clientId: "bench-e2e", ...options.connection });
   try {
     await ensureTopic(sluice, options.topic, options.partitions);
     const consumer = sluice.consumer({ fromBeginning: false });

@@ -15,6 +15,7 @@ import { benchRebalanceMember, benchSteadyProduce, type RebalanceBenchOptions } 
 import { benchReplicationLag, renderReplicationLag } from "../bench/replication-runners.js";
 import { benchConsume, benchEndToEnd, benchProduce, type BenchOptions } from "../bench/runners.js";
 import { renderResult } from "../bench/stats.js";
+import { callerSecurity, type CliGlobals } from "../client.js";
 import { action, emit, parseInteger, type GlobalOptions } from "../output.js";
 
 const KINDS = ["produce", "consume", "e2e"] as const;
@@ -79,6 +80,8 @@ export function benchCommand(program: Command, globals: () => GlobalOptions): vo
       action(async (kind: string, flags: BenchFlags) => {
         const g = globals();
         const nameservers = g.nameserver.split(",").map((s) => s.trim());
+        // The global --tls-* / --user / --password-file, files read once for every client.
+        flags.connection = callerSecurity(g as CliGlobals);
         const member = await runGroupKind(kind, flags, nameservers);
         if (member !== undefined) {
           emit(g.json, member.value, member.human);

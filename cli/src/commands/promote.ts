@@ -4,14 +4,18 @@
  * without etcd it calls the broker's Promote). Prints the new master and its epoch.
  *
  * `--name`, `--id` and `--cluster` are also `sluice broker`'s flags and commander hands them to
- * the parent command wherever they stand, so they are read from the merged options.
+ * the parent command wherever they stand, so they are read from the merged options. So are the
+ * connection flags (`--user`, `--password-file`, `--tls-*`): global, or `sluice broker`'s own
+ * TLS flags when written after `broker`.
  */
-import { Metadata, credentials } from "@grpc/grpc-js";
+import { Metadata } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { InvalidArgumentError, SluiceError } from "../../../common/src/errors.js";
 import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import { PROTOCOL_VERSION } from "../../../common/src/protocol.js";
+import type { SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import { NameServerClient, type GroupMaster, type PromoteBrokerRequest } from "../../../proto/gen/sluice/v1/nameserver.js";
+import { callerChannels, type ConnectionFlags } from "../client.js";
 import { action, emit, type GlobalOptions } from "../output.js";
 
 /** Long enough for the name server's own call to the promoted broker (5 s). */
@@ -42,18 +46,24 @@ export function promoteCommand(broker: Command, globals: () => GlobalOptions): v
           force: o.force === true,
           cluster: typeof o.cluster === "string" ? o.cluster : "",
         };
-        const master = await promoteThroughAny(g.nameserver.split(",").map((s) => s.trim()).filter(Boolean), request);
+        const channels = callerChannels(connectionFlags(o));
+        const master = await promoteThroughAny(g.nameserver.split(",").map((s) => s.trim()).filter(Boolean), request, channels);
         const result = { group, master: master.brokerId, epoch: master.epoch, address: master.address };
         emit(g.json, result, () => `${group}/${master.brokerId} is master of group ${group} at epoch ${master.epoch} (${master.address})\n`);
       }),
     );
 }
 
+function connectionFlags(o: Record<string, unknown>): ConnectionFlags {
+  const text = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined);
+  return { user: text(o.user), passwordFile: text(o.passwordFile), tlsCa: text(o.tlsCa), tlsCert: text(o.tlsCert), tlsKey: text(o.tlsKey) };
+}
+
 /** Asks each name server in turn; only "cannot reach it" moves on to the next. */
-async function promoteThroughAny(nameservers: string[], request: PromoteBrokerRequest): Promise<GroupMaster> {
+async function promoteThroughAny(nameservers: string[], request: PromoteBrokerRequest, channels: SecureChannels): Promise<GroupMaster> {
   let lastError: SluiceError | undefined;
   for (const address of nameservers) {
-    const client = new NameServerClient(address, credentials.createInsecure());
+    const client = new NameServerClient(address, channels.credentials, channels.options());
     try {
       const response = await new Promise<{ master?: GroupMaster }>((resolve, reject) => {
         client.promoteBroker(request, new Metadata(), { deadline: Date.now() + PROMOTE_TIMEOUT_MS }, (err, answer) =>

@@ -38,7 +38,13 @@ function userCommands(program: Command, globals: () => GlobalOptions): void {
   user
     .command("add <name>")
     .description("add a password user; with --replace, change an existing user's password and superuser flag")
-    .requiredOption("--password-file <file>", "file whose first line is the new user's password (8 to 1024 characters)")
+    // Same name as the global caller flag: after `add` it is the new user's (global-flags.ts);
+    // the caller's comes before `user` (`sluice --user admin --password-file admin.pw user add …`)
+    // or from SLUICE_PASSWORD_FILE.
+    .requiredOption(
+      "--password-file <file>",
+      "file whose first line is the NEW user's password (8 to 1024 characters); your own goes before `user` or in SLUICE_PASSWORD_FILE",
+    )
     .option("--superuser", "the user skips every ACL check", false)
     .option("--replace", "replace the user if it exists (a password change)", false)
     .action(

@@ -13,6 +13,9 @@ import { loadConfigFile, mergeOptions } from "../config.js";
 import { action, parseInteger, type GlobalOptions } from "../output.js";
 import { promoteCommand } from "./promote.js";
 import { createMetricsRegistry } from "../../../common/src/http/server.js";
+import { parseServerSecurity, type ServerSecurityOptions } from "../../../common/src/security/server-config.js";
+import { ADMIN_USER } from "../../../common/src/security/types.js";
+import type { SluiceOptions } from "../../../clients/src/options.js";
 import { adminConsole } from "../../../ops/console/src/index.js";
 
 const DEFAULT_NAMESERVER_PORT = 9876;
@@ -116,6 +119,68 @@ function addTopicLimitFlags(command: Command): Command {
     .option("--max-partitions <n>", "refuse passing this many partitions in the cluster, internal topics included (default 100000)", parseInteger("max-partitions", 1));
 }
 
+/** Config file keys (and flags) of TLS, authentication and connection limits, on every server. */
+const SECURITY_KEYS = [
+  "tlsCert", "tlsKey", "tlsCa", "auth", "adminPasswordFile", "openMetrics", "maxConnections", "maxConnectionsPerClient", "maxInFlightPerConnection",
+] as const;
+
+/**
+ * TLS, authentication and limits of a server. `--tls-ca`, `--tls-cert` and `--tls-key` are also
+ * the CLI's global client flags; given to a server command they name the server's own files,
+ * wherever commander put them.
+ */
+function securityOptions(o: Record<string, unknown>, globals: GlobalOptions): ServerSecurityOptions {
+  const fromGlobals = globals as unknown as Record<string, unknown>;
+  const out: ServerSecurityOptions = {};
+  const file = (key: "tlsCert" | "tlsKey" | "tlsCa" | "adminPasswordFile"): string | undefined => {
+    const value = str(o[key] ?? fromGlobals[key]);
+    return value === undefined ? undefined : resolve(value);
+  };
+  const tlsCertFile = file("tlsCert");
+  const tlsKeyFile = file("tlsKey");
+  const tlsCaFile = file("tlsCa");
+  const adminPasswordFile = file("adminPasswordFile");
+  if (tlsCertFile) out.tlsCertFile = tlsCertFile;
+  if (tlsKeyFile) out.tlsKeyFile = tlsKeyFile;
+  if (tlsCaFile) out.tlsCaFile = tlsCaFile;
+  if (adminPasswordFile) out.adminPasswordFile = adminPasswordFile;
+  if (o.auth !== undefined) out.auth = o.auth === true || o.auth === "true";
+  if (o.openMetrics !== undefined) out.openMetrics = o.openMetrics === true || o.openMetrics === "true";
+  const maxConnections = num(o.maxConnections, "maxConnections");
+  const maxConnectionsPerClient = num(o.maxConnectionsPerClient, "maxConnectionsPerClient");
+  const maxInFlightPerConnection = num(o.maxInFlightPerConnection, "maxInFlightPerConnection");
+  if (maxConnections !== undefined) out.maxConnections = maxConnections;
+  if (maxConnectionsPerClient !== undefined) out.maxConnectionsPerClient = maxConnectionsPerClient;
+  if (maxInFlightPerConnection !== undefined) out.maxInFlightPerConnection = maxInFlightPerConnection;
+  return out;
+}
+
+/**
+ * The console's own client of the cluster (its REST routes read through the SDK): over TLS with
+ * the server's certificate and as admin when the servers require authentication. Each request
+ * is checked against the caller's own ACLs before the console makes any call.
+ */
+function consoleClient(security: ServerSecurityOptions): Pick<SluiceOptions, "tls" | "credentials"> {
+  const settings = parseServerSecurity(security);
+  const out: Pick<SluiceOptions, "tls" | "credentials"> = {};
+  if (settings.tls) out.tls = { ...(settings.tls.ca ? { ca: settings.tls.ca } : {}), cert: settings.tls.cert, key: settings.tls.key };
+  if (settings.adminPassword) out.credentials = { username: ADMIN_USER, password: settings.adminPassword };
+  return out;
+}
+
+function addSecurityFlags(command: Command): Command {
+  return command
+    .option("--tls-cert <file>", "serve gRPC and HTTP over TLS with this PEM certificate (chain)")
+    .option("--tls-key <file>", "the certificate's PEM private key")
+    .option("--tls-ca <file>", "PEM CA of the cluster: verifies the other servers and clients' certificates (mTLS)")
+    .option("--auth", "require authentication (password users or client certificates) and enforce ACLs, default deny")
+    .option("--admin-password-file <file>", "password of the built-in superuser admin (first line); servers also use it with each other")
+    .option("--open-metrics", "with --auth: leave /metrics, /healthz and /readyz open for scrapers and probes")
+    .option("--max-connections <n>", "connections the gRPC port accepts in total (default 10000)", parseInteger("max-connections", 1, 1_000_000))
+    .option("--max-connections-per-client <n>", "connections one client IP may hold (default 1000)", parseInteger("max-connections-per-client", 1, 1_000_000))
+    .option("--max-in-flight-per-connection <n>", "gRPC calls in flight on one connection, a stream counting as one (default 1000)", parseInteger("max-in-flight-per-connection", 1, 1_000_000));
+}
+
 /** Replication and failover settings of `sluice broker` (flags or config file). */
 function replicationOptions(o: Record<string, unknown>): Partial<BrokerOptionsInput> {
   const out: Partial<BrokerOptionsInput> = {};
@@ -167,9 +232,10 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
     .addOption(new Option("--broker-port <port>", "broker gRPC port (0 = free port)").argParser(parseInteger("broker-port", 0, 65535)).hideHelp())
     .addOption(new Option("--http-port <port>", "HTTP port (0 = free port)").argParser(parseInteger("http-port", 0, 65535)).hideHelp())
     .option("--config <file>", "YAML config file (flags override it)");
-  addTopicLimitFlags(addStorageFlags(dev)).action(
+  addSecurityFlags(addTopicLimitFlags(addStorageFlags(dev))).action(
     action(async (flags: Record<string, unknown>) => {
-      const o = mergeOptions(flags, sourceOf(dev), loadConfigFile(str(flags.config), [...DEV_KEYS, ...TOPIC_LIMIT_KEYS]));
+      const o = mergeOptions(flags, sourceOf(dev), loadConfigFile(str(flags.config), [...DEV_KEYS, ...TOPIC_LIMIT_KEYS, ...SECURITY_KEYS]));
+      const security = securityOptions(o, globals());
       const offset = num(o.portOffset, "portOffset") ?? 0;
       const host = str(o.host) ?? "127.0.0.1";
       const logger = createLogger("sluice-dev");
@@ -185,6 +251,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         // Users and ACLs survive a restart in <data>/nameserver/security.json.
         dataDir: resolve(str(o.data) ?? "./data", "nameserver"),
         ...topicLimitOptions(o),
+        security,
         logger,
       });
       let broker: Broker;
@@ -200,7 +267,8 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           ...storageOptions(o),
           ...flowOptions(o),
           ...metricsOptions(o),
-          httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0", logger })],
+          security,
+          httpPlugins: [adminConsole({ nameservers: [nameserver.grpcAddress], broker: "local/0", logger, client: consoleClient(security) })],
           metricsRegistry,
           logger,
         });
@@ -227,7 +295,8 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           : `sluice dev is running (Ctrl-C to stop)\n` +
               `  name server  ${info.nameserver}\n` +
               `  broker       ${info.broker}  (group local, id 0, master)\n` +
-              `  http         http://${info.http}  (/console /metrics /api/v1 /healthz /readyz)\n` +
+              `  http         ${security.tlsCertFile ? "https" : "http"}://${info.http}  (/console /metrics /api/v1 /healthz /readyz)\n` +
+              (security.auth ? `  security     --auth: callers authenticate (admin's password from --admin-password-file), ACLs apply\n` : "") +
               `  data         ${info.dataDir}  (flush ${info.flush})\n` +
               `try: npx sluice topic create orders --partitions 3\n`,
       );
@@ -258,7 +327,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
     .option("--config <file>", "YAML config file (flags override it)")
     .action(
       action(async (flags: Record<string, unknown>) => {
-        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), [...NAMESERVER_KEYS, ...NAMESERVER_STORE_KEYS, ...TOPIC_LIMIT_KEYS]));
+        const o = mergeOptions(flags, sourceOf(nameserver), loadConfigFile(str(flags.config), [...NAMESERVER_KEYS, ...NAMESERVER_STORE_KEYS, ...TOPIC_LIMIT_KEYS, ...SECURITY_KEYS]));
         const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
         const expiryMs = num(o.expiryMs, "expiryMs");
         const expiryHeartbeats = num(o.expiryHeartbeats, "expiryHeartbeats");
@@ -281,6 +350,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           ...(phiThreshold === undefined ? {} : { phiThreshold }),
           ...(detector === undefined ? {} : { detector }),
           ...topicLimitOptions(o),
+          security: securityOptions(o, globals()),
           logger: createLogger("nameserver"),
         }).catch(async (err: unknown) => {
           await store?.close();
@@ -294,7 +364,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         await new Promise(() => {});
       }),
     );
-  addTopicLimitFlags(nameserver);
+  addSecurityFlags(addTopicLimitFlags(nameserver));
 
   const broker = program
     .command("broker")
@@ -312,9 +382,9 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         .env("SLUICE_ETCD"),
     )
     .option("--config <file>", "YAML config file (flags override it)");
-  addReplicationFlags(addStorageFlags(broker)).action(
+  addSecurityFlags(addReplicationFlags(addStorageFlags(broker))).action(
     action(async (flags: Record<string, unknown>) => {
-      const o = mergeOptions(flags, sourceOf(broker), loadConfigFile(str(flags.config), BROKER_KEYS));
+      const o = mergeOptions(flags, sourceOf(broker), loadConfigFile(str(flags.config), [...BROKER_KEYS, ...SECURITY_KEYS]));
       const group = str(o.name);
       if (!group) throw new InvalidConfigError("--name is required: the broker group this broker belongs to");
       const brokerId = num(o.id, "id") ?? 0;
@@ -322,6 +392,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
       const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
       const cluster = str(o.cluster);
       const etcd = str(o.etcd)?.split(",").map((s) => s.trim()).filter(Boolean);
+      const brokerSecurity = securityOptions(o, globals());
       const server = await Broker.start({
         group,
         brokerId,
@@ -337,7 +408,10 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
         ...flowOptions(o),
         ...metricsOptions(o),
         ...replicationOptions(o),
-        httpPlugins: [adminConsole({ nameservers, broker: `${group}/${brokerId}`, logger: createLogger(`console-${group}-${brokerId}`) })],
+        security: brokerSecurity,
+        httpPlugins: [
+          adminConsole({ nameservers, broker: `${group}/${brokerId}`, logger: createLogger(`console-${group}-${brokerId}`), client: consoleClient(brokerSecurity) }),
+        ],
       });
       stopOnSignal(() => server.stop());
       const info = { broker: server.grpcAddress, http: server.httpAddress, group, id: brokerId, dataDir: server.options.dataDir, pid: process.pid };

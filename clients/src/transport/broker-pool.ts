@@ -38,10 +38,13 @@ import {
   type ResetOffsetsRequest,
   type ResetOffsetsResponse,
 } from "../../../proto/gen/sluice/v1/groups.js";
-import { callUnary, CHANNEL_OPTIONS, channelCredentials } from "./grpc.js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
+import { callUnary, channelArgs } from "./grpc.js";
 
 export interface BrokerPoolContext {
   readonly header: RequestHeader;
+  /** TLS and credentials of every broker channel. @defaultValue plain text, anonymous */
+  readonly channels?: SecureChannels;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
 }
@@ -61,8 +64,9 @@ export class BrokerConnection {
     readonly address: string,
     private readonly context: BrokerPoolContext,
   ) {
-    this.client = new BrokerClient(address, channelCredentials(), CHANNEL_OPTIONS);
-    this.groups = new GroupsClient(address, channelCredentials(), CHANNEL_OPTIONS);
+    const channels = context.channels ?? PLAIN_CHANNELS;
+    this.client = new BrokerClient(address, ...channelArgs(channels));
+    this.groups = new GroupsClient(address, ...channelArgs(channels));
   }
 
   /** Runs the Handshake once; a failed one is forgotten so the next call tries again. */

@@ -1,8 +1,10 @@
 /**
- * What every gRPC channel of the SDK shares: channel options, credentials, the request
- * header, and a promise wrapper for unary calls that turns any failure into a SluiceError.
+ * What every gRPC channel of the SDK shares: channel options, security (TLS, the password
+ * user's Authorization header), the request header, and a promise wrapper for unary calls
+ * that turns any failure into a SluiceError.
  */
-import { credentials, type ChannelCredentials, type ClientOptions } from "@grpc/grpc-js";
+import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
+import type { SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import { MAX_GRPC_MESSAGE_BYTES, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
 
@@ -25,9 +27,15 @@ export const CHANNEL_OPTIONS: ClientOptions = {
   "grpc.enable_retries": 0,
 };
 
-/** Plain-text channels for now; TLS arrives with the security work and slots in here. */
-export function channelCredentials(): ChannelCredentials {
-  return credentials.createInsecure();
+/**
+ * The credentials and options a generated client's constructor takes, for one client's
+ * security: `new BrokerClient(address, ...channelArgs(channels))`. Every channel of a
+ * `Sluice` client is made through here with the same `SecureChannels`, so none is plain text
+ * when TLS is configured and every call carries the credentials. `extra` adds options, e.g.
+ * `channelOverride` to put a second service's stub on an existing channel.
+ */
+export function channelArgs(channels: SecureChannels, extra: ClientOptions = {}): [ChannelCredentials, ClientOptions] {
+  return [channels.credentials, channels.options({ ...CHANNEL_OPTIONS, ...extra })];
 }
 
 /** The header every request carries; one frozen object, shared by all requests of a client. */

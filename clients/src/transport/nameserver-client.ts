@@ -33,7 +33,8 @@ import {
   type ListAclsResponse,
   type ListUsersResponse,
 } from "../../../proto/gen/sluice/v1/security.js";
-import { callUnary, CHANNEL_OPTIONS, channelCredentials, type UnaryMethod } from "./grpc.js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
+import { callUnary, channelArgs, type UnaryMethod } from "./grpc.js";
 
 /** Failures that say "this name server cannot answer now", not "the answer is no". */
 const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -46,6 +47,8 @@ const FAILOVER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export interface NameServerContext {
   readonly header: RequestHeader;
   readonly logger: Logger;
+  /** TLS and credentials of every name-server channel. @defaultValue plain text, anonymous */
+  readonly channels?: SecureChannels;
 }
 
 type Method<Req, Res> = (client: GeneratedNameServerClient) => UnaryMethod<Req, Res>;
@@ -58,12 +61,14 @@ export class NameServerClient {
   /** Index of the name server that answered last; calls start there. */
   private preferred = 0;
   private closed = false;
+  private readonly channels: SecureChannels;
 
   constructor(
     readonly addresses: readonly string[],
     private readonly context: NameServerContext,
   ) {
-    this.clients = addresses.map((address) => new GeneratedNameServerClient(address, channelCredentials(), CHANNEL_OPTIONS));
+    this.channels = context.channels ?? PLAIN_CHANNELS;
+    this.clients = addresses.map((address) => new GeneratedNameServerClient(address, ...channelArgs(this.channels)));
   }
 
   getRoutes(topics: string[], deadlineMs: number): Promise<GetRoutesResponse> {
@@ -143,9 +148,10 @@ export class NameServerClient {
 
   private callSecurity<Req, Res>(method: SecurityMethod<Req, Res>, request: Req, deadlineMs: number): Promise<Res> {
     if (this.closed) throw new ClosedError("the Sluice client");
-    // The same connection as the name server's other calls: a second stub, not a second channel.
+    // The same connection as the name server's other calls: a second stub, not a second
+    // channel. Interceptors belong to the stub, so it gets the Authorization header its own way.
     this.securityClients ??= this.clients.map(
-      (client, i) => new GeneratedSecurityClient(this.addresses[i]!, channelCredentials(), { ...CHANNEL_OPTIONS, channelOverride: client.getChannel() }),
+      (client, i) => new GeneratedSecurityClient(this.addresses[i]!, ...channelArgs(this.channels, { channelOverride: client.getChannel() })),
     );
     return this.callAny(this.securityClients, method, request, deadlineMs);
   }

@@ -52,6 +52,11 @@ declare module "fastify" {
   interface FastifyInstance {
     /** Permission checks for routes: `app.securityGuard.require(request.principal, …)`. */
     securityGuard: SecurityGuard;
+    /**
+     * Authenticates a request that bypasses routing (a WebSocket upgrade) the way every routed
+     * request is; ANONYMOUS when the server runs without --auth. Throws AuthenticationFailedError.
+     */
+    authenticateHeaders(headers: IncomingHttpHeaders, socket: unknown): Promise<Principal>;
   }
 }
 
@@ -162,6 +167,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
  */
 function installAuthentication(app: FastifyInstance, auth: HttpAuth | undefined): void {
   app.decorate("securityGuard", auth?.guard ?? openGuard);
+  app.decorate("authenticateHeaders", auth ? (headers: IncomingHttpHeaders, socket: unknown) => auth.authenticate(headers, socket) : async () => ANONYMOUS);
   // Fastify refuses object defaults on requests (they would be shared): null, set per request.
   app.decorateRequest("principal", null as unknown as Principal);
   if (!auth) {

@@ -16,8 +16,14 @@
  *
  * Schemas may not use `format` (ajv-formats is not loaded): Ajv's strict mode refuses such
  * a schema when its route is registered, so the gap shows at start-up, never per request.
+ *
+ * A JSON body nested deeper than MAX_BODY_DEPTH is refused before its schema is checked:
+ * the 1 MiB body limit still lets a client send half a million levels (`[[[[…`), and any
+ * recursive code that meets such a value later — JSON.stringify or String() quoting it in an
+ * error message, as parseFlowRule does for PUT /admin/flow — overflows the stack, a RangeError
+ * that ends as an untyped 500 instead of the 400 the client earned.
  */
-import { Ajv, type Options } from "ajv";
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from "ajv";
 import type { FastifySchemaCompiler } from "fastify";
 
 const SHARED_OPTIONS: Options = {
@@ -29,12 +35,57 @@ const SHARED_OPTIONS: Options = {
   addUsedSchema: false,
 };
 
+/** Deepest nesting of arrays and objects a JSON body may have; admin bodies need three levels at most. */
+export const MAX_BODY_DEPTH = 32;
+
+const TOO_DEEP: ErrorObject = {
+  keyword: "maxDepth",
+  instancePath: "",
+  schemaPath: "#",
+  params: { limit: MAX_BODY_DEPTH },
+  message: `must not nest arrays and objects more than ${MAX_BODY_DEPTH} levels deep`,
+};
+
 /** A fastify validator compiler: strict JSON bodies, coerced query strings, path params and headers. */
 export function requestValidatorCompiler(): FastifySchemaCompiler<unknown> {
   const strict = new Ajv({ ...SHARED_OPTIONS, coerceTypes: false });
   const coercing = new Ajv({ ...SHARED_OPTIONS, coerceTypes: "array" });
   return ({ schema, httpPart }) => {
     // fastify names the part "body" for a body schema, also one given per content type.
-    return (httpPart === "body" ? strict : coercing).compile(schema as object);
+    if (httpPart !== "body") return coercing.compile(schema as object);
+    return refusingDeepNesting(strict.compile(schema as object));
   };
+}
+
+/**
+ * `validate` behind a nesting check. It stays an Ajv function to fastify: `schemaEnv` tells
+ * fastify to pass the request as parent, so that defaults can be filled into the body itself.
+ */
+function refusingDeepNesting(validate: ValidateFunction): ValidateFunction {
+  const guarded = function (this: unknown, data: unknown, dataCxt?: Parameters<ValidateFunction>[1]): boolean {
+    if (nestedDeeperThan(data, MAX_BODY_DEPTH)) {
+      guarded.errors = [TOO_DEEP];
+      return false;
+    }
+    const valid = validate.call(this, data, dataCxt);
+    guarded.errors = validate.errors;
+    return valid;
+  } as ValidateFunction;
+  guarded.schema = validate.schema;
+  guarded.schemaEnv = validate.schemaEnv;
+  return guarded;
+}
+
+/** Whether arrays and objects nest more than `maxDepth` levels; iterative, so no depth can overflow it. */
+export function nestedDeeperThan(value: unknown, maxDepth: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const pending: { node: object; depth: number }[] = [{ node: value, depth: 1 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.depth > maxDepth) return true;
+    const children = Array.isArray(next.node) ? (next.node as unknown[]) : Object.values(next.node);
+    for (const child of children) {
+      if (typeof child === "object" && child !== null) pending.push({ node: child, depth: next.depth + 1 });
+    }
+  }
+  return false;
 }

@@ -7,14 +7,16 @@
 import { Server, type ServerOptions } from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { InvalidConfigError } from "../errors.js";
-import type { SecureChannels } from "../grpc/channel-security.js";
+import { SecureChannels } from "../grpc/channel-security.js";
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, GrpcListener } from "../grpc/listener.js";
+import type { HttpServerOptions } from "../http/server.js";
 import type { Logger } from "../logger.js";
 import { MAX_GRPC_MESSAGE_BYTES } from "../protocol.js";
 import { readPasswordFile } from "./password.js";
 import { SecurityMetrics } from "./security-metrics.js";
 import { DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION, ServerSecurity } from "./server-security.js";
 import { loadServerTls, type ClientTls, type ServerTls } from "./tls-files.js";
+import { ADMIN_USER } from "./types.js";
 
 /** As flags and config files give them. */
 export interface ServerSecurityOptions {
@@ -81,6 +83,20 @@ export interface ServerSecurityKit {
   createGrpcServer(options?: ServerOptions): Server;
   /** Binds the gRPC port through the listener (TLS, limits); resolves the bound port. */
   listen(server: Server, host: string, port: number): Promise<GrpcListener>;
+  /** The HTTP server's TLS and authentication: the same as the gRPC port's. */
+  httpOptions(): Pick<HttpServerOptions, "tls" | "auth">;
+}
+
+/**
+ * Channels for a server's calls to the other servers: TLS verified with the same CA it verifies
+ * clients with, presenting its own certificate (mTLS) when asked, and `admin`'s password.
+ */
+export function peerChannelsFor(settings: ResolvedServerSecurity): SecureChannels {
+  const tls: ClientTls | undefined = settings.tls
+    ? { ...(settings.tls.ca ? { ca: settings.tls.ca } : {}), cert: settings.tls.cert, key: settings.tls.key }
+    : undefined;
+  const credentials = settings.adminPassword ? { username: ADMIN_USER, password: settings.adminPassword } : undefined;
+  return new SecureChannels({ tls, credentials });
 }
 
 export async function createServerSecurityKit(settings: ResolvedServerSecurity, registry: Registry, logger: Logger): Promise<ServerSecurityKit> {
@@ -92,15 +108,10 @@ export async function createServerSecurityKit(settings: ResolvedServerSecurity, 
     logger,
     maxInFlightPerConnection: settings.maxInFlightPerConnection,
   });
-  // Servers verify each other with the same CA they verify clients with, and present their
-  // own certificate (mTLS) when the peer asks for one.
-  const peerTls: ClientTls | undefined = settings.tls
-    ? { ...(settings.tls.ca ? { ca: settings.tls.ca } : {}), cert: settings.tls.cert, key: settings.tls.key }
-    : undefined;
   return {
     security,
     metrics,
-    peers: security.peerChannels(peerTls),
+    peers: peerChannelsFor(settings),
     settings,
     createGrpcServer: (options = {}) =>
       new Server({
@@ -109,6 +120,14 @@ export async function createServerSecurityKit(settings: ResolvedServerSecurity, 
         ...options,
         interceptors: [security.interceptor()],
       }),
+    httpOptions: () => ({
+      tls: settings.tls,
+      auth: {
+        guard: security,
+        authenticate: (headers, socket) => security.authenticateHttp(headers, socket),
+        openMetrics: settings.openMetrics,
+      },
+    }),
     listen: async (server, host, port) => {
       const listener = await GrpcListener.listen(server, {
         host,

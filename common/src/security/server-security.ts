@@ -18,14 +18,12 @@ import { Metadata, ServerInterceptingCall, type ServerInterceptor, type ServerIn
 import { AuthenticationFailedError, SluiceError, TooManyRequestsError, toSluiceError } from "../errors.js";
 import { toServiceError } from "../grpc/errors.js";
 import type { ConnectionFacts } from "../grpc/listener.js";
-import { SecureChannels } from "../grpc/channel-security.js";
 import type { Logger } from "../logger.js";
 import { Authorizer } from "./authorizer.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import { CredentialVerifier } from "./credentials.js";
 import { hashPassword } from "./password.js";
 import type { AuthFailureReason, SecurityMetrics } from "./security-metrics.js";
-import type { ClientTls } from "./tls-files.js";
 import {
   ADMIN_USER,
   ANONYMOUS,
@@ -93,15 +91,6 @@ export class ServerSecurity implements SecurityGuard {
   /** Where the interceptor learns about a call's connection (the gRPC listener). */
   useConnectionFacts(lookup: (peer: string) => ConnectionFacts | undefined): void {
     this.connectionFacts = lookup;
-  }
-
-  /**
-   * Channels for this server's calls to other servers: TLS with its own certificate (mTLS)
-   * when it has one, and `admin`'s password when auth is on.
-   */
-  peerChannels(tls: ClientTls | undefined): SecureChannels {
-    const credentials = this.options.adminPassword ? { username: ADMIN_USER, password: this.options.adminPassword } : undefined;
-    return new SecureChannels({ tls, credentials });
   }
 
   principalOf(call: { metadata: Metadata }): Principal {

@@ -3,7 +3,8 @@
  * slave what it holds before promoting it) and Promote (hand promotion without etcd). One gRPC
  * channel per broker address, reused, closed with the name server.
  */
-import { Metadata, credentials } from "@grpc/grpc-js";
+import { Metadata } from "@grpc/grpc-js";
+import { PLAIN_CHANNELS, type SecureChannels } from "../../../common/src/grpc/channel-security.js";
 import { fromServiceError } from "../../../common/src/grpc/errors.js";
 import { PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
@@ -21,7 +22,10 @@ export class ReplicationClients implements ReplicaCalls {
   private readonly clients = new Map<string, ReplicationClient>();
   private readonly header: RequestHeader;
 
-  constructor(clientId: string) {
+  constructor(
+    clientId: string,
+    private readonly channels: SecureChannels = PLAIN_CHANNELS,
+  ) {
     this.header = { clientId, protocolVersion: PROTOCOL_VERSION };
   }
 
@@ -49,7 +53,7 @@ export class ReplicationClients implements ReplicaCalls {
   private client(address: string): ReplicationClient {
     let client = this.clients.get(address);
     if (client === undefined) {
-      client = new ReplicationClient(address, credentials.createInsecure());
+      client = new ReplicationClient(address, this.channels.credentials, this.channels.options());
       this.clients.set(address, client);
     }
     return client;

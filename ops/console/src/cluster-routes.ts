@@ -3,8 +3,11 @@
  *
  *   GET /api/v1/cluster      brokers: role, state, epoch, addresses, heartbeat age (as `sluice cluster --json`)
  *   GET /api/v1/throughput   recent produce rate per topic, sampled while someone calls this
+ *
+ * Both need describe on the cluster (403 NOT_AUTHORIZED otherwise).
  */
 import type { FastifyInstance } from "fastify";
+import { CLUSTER, requirePermission } from "../../../common/src/http/permissions.js";
 import type { Admin } from "../../../clients/src/index.js";
 import { clusterResponse, throughputResponse } from "./schemas.js";
 import type { ThroughputSampler } from "./throughput.js";
@@ -24,7 +27,10 @@ export function registerClusterRoutes(app: FastifyInstance, options: ClusterRout
   app.get(
     "/api/v1/cluster",
     { schema: { summary: "Every broker: group, id, role, state, epoch, addresses, heartbeat age", tags: TAGS, response: { 200: clusterResponse } } },
-    async () => ({ servedBy: broker, ...(await admin().cluster()) }),
+    async (request) => {
+      requirePermission(request, "describe", "cluster", CLUSTER);
+      return { servedBy: broker, ...(await admin().cluster()) };
+    },
   );
 
   app.get(
@@ -39,7 +45,8 @@ export function registerClusterRoutes(app: FastifyInstance, options: ClusterRout
         response: { 200: throughputResponse },
       },
     },
-    async () => {
+    async (request) => {
+      requirePermission(request, "describe", "cluster", CLUSTER);
       sampler.touch();
       return sampler.report();
     },

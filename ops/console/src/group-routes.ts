@@ -4,8 +4,12 @@
  *   GET /api/v1/groups                              every group: kind, state, member count
  *   GET /api/v1/groups/:group                       members, assignments, lag per partition, queue windows
  *   GET /api/v1/groups/:group/dead-letters?max=N    a queue group's dead letters, oldest first
+ *
+ * Permissions: the list shows the groups the caller may describe; the other two need describe
+ * on the group (403 NOT_AUTHORIZED before anything is read).
  */
 import type { FastifyInstance } from "fastify";
+import { permits, requirePermission } from "../../../common/src/http/permissions.js";
 import type { Admin } from "../../../clients/src/index.js";
 import { toDeadLetterView } from "./message-view.js";
 import { deadLettersQuery, deadLettersResponse, groupDescription, groupParams, groupsResponse } from "./schemas.js";
@@ -22,7 +26,7 @@ export function registerGroupRoutes(app: FastifyInstance, options: GroupRoutesOp
   app.get(
     "/api/v1/groups",
     { schema: { summary: "Every consumer and queue group", tags: TAGS, response: { 200: groupsResponse } } },
-    async () => ({ groups: await admin().listGroups() }),
+    async (request) => ({ groups: (await admin().listGroups()).filter(({ group }) => permits(request, "describe", "group", group)) }),
   );
 
   app.get<{ Params: { group: string } }>(
@@ -36,7 +40,10 @@ export function registerGroupRoutes(app: FastifyInstance, options: GroupRoutesOp
         response: { 200: groupDescription },
       },
     },
-    async (request) => admin().describeGroup(request.params.group),
+    async (request) => {
+      requirePermission(request, "describe", "group", request.params.group);
+      return admin().describeGroup(request.params.group);
+    },
   );
 
   app.get<{ Params: { group: string }; Querystring: { max: number } }>(
@@ -53,6 +60,7 @@ export function registerGroupRoutes(app: FastifyInstance, options: GroupRoutesOp
     },
     async (request) => {
       const { group } = request.params;
+      requirePermission(request, "describe", "group", group);
       const { max } = request.query;
       // One more than asked tells whether the list stops at `max` or goes on.
       const letters = await admin().deadLetters(group, { max: max + 1 });

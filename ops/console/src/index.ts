@@ -3,12 +3,18 @@
  * `sluice dev` mount on the broker's HTTP port. They read the cluster through the SDK's
  * admin client, so any broker shows the whole cluster. /docs/json (common/src/http) lists
  * every route with its schemas.
+ *
+ * Security: the HTTP server authenticates every request (401 with a Basic challenge, which
+ * makes browsers prompt for the console); each route then checks the caller's ACLs (403
+ * NOT_AUTHORIZED) before its client reads or changes anything. The client itself talks to
+ * the cluster with the credentials in `client` (the broker's own, `admin`, with --auth), so
+ * what a caller sees is decided here, by the caller's ACLs, not by the client's.
  */
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { HttpPlugin } from "../../../common/src/http/server.js";
 import { silentLogger, type Logger } from "../../../common/src/logger.js";
-import { Sluice, type Admin } from "../../../clients/src/index.js";
+import { Sluice, type Admin, type SluiceOptions } from "../../../clients/src/index.js";
 import { readEndOffsets } from "./cluster-reads.js";
 import { registerClusterRoutes } from "./cluster-routes.js";
 import { registerGroupRoutes } from "./group-routes.js";
@@ -23,6 +29,12 @@ export interface AdminConsoleOptions {
   readonly broker: string;
   /** For the throughput sampler's failed readings (debug). @defaultValue a silent logger */
   readonly logger?: Logger;
+  /**
+   * More options of the console's client (TLS, credentials for a cluster with --auth);
+   * nameservers, clientId, requestTimeoutMs and logger are the console's own.
+   * @defaultValue none
+   */
+  readonly client?: SluiceOptions;
 }
 
 export const CONSOLE_CLIENT_ID = "sluice-console";
@@ -40,6 +52,7 @@ export function adminConsole(options: AdminConsoleOptions): HttpPlugin {
     let sluice: Sluice | undefined;
     const admin = (): Admin => {
       sluice ??= new Sluice({
+        ...options.client,
         nameservers: [...options.nameservers],
         clientId: CONSOLE_CLIENT_ID,
         requestTimeoutMs: CONSOLE_REQUEST_TIMEOUT_MS,

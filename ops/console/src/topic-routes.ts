@@ -12,9 +12,14 @@
  * Internal topics (%groups, %DLQ%<group>) can be read here but never created, altered or
  * deleted: deleting %groups would drop every group's offsets and leave the coordinator on
  * closed logs. Those requests get 400 naming the topic as internal, and change nothing.
+ *
+ * Permissions (checked before anything is read or changed; 403 NOT_AUTHORIZED otherwise): the
+ * list shows the topics the caller may describe; describe needs describe on the topic, create
+ * create, PATCH alter, DELETE delete, and reading a message consume on the topic.
  */
 import type { FastifyInstance } from "fastify";
 import { RequestValidationError } from "../../../common/src/http/error-replies.js";
+import { permits, requirePermission } from "../../../common/src/http/permissions.js";
 import { isInternalTopic } from "../../../common/src/protocol.js";
 import type { Admin, CreateTopicOptions } from "../../../clients/src/index.js";
 import { describeAllTopics, withInternalFlag } from "./cluster-reads.js";
@@ -56,13 +61,16 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
   app.get(
     "/api/v1/topics",
     { schema: { summary: "Every topic with its partitions, start/end offsets and sizes", tags: TAGS, response: { 200: topicsResponse } } },
-    async () => ({ topics: await describeAllTopics(admin()) }),
+    async (request) => ({ topics: await describeAllTopics(admin(), (topic) => permits(request, "describe", "topic", topic)) }),
   );
 
   app.get<{ Params: { topic: string } }>(
     "/api/v1/topics/:topic",
     { schema: { summary: "One topic: partitions, masters, offsets, sizes", tags: TAGS, params: topicParams, response: { 200: topicDescription } } },
-    async (request) => withInternalFlag(await admin().describeTopic(request.params.topic)),
+    async (request) => {
+      requirePermission(request, "describe", "topic", request.params.topic);
+      return withInternalFlag(await admin().describeTopic(request.params.topic));
+    },
   );
 
   app.post<{ Body: CreateTopicBody }>(
@@ -80,6 +88,7 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
     },
     async (request, reply) => {
       const { name, ...settings } = request.body;
+      requirePermission(request, "create", "topic", name);
       const created = await admin().createTopic(name, settings);
       return reply.code(201).send(created);
     },
@@ -99,6 +108,7 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
       },
     },
     async (request) => {
+      requirePermission(request, "alter", "topic", request.params.topic);
       refuseInternalTopic(request.params.topic, "topic", "alter");
       return admin().createPartitions(request.params.topic, request.body.partitions);
     },
@@ -116,6 +126,7 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
       },
     },
     async (request) => {
+      requirePermission(request, "delete", "topic", request.params.topic);
       refuseInternalTopic(request.params.topic, "topic", "delete");
       await admin().deleteTopic(request.params.topic);
       return { deleted: request.params.topic };
@@ -138,6 +149,7 @@ export function registerTopicRoutes(app: FastifyInstance, options: TopicRoutesOp
     },
     async (request, reply) => {
       const { topic } = request.params;
+      requirePermission(request, "consume", "topic", topic);
       const { partition, offset, timestamp } = request.query;
       if ((offset === undefined) === (timestamp === undefined)) {
         throw new RequestValidationError(`query string needs exactly one of the fields "offset" and "timestamp"`, offset === undefined ? "offset" : "timestamp");

@@ -3,6 +3,11 @@
 // page through textContent, createTextNode or setAttribute — never as markup — so a topic
 // or header named "<script>" shows as text (the page's Content-Security-Policy forbids
 // inline script as a second line of defence). API errors show as their message only.
+//
+// Authentication: on a broker with --auth the page itself is answered 401 with a Basic
+// challenge, so the browser asks for a user and password and then sends them with every
+// same-origin request, these fetches included (credentials: "same-origin", relative URLs).
+// A 403 shows as the API's message, which names the ACL the user lacks.
 
 const REFRESH_MS = 2000;
 /** Dead letters listed per queue group. */
@@ -108,7 +113,8 @@ function sum(values) {
 async function api(path) {
   let response;
   try {
-    response = await fetch(path, { headers: { accept: "application/json" } });
+    // Relative paths only: the Basic credentials the browser holds are for this origin.
+    response = await fetch(path, { headers: { accept: "application/json" }, credentials: "same-origin" });
   } catch {
     throw new ApiError(`cannot reach the broker at ${location.host}`);
   }
