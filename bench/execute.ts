@@ -58,10 +58,20 @@ export interface ExecuteOptions {
   settings: BenchSettings;
   /** When profiling: the folder for this run's client profile. */
   clientProfileDir?: string;
+  /**
+   * Global CLI flags of the measured client, before `bench`: TLS and who it is
+   * (`--tls-ca F --user alice --password-file F`). Default: the server's own `cliFlags`.
+   */
+  clientFlags?: readonly string[];
+  /**
+   * Create the run's topic (with the server's `cliFlags`) before the client starts, so a client
+   * that may not create topics (a user with only `produce` on them) finds it there.
+   */
+  createTopic?: boolean;
 }
 
-/** How long deleting a run's topic may take before the orchestrator moves on. */
-const DELETE_TOPIC_TIMEOUT_MS = 30_000;
+/** How long creating or deleting a run's topic may take before the orchestrator moves on. */
+const ADMIN_CALL_TIMEOUT_MS = 30_000;
 
 /**
  * Runs one attempt on a fresh topic and deletes the topic afterwards (whatever happened).
@@ -75,11 +85,16 @@ const DELETE_TOPIC_TIMEOUT_MS = 30_000;
 export async function executeRun(run: RunSpec, dev: DevServer, options: ExecuteOptions): Promise<RunOutcome> {
   const topic = freshTopic(run);
   try {
+    if (options.createTopic) {
+      const partitions = String(partitionsOf(run, options.settings));
+      const created = await runCli([...dev.cliFlags, "--nameserver", dev.info.nameserver, "topic", "create", topic, "--partitions", partitions], { timeoutMs: ADMIN_CALL_TIMEOUT_MS });
+      if (created.code !== 0) return failure(run, new Date().toISOString(), [], `creating topic ${topic} ${describeExit(created.code, created.timedOut, ADMIN_CALL_TIMEOUT_MS)}`, created.code, created.stderrTail);
+    }
     if (run.flowRules === undefined || run.flowRules.length === 0) return await executeOnTopic(run, topic, dev, options);
     return await executeUnderFlowRules(run, topic, dev, options);
   } finally {
     if (dev.alive()) {
-      const deleted = await runCli(["--nameserver", dev.info.nameserver, "topic", "delete", topic], { timeoutMs: DELETE_TOPIC_TIMEOUT_MS });
+      const deleted = await runCli([...dev.cliFlags, "--nameserver", dev.info.nameserver, "topic", "delete", topic], { timeoutMs: ADMIN_CALL_TIMEOUT_MS });
       if (deleted.code !== 0) process.stderr.write(`bench: warning: could not delete topic ${topic}: ${deleted.stderrTail.trim().split("\n").pop() ?? ""}\n`);
     }
   }
@@ -116,7 +131,7 @@ async function executeOnTopic(run: RunSpec, topic: string, dev: DevServer, optio
   const address = { nameserver: dev.info.nameserver, topic, partitions: partitionsOf(run, settings) };
   const prefill = prefillFor(run);
   if (prefill) {
-    const prefillArgs = benchArgs(prefill, address);
+    const prefillArgs = [...dev.cliFlags, ...benchArgs(prefill, address)];
     const filled = await runCli(prefillArgs, { timeoutMs, nodeFlags: settings.clientNodeFlags });
     if (filled.code !== 0) {
       const why = `filling topic ${topic} first ${describeExit(filled.code, filled.timedOut, timeoutMs)}`;
@@ -128,7 +143,7 @@ async function executeOnTopic(run: RunSpec, topic: string, dev: DevServer, optio
     return executeMembers({ ...run, kind: run.kind }, topic, dev, options);
   }
 
-  const args = benchArgs(run, address);
+  const args = [...(options.clientFlags ?? dev.cliFlags), ...benchArgs(run, address)];
   const settled = await waitForWriteback(SETTLE_TIMEOUT_MS);
   const startedAt = new Date().toISOString();
   const loadAverage1m = Number(loadavg()[0]?.toFixed(2) ?? 0);

@@ -1,8 +1,9 @@
 /**
- * The standard benchmark set (issues #2, #4, #5 and #6) and the environment knobs that shrink or select it.
+ * The standard benchmark set (issues #2, #4, #5 and #6), the security group (issue #8) and the environment knobs that shrink or select it.
  *
  *   SLUICE_BENCH_SCALE=0.1         multiply every message count (rates stay fixed)
- *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b)
+ *   SLUICE_BENCH_ONLY=a,b          run only the named runs (e.g. produce-100b); "security" names
+ *                                  the security group (issue #8) as a whole
  *   SLUICE_BENCH_PARTITIONS=3      partitions of each bench topic (the group runs keep their own count)
  *   SLUICE_BENCH_TIMEOUT_S=N       kill a bench client after N s (default: grows with the count)
  *   SLUICE_BENCH_REPEAT=3          run each benchmark N times (fresh topic each) and report the
@@ -64,6 +65,14 @@ export interface RunSpec {
   flowRules?: FlowRuleInput[];
   /** The messages/s the run's flow rules hold it to: the result reports achieved / limit. */
   flowLimitMsgsPerSec?: number;
+  /**
+   * Security runs (issue #8): which of the group's two `sluice dev` the run goes to — "plain"
+   * (open, as every other run) or "secured" (TLS and --auth) — and, on the secured one, as whom
+   * the client authenticates: "admin" (the superuser: authenticated, no ACL check) or "alice"
+   * (a user with ACLs: one check per produced batch).
+   */
+  server?: "plain" | "secured";
+  user?: "admin" | "alice";
 }
 
 export const E2E_RATE_PER_SECOND = 10_000;
@@ -142,6 +151,24 @@ const STANDARD_SET: readonly RunSpec[] = [
   },
 ];
 
+/** Issue #8: the ACL check micro-benchmark (bench/acl-check.ts, in the orchestrator's process: no server). */
+export const ACL_CHECK_RUN = "acl-check";
+/** SLUICE_BENCH_ONLY name standing for every run of issue #8. */
+export const SECURITY_GROUP = "security";
+export const SECURITY_PLAIN_RUN = "produce-100b-plain";
+export const SECURITY_TLS_RUN = "produce-100b-tls";
+export const SECURITY_ACL_RUN = "produce-100b-tls-alice";
+
+/**
+ * Issue #8: the produce-100b load against an open `sluice dev` and against one with TLS and
+ * --auth (as admin, then as an ACL'd user). security-execute.ts runs them interleaved.
+ */
+const SECURITY_SET: readonly RunSpec[] = [
+  { name: SECURITY_PLAIN_RUN, kind: "produce", size: 100, messages: 2_000_000, flush: "interval", server: "plain" },
+  { name: SECURITY_TLS_RUN, kind: "produce", size: 100, messages: 2_000_000, flush: "interval", server: "secured", user: "admin" },
+  { name: SECURITY_ACL_RUN, kind: "produce", size: 100, messages: 2_000_000, flush: "interval", server: "secured", user: "alice" },
+];
+
 export interface BenchSettings {
   scale: number;
   only: string[] | undefined;
@@ -169,8 +196,12 @@ function positiveNumber(env: NodeJS.ProcessEnv, name: string): number | undefine
 
 /** Reads and validates the SLUICE_BENCH_* variables once, at start-up. */
 export function parseBenchSettings(env: NodeJS.ProcessEnv): BenchSettings {
-  const only = env.SLUICE_BENCH_ONLY?.split(",").map((s) => s.trim()).filter(Boolean);
-  const known = STANDARD_SET.map((r) => r.name);
+  const securityNames = [...SECURITY_SET.map((r) => r.name), ACL_CHECK_RUN];
+  const only = env.SLUICE_BENCH_ONLY?.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .flatMap((name) => (name === SECURITY_GROUP ? securityNames : [name]));
+  const known = [...STANDARD_SET.map((r) => r.name), ...securityNames];
   const unknown = only?.filter((name) => !known.includes(name)) ?? [];
   if (unknown.length > 0) throw new Error(`SLUICE_BENCH_ONLY names unknown runs (${unknown.join(", ")}); known: ${known.join(", ")}`);
   const partitions = positiveNumber(env, "SLUICE_BENCH_PARTITIONS") ?? DEFAULT_PARTITIONS;
@@ -193,12 +224,30 @@ export function parseBenchSettings(env: NodeJS.ProcessEnv): BenchSettings {
   };
 }
 
-/** The standard set, scaled and filtered, in the order it runs. The rebalance run is timed, not counted: it does not scale. */
-export function benchPlan(settings: BenchSettings): RunSpec[] {
-  return STANDARD_SET.filter((run) => settings.only === undefined || settings.only.includes(run.name)).map((run) => ({
+function selected(settings: BenchSettings, name: string): boolean {
+  return settings.only === undefined || settings.only.includes(name);
+}
+
+function scaled(runs: readonly RunSpec[], settings: BenchSettings): RunSpec[] {
+  return runs.filter((run) => selected(settings, run.name)).map((run) => ({
     ...run,
     messages: run.kind === "rebalance" ? run.messages : Math.max(MIN_MESSAGES, Math.round(run.messages * settings.scale)),
   }));
+}
+
+/** The standard set, scaled and filtered, in the order it runs. The rebalance run is timed, not counted: it does not scale. */
+export function benchPlan(settings: BenchSettings): RunSpec[] {
+  return scaled(STANDARD_SET, settings);
+}
+
+/** The security group's server runs (issue #8), scaled and filtered; they run after the standard set. */
+export function securityPlan(settings: BenchSettings): RunSpec[] {
+  return scaled(SECURITY_SET, settings);
+}
+
+/** Whether the ACL check micro-benchmark is selected. */
+export function aclCheckSelected(settings: BenchSettings): boolean {
+  return selected(settings, ACL_CHECK_RUN);
 }
 
 export function isMemberRun(run: RunSpec): run is RunSpec & { kind: MemberKind } {

@@ -4,7 +4,9 @@
  * killed when the orchestrator exits, whatever the reason.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { get as httpGet, type IncomingMessage } from "node:http";
+import { get as httpsGet } from "node:https";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -17,6 +19,8 @@ export const SLUICE_BIN = join(REPO_ROOT, "bin", "sluice.js");
 const DEV_START_TIMEOUT_MS = 30_000;
 const DEV_STOP_GRACE_MS = 15_000;
 const READY_POLL_MS = 50;
+/** One readiness probe's longest wait: a server that accepted but does not answer is polled again. */
+const READY_REQUEST_TIMEOUT_MS = 2_000;
 /** Only the end of a child's stderr is kept: enough to explain a failure, bounded in memory. */
 const STDERR_TAIL_CHARS = 8_000;
 
@@ -110,6 +114,11 @@ export interface DevInfo {
 
 export interface DevServer {
   readonly info: DevInfo;
+  /**
+   * Global CLI flags every call the orchestrator makes to this server needs (TLS, a superuser
+   * identity: `--tls-ca F --user admin --password-file F`); [] for an open `sluice dev`.
+   */
+  readonly cliFlags: readonly string[];
   /** True while the process runs. */
   alive(): boolean;
   stderrTail(): string;
@@ -122,6 +131,12 @@ export interface DevOptions {
   flush: FlushPolicy;
   /** Node flags placed before the script, e.g. ["--cpu-prof", "--cpu-prof-dir=…"]. */
   nodeFlags?: string[];
+  /** Extra `sluice dev` flags, e.g. ["--tls-cert", F, "--tls-key", F, "--auth", …]. */
+  extraArgs?: string[];
+  /** With --tls-cert: the CA that signed the server's certificate; readiness is then probed over HTTPS, trusting it. */
+  tlsCaFile?: string;
+  /** See DevServer.cliFlags. */
+  cliFlags?: string[];
 }
 
 export async function startDev(options: DevOptions): Promise<DevServer> {
@@ -129,6 +144,7 @@ export async function startDev(options: DevOptions): Promise<DevServer> {
     ...(options.nodeFlags ?? []), SLUICE_BIN,
     "dev", "--json", "--data", options.dataDir,
     "--nameserver-port", "0", "--broker-port", "0", "--http-port", "0", "--flush", options.flush,
+    ...(options.extraArgs ?? []),
   ];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: childEnv(), stdio: ["ignore", "pipe", "pipe"] });
   const exited = track(child);
@@ -137,6 +153,7 @@ export async function startDev(options: DevOptions): Promise<DevServer> {
   const info = await readStartLine<DevInfo>(child, exited.then(({ code, signal }) => String(signal ?? code)), "sluice dev", stderr.text, DEV_START_TIMEOUT_MS);
   const server: DevServer = {
     info,
+    cliFlags: [...(options.cliFlags ?? [])],
     alive: () => child.exitCode === null && child.signalCode === null,
     stderrTail: () => stderr.text(),
     stop: async () => {
@@ -149,7 +166,7 @@ export async function startDev(options: DevOptions): Promise<DevServer> {
     },
   };
   try {
-    await waitReady(info.http, DEV_START_TIMEOUT_MS);
+    await waitReady(info.http, options.tlsCaFile, DEV_START_TIMEOUT_MS);
   } catch (err) {
     await server.stop();
     throw err;
@@ -157,21 +174,42 @@ export async function startDev(options: DevOptions): Promise<DevServer> {
   return server;
 }
 
-/** Polls GET /readyz until 200: the broker is registered and its logs are recovered. */
-async function waitReady(httpAddress: string, timeoutMs: number): Promise<void> {
+/** One GET: the status and body. Over HTTPS when a CA is given (fetch cannot be told to trust one). */
+function getText(url: string, ca: Buffer | undefined): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const onResponse = (response: IncomingMessage): void => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+      response.on("error", reject);
+    };
+    const request = ca === undefined ? httpGet(url, onResponse) : httpsGet(url, { ca }, onResponse);
+    request.setTimeout(READY_REQUEST_TIMEOUT_MS, () => request.destroy(new Error(`no answer within ${READY_REQUEST_TIMEOUT_MS} ms`)));
+    request.on("error", reject);
+  });
+}
+
+/**
+ * Polls GET /readyz until 200: the broker is registered and its logs are recovered. A server
+ * with TLS serves HTTPS (with --auth, --open-metrics leaves /readyz open to this probe).
+ */
+async function waitReady(httpAddress: string, tlsCaFile: string | undefined, timeoutMs: number): Promise<void> {
+  const ca = tlsCaFile === undefined ? undefined : readFileSync(tlsCaFile);
+  const url = `${ca === undefined ? "http" : "https"}://${httpAddress}/readyz`;
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(`http://${httpAddress}/readyz`);
+      const response = await getText(url, ca);
       if (response.status === 200) return;
-      last = `${response.status} ${await response.text()}`;
+      last = `${response.status} ${response.body}`;
     } catch (err) {
       last = String(err);
     }
     await new Promise((resolve) => setTimeout(resolve, READY_POLL_MS));
   }
-  throw new Error(`broker at ${httpAddress} not ready after ${timeoutMs} ms: ${last}`);
+  throw new Error(`broker at ${url} not ready after ${timeoutMs} ms: ${last}`);
 }
 
 export interface CliRun {

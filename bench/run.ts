@@ -1,5 +1,7 @@
 /**
- * `npm run bench`: the standard benchmark set of issues #2, #4, #5 and #6 against real servers.
+ * `npm run bench`: the standard benchmark set of issues #2, #4, #5 and #6 against real servers,
+ * then the security group of issue #8 (security-execute.ts: the ACL check micro-benchmark, and
+ * produce on an open and on a TLS + --auth `sluice dev`, interleaved).
  *
  * For each flush policy in the plan it starts `sluice dev` on free ports with a fresh data
  * directory, runs each benchmark as its own `sluice bench --json` client process on a fresh
@@ -19,12 +21,14 @@ import { join } from "node:path";
 import { readCpuProfile, renderSummary, summarizeProfile } from "./cpuprofile.js";
 import { cpuProfileFlags, executeRun, newestCpuProfile } from "./execute.js";
 import { cleanUpClusters } from "./cluster.js";
-import { benchPlan, isClusterRun, parseBenchSettings, type BenchSettings, type ClusterKind, type RunSpec } from "./plan.js";
+import { aclCheckSelected, benchPlan, isClusterRun, parseBenchSettings, securityPlan, type BenchSettings, type ClusterKind, type RunSpec } from "./plan.js";
 import { clockTicksPerSecond } from "./proc-stats.js";
 import { killAll, REPO_ROOT, startDev, type FlushPolicy } from "./processes.js";
 import { executeClusterRun } from "./replication-execute.js";
 import { renderClusters } from "./replication-report.js";
 import { failure, isFailure, medianOutcome, type RunOutcome } from "./results.js";
+import { cleanUpSecurity, measureAclChecks, runSecurityGroup, type AclCheckFigures } from "./security-execute.js";
+import { renderSecurity, securityChecks, securityFigures } from "./security-report.js";
 import { evaluateTargets, renderChecks, renderCpu, renderFlow, renderGroups, renderRuns } from "./targets.js";
 
 const PROFILE_TOP_FUNCTIONS = 20;
@@ -161,22 +165,46 @@ async function runGroup(flush: FlushPolicy, runs: RunSpec[], settings: BenchSett
 async function main(): Promise<number> {
   const settings = parseBenchSettings(process.env);
   const plan = benchPlan(settings);
+  const security = securityPlan(settings);
+  const aclCheckPlanned = aclCheckSelected(settings);
   const resultsDir = settings.profile ? join(REPO_ROOT, "bench", "results", "profiled") : join(REPO_ROOT, "bench", "results");
   // Profiles are picked per run as the newest file of a folder: clear any left from an earlier invocation.
   if (settings.profile) rmSync(join(resultsDir, "profiles"), { recursive: true, force: true });
   mkdirSync(resultsDir, { recursive: true });
   const startedAt = new Date().toISOString();
-  log(`${plan.length} runs${settings.repeat > 1 ? ` × ${settings.repeat} attempts (median reported)` : ""}, scale ${settings.scale}${settings.profile ? ", under --cpu-prof (figures perturbed)" : ""}; results in ${resultsDir}`);
+  log(`${plan.length + security.length} runs${aclCheckPlanned ? " and the ACL check" : ""}${settings.repeat > 1 ? ` × ${settings.repeat} attempts (median reported)` : ""}, scale ${settings.scale}${settings.profile ? ", under --cpu-prof (figures perturbed)" : ""}; results in ${resultsDir}`);
   if (settings.brokerNodeFlags.length > 0) log(`broker node flags: ${settings.brokerNodeFlags.join(" ")}`);
   if (settings.clientNodeFlags.length > 0) log(`client node flags: ${settings.clientNodeFlags.join(" ")}`);
   const outcomes: RunOutcome[] = [];
-  const counter = { done: 0, total: plan.length };
+  const counter = { done: 0, total: plan.length + security.length };
   for (const segment of segmentsOf(plan)) {
     if ("cluster" in segment) outcomes.push(await runCluster(segment.cluster, settings, resultsDir, counter));
     else outcomes.push(...(await runGroup(segment.flush, segment.runs, settings, resultsDir, counter)));
   }
+  // Issue #8. The micro-benchmark first, while no server runs: it has the cores to itself.
+  let aclCheck: AclCheckFigures | null = null;
+  if (aclCheckPlanned) {
+    aclCheck = measureAclChecks(settings);
+    writeFileSync(join(resultsDir, "acl-check.json"), JSON.stringify(aclCheck, null, 2) + "\n");
+    log(`acl-check: ${aclCheck.cachedNsPerCheck} ns per cached check, ${aclCheck.uncachedNsPerCheck} ns uncached`);
+  }
+  if (security.length > 0) {
+    const profilesDir = join(resultsDir, "profiles");
+    const hooks = {
+      log,
+      record: (outcome: RunOutcome): void => {
+        outcomes.push(outcome);
+        recordOutcome(outcome, resultsDir, counter);
+      },
+    };
+    const servers = await runSecurityGroup(security, settings, profilesDir, hooks);
+    if (settings.profile) {
+      for (const server of servers) writeProfileSummaries(server.outcomes, newestCpuProfile(server.brokerProfileDir), profilesDir, resultsDir);
+    }
+  }
+  const securitySummary = securityFigures(outcomes, aclCheck);
 
-  const checks = evaluateTargets(outcomes);
+  const checks = [...evaluateTargets(outcomes), ...securityChecks(outcomes.map((o) => o.name), securitySummary, aclCheckPlanned)];
   const failed = outcomes.filter(isFailure);
   const summary = {
     startedAt,
@@ -184,6 +212,7 @@ async function main(): Promise<number> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", node: process.version, clockTicksPerSecond: clockTicksPerSecond() },
     settings,
     runs: outcomes,
+    security: securitySummary,
     checks,
     targetsMissed: checks.filter((c) => c.met === false).length,
     runsFailed: failed.map((f) => f.name),
@@ -199,6 +228,8 @@ async function main(): Promise<number> {
   if (flow) process.stdout.write(flow + "\n");
   const clusters = renderClusters(outcomes);
   if (clusters) process.stdout.write(clusters + "\n");
+  const securityText = renderSecurity(outcomes, securitySummary);
+  if (securityText) process.stdout.write(securityText + "\n");
   process.stdout.write(renderChecks(checks) + "\n");
   for (const f of failed) {
     process.stdout.write(`${f.name} failed: ${f.error}\n  command: ${f.command.join(" ")}\n`);
@@ -216,6 +247,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     log(`${signal}: stopping every process started`);
     killAll();
     cleanUpClusters();
+    cleanUpSecurity();
     for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
     process.exit(130);
   });
@@ -229,6 +261,7 @@ main().then(
     process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     killAll();
     cleanUpClusters();
+    cleanUpSecurity();
     process.exitCode = 1;
   },
 );
