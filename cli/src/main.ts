@@ -21,6 +21,16 @@ import { topicCommands } from "./commands/topic.js";
 import { addGlobalFlags, hoistGlobalFlags, readGlobals } from "./global-flags.js";
 import { EXIT_USAGE, reportError } from "./output.js";
 
+// grpc-js sends the target's host as the TLS server name (SNI) even when it is an IP address,
+// and Node flags that with DEP0123, two lines on stderr on every TLS run against
+// `--nameserver 127.0.0.1:…`. The certificate is still checked against the address; the
+// warning says nothing a user can act on. Every other warning is printed as before.
+const printWarning = process.listeners("warning");
+process.removeAllListeners("warning");
+process.on("warning", (warning: Error & { code?: string }) => {
+  if (warning.code !== "DEP0123") for (const print of printWarning) print(warning);
+});
+
 const program = new Command();
 addGlobalFlags(
   program
