@@ -151,7 +151,12 @@ export function parseNameServerOptions(options: NameServerOptions = {}): Resolve
   }
   if (options.dataDir !== undefined && options.dataDir === "") throw new InvalidConfigError("dataDir must not be empty; give the name server's data directory");
   const store =
-    options.store ?? new MemoryRegistryStore(options.dataDir === undefined ? {} : { securityFile: join(options.dataDir, SECURITY_FILE_NAME) });
+    options.store ??
+    new MemoryRegistryStore({
+      ...(options.dataDir === undefined ? {} : { securityFile: join(options.dataDir, SECURITY_FILE_NAME) }),
+      // Above any version an earlier run could have reached (changes come far slower than 1000 per ms).
+      initialSecurityVersion: Date.now() * 1000,
+    });
   return {
     groupStatePartitions,
     topicLimits: parseTopicLimits(options),

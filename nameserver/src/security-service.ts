@@ -11,7 +11,7 @@
  * same name gets its permissions back. `sluice acl delete` removes entries.
  */
 import type { ServerWritableStream, ServiceError } from "@grpc/grpc-js";
-import { InvalidArgumentError, ShuttingDownError } from "../../common/src/errors.js";
+import { InvalidArgumentError, NotAuthorizedError, ShuttingDownError } from "../../common/src/errors.js";
 import { toServiceError, unary } from "../../common/src/grpc/errors.js";
 import type { Logger } from "../../common/src/logger.js";
 import { aclKey, describeAcl, parsePrincipal, validateAclEntry, validateUserName } from "../../common/src/security/acl.js";
@@ -20,6 +20,7 @@ import { addAcl, applyUser, removeAcl, removeUser } from "../../common/src/secur
 import {
   ADMIN_USER,
   CLUSTER_RESOURCE_NAME,
+  PRINCIPAL_PREFIX,
   type AclEntry,
   type Operation,
   type Principal,
@@ -140,7 +141,12 @@ export class SecurityService {
   private watch(call: ServerWritableStream<WatchSecurityRequest, WireSecuritySnapshot>): void {
     try {
       if (this.closed) throw new ShuttingDownError("the name server is stopping; watch users and ACLs on another name server");
-      this.authorize(call, "admin");
+      // The stream carries every password hash: only servers (the built-in admin) may follow it,
+      // not a user given admin on the cluster to manage flow rules or ACLs.
+      const principal = this.authorize(call, "admin");
+      if (this.deps.guard.enabled && principal.name !== PRINCIPAL_PREFIX + ADMIN_USER) {
+        throw new NotAuthorizedError(`${principal.name} may not watch users and ACLs: the stream carries password hashes and is for servers, which authenticate as ${ADMIN_USER}`);
+      }
     } catch (err) {
       call.emit("error", toServiceError(err) as ServiceError);
       return;

@@ -240,6 +240,45 @@ describe("security: TLS, authentication and ACLs on a real cluster", { timeout: 
     const deniedAfterMs = Date.now() - revokedAt;
     assert.ok(deniedAfterMs < 1_000, `the revocation took ${deniedAfterMs} ms to apply`);
   });
+
+  it("a queue consumer's live stream ends with NOT_AUTHORIZED within 1 s of its ACL's deletion", async () => {
+    const admin = asAdmin();
+    await admin.admin().createTopic("jobs", { partitions: 1 });
+    for (const resource of ["group:sec-workers", "topic:jobs"]) {
+      const added = await cli([...adminFlags(), "acl", "add", "--principal", "User:alice", "--operation", "consume", "--resource", resource]);
+      assert.equal(added.code, 0, added.stderr);
+    }
+    const producer = admin.producer({ acks: "all" });
+    const alice = client({ tls: { ca: certs.caCert }, credentials: { username: "alice", password: ALICE_PASSWORD } });
+    const jobs = alice.queue({ group: "sec-workers", topic: "jobs" })[Symbol.asyncIterator]();
+    let sent = 0;
+    const feed = setInterval(() => void producer.send("jobs", [{ value: Buffer.from(`job-${sent++}`) }]).catch(() => undefined), 50);
+    try {
+      // The grant reaches the broker through WatchSecurity; the first job shows it did.
+      const first = await jobs.next();
+      assert.equal(first.done, false);
+      await first.value.ack();
+      const revoke = await cli([...adminFlags(), "acl", "delete", "--principal", "User:alice", "--operation", "consume", "--resource", "topic:jobs"]);
+      assert.equal(revoke.code, 0, revoke.stderr);
+      const revokedAt = Date.now();
+      for (;;) {
+        let next: IteratorResult<{ ack(): Promise<void> }>;
+        try {
+          next = await jobs.next();
+        } catch (err) {
+          assert.equal((err as { code: string }).code, "NOT_AUTHORIZED");
+          break;
+        }
+        assert.equal(next.done, false, "the stream ended without the error");
+        await next.value.ack().catch(() => undefined);
+        assert.ok(Date.now() - revokedAt < 3_000, "still receiving jobs 3 s after the revocation");
+      }
+      const deniedAfterMs = Date.now() - revokedAt;
+      assert.ok(deniedAfterMs < 1_000, `the revocation took ${deniedAfterMs} ms to end the stream`);
+    } finally {
+      clearInterval(feed);
+    }
+  });
 });
 
 /** Sends one message every 25 ms until `done(succeeded)`; fails after `timeoutMs`. */

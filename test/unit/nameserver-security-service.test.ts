@@ -298,9 +298,20 @@ describe("Security service behind a guard", () => {
     assert.deepEqual(guard.asked, ["User:alice admin cluster:cluster"]);
   });
 
+  test("WatchSecurity carries password hashes: admin on the cluster is not enough, only the built-in admin", async () => {
+    guard.allowed = new Set(["admin"]);
+    const metadata = new Metadata();
+    metadata.set("x-test-user", "alice");
+    const { messages, ended } = collect(h.client.watchSecurity({}, metadata));
+    assert.equal(await ended, "error NOT_AUTHORIZED");
+    assert.equal(messages.length, 0);
+  });
+
   test("a cancelled WatchSecurity stops following the store", async () => {
     guard.allowed = new Set(["admin"]);
-    const stream = h.client.watchSecurity({}, new Metadata());
+    const asAdmin = new Metadata();
+    asAdmin.set("x-test-user", "admin");
+    const stream = h.client.watchSecurity({}, asAdmin);
     const { messages, ended } = collect(stream);
     await until(() => messages.length === 1);
     assert.equal(h.store.watchers, 1);

@@ -109,6 +109,20 @@ describe("CredentialVerifier", () => {
     assert.equal(scrypt.mock.callCount(), 1);
   });
 
+  it("runs one scrypt at a time with at most 32 waiting: past that a caller is refused at once, retriable", async () => {
+    const verifier = new CredentialVerifier(snapshot([alice]));
+    // 40 different wrong passwords at once: each needs its own scrypt.
+    const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => verifier.verify("alice", `wrong-password-${i}`)));
+    const codes = results.map((r) => (r.status === "rejected" ? (r.reason as { code: string }).code : "accepted"));
+    assert.equal(codes.filter((c) => c === "AUTHENTICATION_FAILED").length, 33, "one running and 32 waiting were checked");
+    assert.equal(codes.filter((c) => c === "TOO_MANY_REQUESTS").length, 7);
+    assert.equal(scrypt.mock.callCount(), 33);
+    const refused = results.find((r) => r.status === "rejected" && (r.reason as { code: string }).code === "TOO_MANY_REQUESTS") as PromiseRejectedResult;
+    assert.equal((refused.reason as { retriable: boolean }).retriable, true);
+    // The slots free up again: the right password gets through.
+    assert.equal((await verifier.verify("alice", "alice-pass-1")).name, "User:alice");
+  });
+
   it("different passwords for the same user are checked separately", async () => {
     const verifier = new CredentialVerifier(snapshot([alice]));
     const [good, bad] = await Promise.allSettled([verifier.verify("alice", "alice-pass-1"), verifier.verify("alice", "alice-pass-9")]);

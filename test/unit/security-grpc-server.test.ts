@@ -182,6 +182,19 @@ describe("gRPC server security", () => {
       assert.equal(await counterValue(server.registry, "sluice_authentication_failures_total", { reason: "missing_credentials", transport: "grpc" }), 1);
     });
 
+    it("a principal authenticated before its user was deleted may do nothing more (open streams)", async () => {
+      const alice = { name: "User:alice", superuser: false, method: "password" as const };
+      server.security.update({ version: 3, users: [{ name: "alice", passwordHash: await hashPassword("alice-secret-1"), superuser: false }], acls: [{ principal: "User:alice", operation: "produce", resourceType: "topic", resourceName: "orders", patternType: "literal", permission: "allow" }] });
+      server.security.require(alice, "produce", "topic", "orders");
+      server.security.update({ version: 4, users: [], acls: [{ principal: "User:alice", operation: "produce", resourceType: "topic", resourceName: "orders", patternType: "literal", permission: "allow" }] });
+      assert.throws(() => server.security.require(alice, "produce", "topic", "orders"), (err: { code: string }) => err.code === "AUTHENTICATION_FAILED");
+      assert.equal(server.security.allows(alice, "produce", "topic", "orders"), false);
+      // A certificate principal names no stored user: its ACLs alone decide.
+      const byCertificate = { name: "User:alice", superuser: false, method: "certificate" as const };
+      assert.equal(server.security.allows(byCertificate, "produce", "topic", "orders"), true);
+      server.security.update({ version: 5, users: [{ name: "alice", passwordHash: await hashPassword("alice-secret-1"), superuser: false }], acls: [] });
+    });
+
     it("a deleted user is refused on a connection that was authenticated before", async () => {
       const c = client(server.port, { tls: { ca: certs.caCert }, credentials: { username: "alice", password: "alice-secret-1" } });
       assert.equal(await whoami(c), "User:alice");

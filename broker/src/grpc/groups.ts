@@ -35,6 +35,9 @@ export function createGroupsService(context: BrokerContext, services: GroupServi
       checkHeader(request.header);
       checkGroup(request.group);
       requireGroup(call, "consume", request.group);
+      // As Kafka: a member may only subscribe to topics it may see (reading them is checked per fetch).
+      const principal = security.principalOf(call);
+      for (const topic of request.topics) security.require(principal, "describe", "topic", topic);
       if (queues.kind(request.group) !== undefined) {
         throw new InvalidArgumentError(`group "${request.group}" is a queue group; use another group name for a pub/sub consumer`);
       }
@@ -68,6 +71,9 @@ export function createGroupsService(context: BrokerContext, services: GroupServi
       checkHeader(request.header);
       checkGroup(request.group);
       requireGroup(call, "consume", request.group);
+      // Committing a position on a topic is consuming it (Kafka checks both, too).
+      const principal = security.principalOf(call);
+      for (const topic of new Set(request.offsets.map((o) => o.topic))) security.require(principal, "consume", "topic", topic);
       return { results: await offsets.commit(request) };
     })),
 
@@ -148,7 +154,19 @@ function handleQueue(context: BrokerContext, queues: QueueGroups, call: ServerDu
       opening = queues
         .open(settings, {
           keepsLastBatch: true,
-          deliver: (partition, records, leases) => call.write({ topic, deliveries: [{ partition, records, leases }] }),
+          deliver: (partition, records, leases) => {
+            // Every delivery asks the authorizer again (cached): a revoked ACL or a deleted
+            // user ends the stream at its next delivery. The leases of this batch run out and
+            // the messages go to another consumer.
+            try {
+              context.security.require(principal, "consume", "group", settings.group);
+              context.security.require(principal, "consume", "topic", settings.topic);
+            } catch (err) {
+              queueMicrotask(() => fail(err));
+              return false;
+            }
+            return call.write({ topic, deliveries: [{ partition, records, leases }] });
+          },
           settled: (correlationId, errors) => {
             call.write({ topic, deliveries: [], settled: { correlationId, errors } });
           },

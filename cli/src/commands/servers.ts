@@ -125,15 +125,14 @@ const SECURITY_KEYS = [
 ] as const;
 
 /**
- * TLS, authentication and limits of a server. `--tls-ca`, `--tls-cert` and `--tls-key` are also
- * the CLI's global client flags; given to a server command they name the server's own files,
- * wherever commander put them.
+ * TLS, authentication and limits of a server, from its own flags and config file only: the
+ * CLI's client settings (`SLUICE_TLS_CA`, `SLUICE_TLS_CERT`… in a script's environment) must
+ * never become a server's identity.
  */
-function securityOptions(o: Record<string, unknown>, globals: GlobalOptions): ServerSecurityOptions {
-  const fromGlobals = globals as unknown as Record<string, unknown>;
+function securityOptions(o: Record<string, unknown>): ServerSecurityOptions {
   const out: ServerSecurityOptions = {};
   const file = (key: "tlsCert" | "tlsKey" | "tlsCa" | "adminPasswordFile"): string | undefined => {
-    const value = str(o[key] ?? fromGlobals[key]);
+    const value = str(o[key]);
     return value === undefined ? undefined : resolve(value);
   };
   const tlsCertFile = file("tlsCert");
@@ -235,7 +234,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
   addSecurityFlags(addTopicLimitFlags(addStorageFlags(dev))).action(
     action(async (flags: Record<string, unknown>) => {
       const o = mergeOptions(flags, sourceOf(dev), loadConfigFile(str(flags.config), [...DEV_KEYS, ...TOPIC_LIMIT_KEYS, ...SECURITY_KEYS]));
-      const security = securityOptions(o, globals());
+      const security = securityOptions(o);
       const offset = num(o.portOffset, "portOffset") ?? 0;
       const host = str(o.host) ?? "127.0.0.1";
       const logger = createLogger("sluice-dev");
@@ -350,7 +349,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
           ...(phiThreshold === undefined ? {} : { phiThreshold }),
           ...(detector === undefined ? {} : { detector }),
           ...topicLimitOptions(o),
-          security: securityOptions(o, globals()),
+          security: securityOptions(o),
           logger: createLogger("nameserver"),
         }).catch(async (err: unknown) => {
           await store?.close();
@@ -392,7 +391,7 @@ export function serverCommands(program: Command, globals: () => GlobalOptions): 
       const heartbeatIntervalMs = num(o.heartbeatIntervalMs, "heartbeatIntervalMs");
       const cluster = str(o.cluster);
       const etcd = str(o.etcd)?.split(",").map((s) => s.trim()).filter(Boolean);
-      const brokerSecurity = securityOptions(o, globals());
+      const brokerSecurity = securityOptions(o);
       const server = await Broker.start({
         group,
         brokerId,

@@ -156,7 +156,9 @@ export class GrpcListener {
     const refusedBecause = this.overLimit(client);
     if (refusedBecause !== undefined) {
       this.refused.set(peer, refusedBecause);
-      socket.setTimeout(REFUSED_CONNECTION_GRACE_MS, () => socket.destroy());
+      // Closed after a fixed grace whatever the client does, so refused sockets cannot pile
+      // up, and the client's next connection is judged afresh (capacity may have freed).
+      setTimeout(() => socket.destroy(), REFUSED_CONNECTION_GRACE_MS).unref();
       return;
     }
     this.open += 1;

@@ -13,7 +13,7 @@
  * unknown user costs the same scrypt (against a random hash) as a known one.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { AuthenticationFailedError } from "../errors.js";
+import { AuthenticationFailedError, TooManyRequestsError } from "../errors.js";
 import { USER_NAME_PATTERN } from "./acl.js";
 import { HASH_BYTES, SALT_BYTES, SCRYPT_BLOCK_SIZE, SCRYPT_LOG2_N, SCRYPT_PARALLELISM, hashPassword, verifyPassword } from "./password.js";
 import { ADMIN_USER, PRINCIPAL_PREFIX, type Principal, type SecuritySnapshot, type UserRecord } from "./types.js";
@@ -106,15 +106,55 @@ export class CredentialVerifier {
     throw refused();
   }
 
+  /** Whether `username` is a user now (built-in or in the snapshot in force). */
+  hasUser(username: string): boolean {
+    return this.users.has(username);
+  }
+
   /** One scrypt per distinct (user, password, stored hash) at a time, shared by concurrent calls. */
   private check(username: string, password: string, mac: Buffer, passwordHash: string): Promise<boolean> {
     const key = `${username}\u0000${mac.toString("base64")}\u0000${passwordHash}`;
     let pending = this.inFlight.get(key);
     if (pending === undefined) {
-      pending = verifyPassword(password, passwordHash).finally(() => this.inFlight.delete(key));
+      pending = this.scrypts.run(() => verifyPassword(password, passwordHash)).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, pending);
     }
     return pending;
+  }
+
+  private readonly scrypts = new ScryptSlots();
+}
+
+/**
+ * scrypt runs on libuv's thread pool (4 threads), which the broker's file I/O shares. Anyone
+ * can make a server run one (a wrong password, an unknown user), so they run one at a time and
+ * at most MAX_WAITING_SCRYPTS wait: past that a caller is refused at once (TOO_MANY_REQUESTS)
+ * instead of queueing work that would hold up fsyncs and reads for everyone.
+ */
+const MAX_RUNNING_SCRYPTS = 1;
+const MAX_WAITING_SCRYPTS = 32;
+
+class ScryptSlots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= MAX_RUNNING_SCRYPTS) {
+      if (this.waiting.length >= MAX_WAITING_SCRYPTS) {
+        throw new TooManyRequestsError(`${MAX_WAITING_SCRYPTS} password checks are already waiting; retry in a moment`, { retryAfterMs: 100 });
+      }
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.running += 1;
+    }
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      // The slot passes straight to the next waiter; only when none waits is it freed.
+      if (next) next();
+      else this.running -= 1;
+    }
   }
 }
 

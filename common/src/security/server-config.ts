@@ -89,12 +89,12 @@ export interface ServerSecurityKit {
 
 /**
  * Channels for a server's calls to the other servers: TLS verified with the same CA it verifies
- * clients with, presenting its own certificate (mTLS) when asked, and `admin`'s password.
+ * clients with (the system's CAs without `--tls-ca`), and `admin`'s password.
  */
 export function peerChannelsFor(settings: ResolvedServerSecurity): SecureChannels {
-  const tls: ClientTls | undefined = settings.tls
-    ? { ...(settings.tls.ca ? { ca: settings.tls.ca } : {}), cert: settings.tls.cert, key: settings.tls.key }
-    : undefined;
+  // No client certificate: servers prove who they are with admin's password, so a server
+  // certificate without the clientAuth usage (the usual kind) works between servers too.
+  const tls: ClientTls | undefined = settings.tls ? (settings.tls.ca ? { ca: settings.tls.ca } : {}) : undefined;
   const credentials = settings.adminPassword ? { username: ADMIN_USER, password: settings.adminPassword } : undefined;
   return new SecureChannels({ tls, credentials });
 }

@@ -20,6 +20,7 @@ import { toServiceError } from "../grpc/errors.js";
 import type { ConnectionFacts } from "../grpc/listener.js";
 import type { Logger } from "../logger.js";
 import { Authorizer } from "./authorizer.js";
+import { USER_NAME_PATTERN } from "./acl.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import { CredentialVerifier } from "./credentials.js";
 import { hashPassword } from "./password.js";
@@ -103,14 +104,23 @@ export class ServerSecurity implements SecurityGuard {
 
   allows(principal: Principal, operation: Operation, resourceType: ResourceType, resourceName: string): boolean {
     if (!this.enabled) return true;
-    return this.authorizer.authorize(principal, operation, resourceType, resourceName);
+    return !this.deleted(principal) && this.authorizer.authorize(principal, operation, resourceType, resourceName);
   }
 
   require(principal: Principal, operation: Operation, resourceType: ResourceType, resourceName: string): void {
     if (!this.enabled) return;
+    // A stream outlives the check of its credentials: a user deleted since may do nothing more.
+    if (this.deleted(principal)) {
+      throw new AuthenticationFailedError(`user ${principal.name.slice(PRINCIPAL_PREFIX.length)} no longer exists; connect again with current credentials`);
+    }
     if (this.authorizer.authorize(principal, operation, resourceType, resourceName)) return;
     this.options.metrics.authorizationDenied(operation, resourceType);
     this.authorizer.require(principal, operation, resourceType, resourceName);
+  }
+
+  /** A password user removed after the call authenticated (certificates name no stored user). */
+  private deleted(principal: Principal): boolean {
+    return principal.method === "password" && !this.verifier.hasUser(principal.name.slice(PRINCIPAL_PREFIX.length));
   }
 
   /** The grpc-js interceptor that authenticates every call and bounds calls per connection. */
@@ -196,11 +206,16 @@ export class ServerSecurity implements SecurityGuard {
       try {
         return await this.verifier.verify(basic.username, basic.password);
       } catch (err) {
-        this.options.metrics.authenticationFailed("bad_credentials", transport);
+        if (err instanceof AuthenticationFailedError) this.options.metrics.authenticationFailed("bad_credentials", transport);
         throw err;
       }
     }
     if (facts?.certificateVerified && facts.commonName) {
+      // The CN becomes a principal ACLs name, so it must be a name a user could have.
+      if (facts.commonName === "*" || !USER_NAME_PATTERN.test(facts.commonName)) {
+        this.options.metrics.authenticationFailed("certificate_invalid", transport);
+        throw new AuthenticationFailedError(`client certificate refused: its CN ${JSON.stringify(facts.commonName.slice(0, 64))} is not a valid user name (letters, digits, . _ @ -)`);
+      }
       return { name: PRINCIPAL_PREFIX + facts.commonName, superuser: false, method: "certificate" };
     }
     this.options.metrics.authenticationFailed("missing_credentials", transport);

@@ -20,6 +20,13 @@ export interface MemoryRegistryStoreOptions {
    * now, rewritten atomically on every change. @defaultValue none: they live in memory only
    */
   securityFile?: string;
+  /**
+   * The version users and ACLs start at when there is no file to load them from. Brokers keep
+   * the highest version they have seen, so a name server that starts without its state must
+   * not count from 0 again, or its changes would look older than what brokers hold and be
+   * ignored; the name server passes a time-based start (see options.ts). @defaultValue 0
+   */
+  initialSecurityVersion?: number;
 }
 
 export class MemoryRegistryStore implements RegistryStore {
@@ -34,7 +41,8 @@ export class MemoryRegistryStore implements RegistryStore {
   /** Throws InvalidConfigError naming the file when the security file cannot be read. */
   constructor(options: MemoryRegistryStoreOptions = {}) {
     this.securityFile = options.securityFile;
-    this.security = this.securityFile === undefined ? emptySnapshot() : readSecurityFile(this.securityFile);
+    const loaded = this.securityFile === undefined ? emptySnapshot() : readSecurityFile(this.securityFile);
+    this.security = loaded.version > 0 ? loaded : { ...loaded, version: options.initialSecurityVersion ?? 0 };
   }
 
   async putBroker(record: BrokerRecord): Promise<void> {
