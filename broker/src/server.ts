@@ -307,6 +307,7 @@ export class Broker {
         await lease.start();
       } catch (err) {
         await lease.close();
+        listener.close();
         grpc.forceShutdown();
         await closeGroups(groups);
         await openedTopics.close();
@@ -355,6 +356,7 @@ export class Broker {
     } catch (err) {
       await startedRoles.stop().catch(() => undefined);
       await heldLease?.close();
+      listener.close();
       grpc.forceShutdown();
       await closeGroups(groups);
       await openedTopics.close();

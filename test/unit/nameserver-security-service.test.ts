@@ -232,7 +232,8 @@ describe("Security service, everyone allowed (openGuard)", () => {
     h.service.close();
     assert.equal(await ended, "end");
     assert.equal(h.store.watchers, 0);
-    assert.ok(Date.now() - started < 1000);
+    // Well under the name server's 2 s graceful-shutdown window (the point of ending streams).
+    assert.ok(Date.now() - started < 1900);
   });
 });
 

@@ -188,8 +188,6 @@ export function handleSubscribe(context: BrokerContext) {
     function pump(): void {
       pumpScheduled = false;
       if (stream.closed || waitingForDrain) return;
-      // Checked on every round from the authorizer's cache: an ACL removed at run time stops
-      // a live subscription at its next delivery, with NOT_AUTHORIZED on each partition.
       // Every round asks the authorizer (a cached lookup): an ACL removed at run time stops a
       // live subscription at its next delivery, NOT_AUTHORIZED on each of its partitions.
       let denied: unknown;

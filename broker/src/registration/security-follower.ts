@@ -32,13 +32,25 @@ export interface SecurityFollowerOptions {
 }
 
 export class SecurityFollower {
-  private readonly streams: { client: InstanceType<typeof SecurityClient>; call?: ClientReadableStream<WireSnapshot>; retryMs: number; timer?: NodeJS.Timeout }[];
+  private readonly streams: {
+    client: InstanceType<typeof SecurityClient>;
+    address: string;
+    call?: ClientReadableStream<WireSnapshot>;
+    retryMs: number;
+    timer?: NodeJS.Timeout;
+    /** A failure was logged at warn; later ones go to debug until a snapshot arrives. */
+    warned: boolean;
+  }[];
   private closed = false;
 
   constructor(private readonly options: SecurityFollowerOptions) {
     this.streams = options.nameservers.map((address) => ({
-      client: new SecurityClient(address, options.channels.credentials, options.channels.options()),
+      // Keepalive pings: a half-open connection would otherwise leave the broker on stale
+      // users and ACLs for as long as the operating system keeps the socket.
+      client: new SecurityClient(address, options.channels.credentials, options.channels.options({ "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 })),
+      address,
       retryMs: INITIAL_RETRY_MS,
+      warned: false,
     }));
   }
 
@@ -61,6 +73,7 @@ export class SecurityFollower {
     stream.call = call;
     call.on("data", (wire: WireSnapshot) => {
       stream.retryMs = INITIAL_RETRY_MS;
+      stream.warned = false;
       if (wire.version <= this.options.version()) return;
       try {
         this.options.apply(fromWire(wire));
@@ -71,7 +84,14 @@ export class SecurityFollower {
     const again = (err?: Error): void => {
       if (this.closed || stream.call !== call) return;
       stream.call = undefined;
-      if (err) this.options.logger.debug({ err: err.message }, "security watch ended; reopening");
+      // Once at warn (e.g. a wrong --admin-password-file: every user would be refused here),
+      // then at debug while it keeps failing.
+      if (err && !stream.warned) {
+        stream.warned = true;
+        this.options.logger.warn({ nameserver: stream.address, err: err.message }, "cannot follow users and ACLs from this name server; retrying");
+      } else if (err) {
+        this.options.logger.debug({ nameserver: stream.address, err: err.message }, "security watch ended; reopening");
+      }
       stream.timer = setTimeout(() => this.open(stream), stream.retryMs);
       stream.timer.unref();
       stream.retryMs = Math.min(MAX_RETRY_MS, stream.retryMs * 2);

@@ -141,8 +141,11 @@ export class GrpcListener {
    * drains or destroys their sessions), so this does not wait for them.
    */
   close(): void {
+    this.closed = true;
     this.netServer.close();
   }
+
+  private closed = false;
 
   /** Every new TCP connection, before TLS: the limits. */
   private admit(socket: net.Socket): void {
@@ -173,6 +176,11 @@ export class GrpcListener {
 
   /** A TLS connection whose handshake succeeded: what its certificate says, then gRPC. */
   private secured(socket: tls.TLSSocket, injector: { injectConnection(connection: tls.TLSSocket): void }): void {
+    // A handshake that finished after close() must not reach a server that is shutting down.
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
     const peer = peerOf(socket);
     this.connections.set(peer, { ...factsOf(socket), refusedBecause: this.refused.get(peer) });
     socket.on("error", () => undefined);
