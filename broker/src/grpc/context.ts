@@ -2,7 +2,8 @@
 import { NotLeaderError, ShuttingDownError, UnsupportedVersionError } from "../../../common/src/errors.js";
 import type { Logger } from "../../../common/src/logger.js";
 import { CLUSTER_RESOURCE_NAME, type Principal, type SecurityGuard } from "../../../common/src/security/types.js";
-import type { Metadata } from "@grpc/grpc-js";
+import type { Metadata, ServiceError } from "@grpc/grpc-js";
+import { toServiceError } from "../../../common/src/grpc/errors.js";
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from "../../../common/src/protocol.js";
 import type { RequestHeader } from "../../../proto/gen/sluice/v1/common.js";
 import type { FlowController } from "../flow/flow-controller.js";
@@ -69,6 +70,19 @@ export function authorized<Req, Res>(
     check(context.security.principalOf(call), request);
     return handler(request);
   };
+}
+
+/**
+ * The principal of a stream call, or undefined once the call was ended with the error (a call
+ * the interceptor did not authenticate: a wiring bug, refused rather than served).
+ */
+export function streamPrincipal(context: BrokerContext, call: { metadata: Metadata; emit(event: "error", err: unknown): boolean }): Principal | undefined {
+  try {
+    return context.security.principalOf(call);
+  } catch (err) {
+    call.emit("error", toServiceError(err) as ServiceError);
+    return undefined;
+  }
 }
 
 /** Calls only other servers make (replication, the name server's topic changes): admin on cluster. */

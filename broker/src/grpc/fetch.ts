@@ -7,8 +7,8 @@
  *   and grants byte credit; the broker streams batches while credit lasts and then waits
  *   for more, and wakes on append so a new batch reaches a caught-up consumer at once.
  */
-import type { Metadata, ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
-import { fromWireError, toServiceError, toWireError } from "../../../common/src/grpc/errors.js";
+import type { Metadata, ServerDuplexStream } from "@grpc/grpc-js";
+import { fromWireError, toWireError } from "../../../common/src/grpc/errors.js";
 import type { Principal } from "../../../common/src/security/types.js";
 import { InvalidArgumentError, toSluiceError, type SluiceError } from "../../../common/src/errors.js";
 import { requestResultOf } from "../metrics.js";
@@ -20,7 +20,7 @@ import type {
   SubscribeRequest,
 } from "../../../proto/gen/sluice/v1/broker.js";
 import type { PartitionLog } from "../storage/partition-log.js";
-import { checkHeader, type BrokerContext } from "./context.js";
+import { checkHeader, streamPrincipal, type BrokerContext } from "./context.js";
 import { recordDelivery } from "./delivery-metrics.js";
 import { trackStream } from "./stream-lifecycle.js";
 
@@ -152,13 +152,9 @@ interface Subscription {
 export function handleSubscribe(context: BrokerContext) {
   const { metrics, logger } = context;
   return (call: ServerDuplexStream<SubscribeRequest, FetchResponse>): void => {
-    let principal: Principal;
-    try {
-      principal = context.security.principalOf(call);
-    } catch (err) {
-      call.emit("error", toServiceError(err) as ServiceError);
-      return;
-    }
+    const authenticated = streamPrincipal(context, call);
+    if (authenticated === undefined) return;
+    const principal: Principal = authenticated;
     const subscriptions = new Map<number, Subscription>();
     let topic = "";
     let credit = 0;

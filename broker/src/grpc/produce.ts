@@ -17,9 +17,9 @@
  * budget instead. Held batches of a stream that goes away, or of a broker shutting down or
  * stepping down, are given up at once: never appended, their limits refunded.
  */
-import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { validateBatch } from "../../../common/src/batch/layout.js";
-import { toServiceError, toWireError } from "../../../common/src/grpc/errors.js";
+import { toWireError } from "../../../common/src/grpc/errors.js";
 import type { Principal } from "../../../common/src/security/types.js";
 import {
   BrokerUnavailableError,
@@ -33,7 +33,7 @@ import { Acks, type ProduceRequest, type ProduceResponse } from "../../../proto/
 import { appendAsMaster } from "../master-append.js";
 import type { FlowTicket } from "../flow/flow-controller.js";
 import type { AppendResult } from "../storage/partition-log.js";
-import { checkHeader, checkWritable, type BrokerContext } from "./context.js";
+import { checkHeader, checkWritable, streamPrincipal, type BrokerContext } from "./context.js";
 import { PartitionOrder } from "./partition-order.js";
 
 export function handleProduce(context: BrokerContext) {
@@ -41,13 +41,9 @@ export function handleProduce(context: BrokerContext) {
   return (call: ServerDuplexStream<ProduceRequest, ProduceResponse>): void => {
     // Authenticated once per stream (by the interceptor); authorized per batch below, from the
     // authorizer's cache, so an ACL change applies to the next batch of a stream already open.
-    let principal: Principal;
-    try {
-      principal = context.security.principalOf(call);
-    } catch (err) {
-      call.emit("error", toServiceError(err) as ServiceError);
-      return;
-    }
+    const authenticated = streamPrincipal(context, call);
+    if (authenticated === undefined) return;
+    const principal: Principal = authenticated;
     let headerChecked = false;
     /** From the stream's first request header: what `client:` flow rules match. */
     let clientId = "";
