@@ -10,11 +10,11 @@
  */
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
-import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Sluice, type SluiceOptions } from "../../clients/src/index.js";
 import { SLUICE_BIN, startServer, tempDir, type ServerProcess } from "../helpers/processes.js";
+import { httpsGet, waitReadyTls } from "../helpers/https.js";
 import { devCertificates, type DevCerts } from "../helpers/tls.js";
 import { spawn } from "node:child_process";
 
@@ -28,41 +28,8 @@ interface Secured {
   processes: ServerProcess[];
 }
 
-/** GET over HTTPS trusting the dev CA; resolves status and body. */
-function httpsGet(certs: DevCerts, address: string, path: string, auth?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const [host, port] = address.split(":");
-    const req = httpsRequest(
-      { host, port: Number(port), path, ca: certs.caCert, agent: false, headers: auth ? { authorization: `Basic ${Buffer.from(auth).toString("base64")}` } : {} },
-      (res) => {
-        let body = "";
-        res.on("data", (chunk: Buffer) => (body += chunk.toString()));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
-}
-
-async function waitReadyTls(certs: DevCerts, address: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  let last = "";
-  while (Date.now() < deadline) {
-    try {
-      const { status, body } = await httpsGet(certs, address, "/readyz");
-      if (status === 200) return;
-      last = body;
-    } catch (err) {
-      last = String(err);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${address} not ready: ${last}`);
-}
-
 async function metricValue(certs: DevCerts, address: string, name: string, labels: Record<string, string>): Promise<number> {
-  const { body } = await httpsGet(certs, address, "/metrics");
+  const { body } = await httpsGet(certs.caCert, address, "/metrics");
   let total = 0;
   for (const line of body.split("\n")) {
     if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
@@ -113,7 +80,7 @@ describe("security: TLS, authentication and ACLs on a real cluster", { timeout: 
     const processes: ServerProcess[] = [];
     const ns = await startServer(["nameserver", "--port", "0", "--http-port", "0", "--data", join(dir, "ns"), ...secure]);
     processes.push(ns);
-    await waitReadyTls(certs, ns.info.http as string);
+    await waitReadyTls(certs.caCert, ns.info.http as string);
     const brokers: { address: string; http: string }[] = [];
     for (const id of [0, 1]) {
       const proc = await startServer([
@@ -123,7 +90,7 @@ describe("security: TLS, authentication and ACLs on a real cluster", { timeout: 
         ...secure,
       ]);
       processes.push(proc);
-      await waitReadyTls(certs, proc.info.http as string);
+      await waitReadyTls(certs.caCert, proc.info.http as string);
       brokers.push({ address: proc.info.broker as string, http: proc.info.http as string });
     }
     cluster = { ns: ns.info.nameserver as string, nsHttp: ns.info.http as string, master: brokers[0]!, processes };
@@ -186,7 +153,7 @@ describe("security: TLS, authentication and ACLs on a real cluster", { timeout: 
     assert.equal(await metricValue(certs, cluster.nsHttp, "sluice_authentication_failures_total", { reason: "bad_credentials" }), before + 2);
     assert.ok((await metricValue(certs, cluster.nsHttp, "sluice_authentication_failures_total", { reason: "missing_credentials" })) >= 1);
     // The REST API answers 401 with a Basic challenge.
-    const rest = await httpsGet(certs, cluster.master.http, "/api/v1/topics", "admin:wrong");
+    const rest = await httpsGet(certs.caCert, cluster.master.http, "/api/v1/topics", "admin:wrong");
     assert.equal(rest.status, 401);
   });
 

@@ -141,6 +141,8 @@ const REFUSED_FOR_ALICE: InjectOptions[] = [
   { method: "GET", url: "/api/v1/topics/orders/messages?partition=0&offset=0" },
   { method: "GET", url: "/api/v1/groups/audit" },
   { method: "GET", url: "/api/v1/groups/audit/dead-letters?max=5" },
+  // alice may describe billing, but its dead letters are message contents: they need consume.
+  { method: "GET", url: "/api/v1/groups/billing/dead-letters?max=5" },
   { method: "GET", url: "/api/v1/cluster" },
   { method: "GET", url: "/api/v1/throughput" },
   { method: "GET", url: "/admin/flow" },
@@ -287,6 +289,24 @@ describe("HTTP authentication and ACLs (admin API, flow admin, console)", () => 
         assert.deepEqual(closed.calls, ["createTopic invoices"]);
       } finally {
         closed.security.update({ ...current, version: 3 });
+      }
+    });
+
+    it("shows a group's dead letters to consume on the group, not to describe", async () => {
+      closed.calls.length = 0;
+      const url = "/api/v1/groups/billing/dead-letters?max=5";
+      const refused = await closed.app.inject({ method: "GET", url, headers: AS_ALICE });
+      assert.equal(refused.statusCode, 403);
+      assert.match((refused.json() as { message: string }).message, /--operation consume --resource group:billing$/);
+      const current = await snapshot();
+      closed.security.update({ ...current, version: 4, acls: [...ALICE_ACLS, allow("consume", "group", "billing")] });
+      try {
+        const shown = await closed.app.inject({ method: "GET", url, headers: AS_ALICE });
+        assert.equal(shown.statusCode, 200, shown.body);
+        assert.deepEqual(shown.json(), { group: "billing", deadLetters: [], truncated: false });
+        assert.deepEqual(closed.calls, ["deadLetters billing"], "read only once allowed");
+      } finally {
+        closed.security.update({ ...current, version: 5 });
       }
     });
   });

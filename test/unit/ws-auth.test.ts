@@ -21,6 +21,7 @@ import type { QueueGroups } from "../../broker/src/groups/queue-groups.js";
 import type { BrokerContext } from "../../broker/src/grpc/context.js";
 import { ACCESS_RECHECK_MS } from "../../broker/src/http/ws-access.js";
 import { attachWebSocketConsume, WS_CONSUME_PATH, type WebSocketConsume } from "../../broker/src/http/ws-consume.js";
+import { crossOriginRefusal } from "../../broker/src/http/ws-origin.js";
 import { basicAuth, ConsumeClient, WS_CONSUME_PATH as CLIENT_PATH } from "../helpers/ws-consume-client.js";
 import { parseBrokerOptions } from "../../broker/src/options.js";
 import { TopicManager } from "../../broker/src/topics.js";
@@ -118,6 +119,33 @@ describe("WebSocket consume: authentication and ACLs", () => {
     }
   });
 
+  it("refuses an upgrade from a page of another origin with 403, even with valid credentials, before authenticating", async () => {
+    const failuresBefore = await authenticationFailures();
+    for (const origin of ["http://evil.example", `http://localhost:${http.split(":")[1]}`, `http://127.0.0.1:1`, "null"]) {
+      const result = await ConsumeClient.attempt(http, { ...AS_ADMIN, origin });
+      assert.ok(!(result instanceof ConsumeClient), `upgraded with Origin ${origin}`);
+      assert.equal(result.status, 403, origin);
+      assert.equal(result.headers["www-authenticate"], undefined, "no login prompt for a cross-site page");
+      const body = JSON.parse(result.body) as { code: string; message: string };
+      assert.equal(body.code, "NOT_AUTHORIZED");
+      assert.match(body.message, /^cross-origin WebSocket upgrade refused: Origin /);
+    }
+    // Refused before the credentials were looked at: a bad password from another origin is not counted.
+    const refused = await ConsumeClient.attempt(http, { ...basicAuth("alice", "wrong-password"), origin: "http://evil.example" });
+    assert.ok(!(refused instanceof ConsumeClient) && refused.status === 403);
+    assert.equal(await authenticationFailures(), failuresBefore);
+  });
+
+  it("upgrades a page of the broker's own origin, and a program that sends no Origin", async () => {
+    for (const headers of [{ ...AS_ALICE, origin: `http://${http}` }, AS_ALICE]) {
+      const client = track(await ConsumeClient.connect(http, headers));
+      client.send({ op: "open", mode: "tail", topic: "orders", from: "earliest" });
+      const opened = await client.next((f) => f.type === "opened" || f.type === "error");
+      assert.equal(opened.type, "opened", JSON.stringify(opened));
+      client.terminate();
+    }
+  });
+
   it("answers a refused open with NOT_AUTHORIZED and keeps the socket usable for an allowed topic", async () => {
     const client = track(await ConsumeClient.connect(http, AS_ALICE));
     client.send({ op: "open", mode: "tail", topic: "payments", from: "earliest" });
@@ -189,8 +217,51 @@ describe("WebSocket consume: authentication and ACLs", () => {
     assert.equal(opened.type, "opened", JSON.stringify(opened));
   });
 
+  async function authenticationFailures(): Promise<number> {
+    const metric = await registry.getSingleMetric("sluice_authentication_failures_total")?.get();
+    return (metric?.values ?? []).reduce((sum, v) => sum + v.value, 0);
+  }
+
   async function deniedCount(): Promise<number> {
     const metric = await registry.getSingleMetric("sluice_authorization_denied_total")?.get();
     return metric?.values.find((v) => v.labels.operation === "consume" && v.labels.resource_type === "topic")?.value ?? 0;
   }
+});
+
+describe("WebSocket upgrade Origin check", () => {
+  const refused = (headers: Record<string, string>, encrypted = false): boolean => crossOriginRefusal(headers, encrypted) !== undefined;
+
+  it("lets through an upgrade without Origin, and an Origin naming the Host's host and port", () => {
+    assert.equal(refused({ host: "broker.internal:8080" }), false);
+    assert.equal(refused({ host: "broker.internal:8080", origin: "http://broker.internal:8080" }), false);
+    assert.equal(refused({ host: "Broker.Internal:8080", origin: "HTTP://broker.INTERNAL:8080" }), false, "host names compare without case");
+    assert.equal(refused({ host: "[::1]:8080", origin: "http://[::1]:8080" }), false);
+    assert.equal(refused({ host: "[0:0::1]:8080", origin: "http://[::1]:8080" }), false, "IPv6 compared normalized");
+  });
+
+  it("fills in default ports: 80 for http, 443 for https and for a Host reached over TLS", () => {
+    assert.equal(refused({ host: "console.example", origin: "http://console.example" }), false);
+    assert.equal(refused({ host: "console.example:80", origin: "http://console.example" }), false);
+    assert.equal(refused({ host: "console.example", origin: "https://console.example" }, true), false);
+    assert.equal(refused({ host: "console.example:443", origin: "https://console.example" }, true), false);
+    assert.equal(refused({ host: "console.example", origin: "https://console.example" }, false), true, "443 vs 80");
+  });
+
+  it("refuses another host, another port, an opaque or malformed Origin, and a missing or malformed Host", () => {
+    assert.equal(refused({ host: "broker.internal:8080", origin: "http://evil.example" }), true);
+    assert.equal(refused({ host: "broker.internal:8080", origin: "http://broker.internal:8081" }), true);
+    assert.equal(refused({ host: "broker.internal:8080", origin: "http://broker.internal" }), true);
+    assert.equal(refused({ host: "127.0.0.1:8080", origin: "http://localhost:8080" }), true, "names are not resolved");
+    assert.equal(refused({ host: "broker.internal:8080", origin: "http://broker.internal.evil.example:8080" }), true);
+    assert.equal(refused({ host: "broker.internal:8080", origin: "null" }), true);
+    assert.equal(refused({ host: "broker.internal:8080", origin: "file:///tmp/page.html" }), true);
+    assert.equal(refused({ origin: "http://broker.internal:8080" }), true);
+    assert.equal(refused({ host: "evil@broker.internal:8080", origin: "http://broker.internal:8080" }), true);
+  });
+
+  it("quotes the headers in its message, cut to a bounded length", () => {
+    const message = crossOriginRefusal({ host: "b:1", origin: `http://${"x".repeat(5000)}.example` }, false) ?? "";
+    assert.match(message, /^cross-origin WebSocket upgrade refused: Origin "http:\/\/x+…" is not this server \(Host "b:1"\)/);
+    assert.ok(message.length < 400);
+  });
 });

@@ -35,9 +35,11 @@
  *   binary frame, a second open, a revoked permission), 1011 for the broker's own failure, 1001
  *   at broker shutdown. Only an `open` refused for want of permission leaves the socket open.
  *
- * Security: the upgrade request is authenticated like every HTTP request (Basic credentials
- * or a client certificate; with --auth a failure is answered `401` with a Basic challenge and
- * no upgrade). Each `open` needs consume on the topic, and in queue mode consume on the group;
+ * Security: an upgrade whose `Origin` names another host:port than its `Host` (a page of
+ * another site, which the browser would send with the operator's cached credentials) is
+ * refused with `403` before anything else (ws-origin.ts). The upgrade request is authenticated
+ * like every HTTP request (Basic credentials or a client certificate; with --auth a failure is
+ * answered `401` with a Basic challenge and no upgrade). Each `open` needs consume on the topic, and in queue mode consume on the group;
  * a refused `open` is answered {"type":"error","code":"NOT_AUTHORIZED",...} and the socket
  * stays open and unopened, so the client may `open` a topic it is allowed (frames other than
  * `open` sent after the refused one are dropped: they were meant for it). An open subscription
@@ -51,6 +53,7 @@
  */
 import { STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { InvalidArgumentError, NotAuthorizedError, ShuttingDownError, toSluiceError } from "../../../common/src/errors.js";
 import { BASIC_CHALLENGE } from "../../../common/src/http/permissions.js";
@@ -60,6 +63,7 @@ import type { BrokerContext } from "../grpc/context.js";
 import { CoordinatorLookup } from "./coordinator-lookup.js";
 import { ConsumeAccess, type ConsumeGrant, type WebSocketAuth } from "./ws-access.js";
 import { errorFrame, parseClientFrame, type ClientFrame } from "./ws-frames.js";
+import { crossOriginRefusal } from "./ws-origin.js";
 import { ConsumePeer, type ConsumeMode } from "./ws-peer.js";
 import { openQueueMode } from "./ws-queue.js";
 import { openTailMode } from "./ws-tail.js";
@@ -111,6 +115,13 @@ export function attachWebSocketConsume(server: Server, options: WebSocketConsume
       refuseUpgrade(socket, "503 Service Unavailable");
       return;
     }
+    // Before authentication: a browser page of another site gets nothing, not even a password check.
+    const crossOrigin = crossOriginRefusal(request.headers, (request.socket as Partial<TLSSocket>).encrypted === true);
+    if (crossOrigin !== undefined) {
+      context.logger.debug({ origin: request.headers.origin, host: request.headers.host }, "cross-origin WebSocket upgrade refused");
+      refuseWithError(socket, new NotAuthorizedError(crossOrigin));
+      return;
+    }
     // The HTTP server stopped listening for socket errors when it handed the socket over; until
     // ws takes it, a client that hangs up during authentication must not crash the broker.
     const ignoreError = (): void => undefined;
@@ -134,7 +145,7 @@ export function attachWebSocketConsume(server: Server, options: WebSocketConsume
       },
       (err: unknown) => {
         socket.off("error", ignoreError);
-        refuseUnauthenticated(socket, err);
+        refuseWithError(socket, err);
       },
     );
   };
@@ -169,8 +180,11 @@ function refuseUpgrade(socket: Duplex, status: string, headers = "", body = ""):
   socket.end(`HTTP/1.1 ${status}\r\n${headers}Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }
 
-/** An upgrade whose credentials failed: the error JSON every HTTP route answers, and a Basic challenge for a 401. */
-function refuseUnauthenticated(socket: Duplex, err: unknown): void {
+/**
+ * A refused upgrade (bad credentials, a cross-origin page): the error JSON every HTTP route
+ * answers, with its HTTP status, and a Basic challenge for a 401.
+ */
+function refuseWithError(socket: Duplex, err: unknown): void {
   if (socket.destroyed) return;
   const error = toSluiceError(err);
   const status = error.httpStatus;

@@ -8,12 +8,15 @@
  *   PUT    /admin/flow  body FlowRule       → 200 {"broker", "rule": FlowRule}
  *   DELETE /admin/flow?scope=S&limiter=L    → 200 {"broker", "deleted": {"scope", "limiter"}}
  *   errors                                  → 4xx/5xx {"code", "message", "retriable", "retryAfterMs"?}
+ *
+ * The advertised HTTP address has no scheme: requests are HTTPS checked against the client's
+ * `tls` when it is set, and carry its `credentials` (transport/http-request.ts), so a cluster
+ * with `--tls-*` and `--auth` is reached as securely as over gRPC.
  */
 import {
   BrokerUnavailableError,
   InvalidConfigError,
   NoBrokersAvailableError,
-  RequestTimedOutError,
   SluiceError,
   UnsupportedVersionError,
   errorFromWire,
@@ -21,6 +24,7 @@ import {
 } from "../../../common/src/errors.js";
 import { FLOW_LIMITER_KINDS, parseFlowRule, parseFlowScope, type FlowLimiterKind, type FlowRule } from "../../../common/src/flow/rules.js";
 import { deadlineFromNow, type ClientContext } from "../context.js";
+import { httpRequest, httpUrl } from "../transport/http-request.js";
 import { toClusterBroker, type ClusterBroker } from "./types.js";
 
 /** A rule as the user writes it: parseFlowRule checks it and fills in the defaults. */
@@ -166,33 +170,27 @@ function combinedError(first: SluiceError, errors: SluiceError[], message: strin
   return combined;
 }
 
-/** One request to one broker: the JSON body of a 2xx answer, or the broker's error decoded. */
+/**
+ * One request to one broker: the JSON body of a 2xx answer, or the broker's error decoded.
+ * Secured as the client's gRPC channels are: HTTPS with its CA once `tls` is set, and its
+ * password user as a Basic credential (the flow routes check ACLs like every route).
+ */
 async function call(context: ClientContext, target: FlowTarget, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const base = /^https?:\/\//.test(target.httpAddress) ? target.httpAddress : `http://${target.httpAddress}`;
-  const timeoutMs = context.options.requestTimeoutMs;
-  let response: Response;
-  let text: string;
-  try {
-    response = await fetch(`${base}${path}`, {
-      method,
-      signal: AbortSignal.timeout(timeoutMs),
-      ...(body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
-    });
-    // Inside the try: the timeout also covers a body that stops half way.
-    text = await response.text();
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string; message?: string } };
-    if (e.name === "TimeoutError" || e.name === "AbortError") {
-      throw new RequestTimedOutError(`no answer within ${timeoutMs} ms`, { cause: err });
-    }
-    throw new BrokerUnavailableError(`unreachable: ${e.cause?.code ?? e.cause?.message ?? e.message}`, { cause: err });
-  }
-  const parsed = parseJson(text);
-  if (response.ok) {
-    if (parsed === undefined || typeof parsed !== "object" || parsed === null) throw unexpectedBody(target, method, text);
+  const { tls, credentials, requestTimeoutMs } = context.options;
+  const answer = await httpRequest({
+    method,
+    url: httpUrl(target.httpAddress, path, tls),
+    body,
+    timeoutMs: requestTimeoutMs,
+    tls,
+    credentials,
+  });
+  const parsed = parseJson(answer.text);
+  if (answer.status >= 200 && answer.status < 300) {
+    if (parsed === undefined || typeof parsed !== "object" || parsed === null) throw unexpectedBody(target, method, answer.text);
     return parsed as Record<string, unknown>;
   }
-  throw errorFromAnswer(response.status, method, path, parsed, text);
+  throw errorFromAnswer(answer.status, method, path, parsed, answer.text);
 }
 
 /** A broker's error body back into its SluiceError; bodies without a Sluice code by HTTP status. */

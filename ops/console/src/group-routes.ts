@@ -5,8 +5,10 @@
  *   GET /api/v1/groups/:group                       members, assignments, lag per partition, queue windows
  *   GET /api/v1/groups/:group/dead-letters?max=N    a queue group's dead letters, oldest first
  *
- * Permissions: the list shows the groups the caller may describe; the other two need describe
- * on the group (403 NOT_AUTHORIZED before anything is read).
+ * Permissions: the list shows the groups the caller may describe; a group's description needs
+ * describe on it; its dead letters need consume on it, because they are message contents (the
+ * broker checks `%DLQ%G` as group G, and reading it is consuming, as `sluice dlq list` is).
+ * A refusal is 403 NOT_AUTHORIZED before anything is read.
  */
 import type { FastifyInstance } from "fastify";
 import { permits, requirePermission } from "../../../common/src/http/permissions.js";
@@ -51,7 +53,9 @@ export function registerGroupRoutes(app: FastifyInstance, options: GroupRoutesOp
     {
       schema: {
         summary: "A queue group's dead letters not redriven yet, oldest first",
-        description: "`truncated` is true when more than `max` wait. A group without a dead-letter topic: 404 UNKNOWN_GROUP.",
+        description:
+          "`truncated` is true when more than `max` wait. A group without a dead-letter topic: 404 UNKNOWN_GROUP. " +
+          "Needs consume on the group: dead letters are message contents.",
         tags: TAGS,
         params: groupParams,
         querystring: deadLettersQuery,
@@ -60,7 +64,8 @@ export function registerGroupRoutes(app: FastifyInstance, options: GroupRoutesOp
     },
     async (request) => {
       const { group } = request.params;
-      requirePermission(request, "describe", "group", group);
+      // Payloads, read here with the console's own client: the caller's right to read them is checked first.
+      requirePermission(request, "consume", "group", group);
       const { max } = request.query;
       // One more than asked tells whether the list stops at `max` or goes on.
       const letters = await admin().deadLetters(group, { max: max + 1 });
