@@ -120,7 +120,7 @@ export class RecordingServer {
         this.calls.push({
           path: method.path,
           authorization: value === undefined ? undefined : String(value),
-          commonName: this.listener?.connection(call.getPeer()).commonName,
+          commonName: commonNameOf(this.listener?.connection(call.getPeer()).verifiedCertificate?.subject?.CN),
           request: call.request,
         });
       };
@@ -141,4 +141,8 @@ export class RecordingServer {
     }
     return handlers;
   }
+}
+
+function commonNameOf(cn: string | string[] | undefined): string | undefined {
+  return Array.isArray(cn) ? cn[0] : cn;
 }

@@ -20,7 +20,10 @@ import tls from "node:tls";
 import type { Server } from "@grpc/grpc-js";
 import { ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "../logger.js";
+import { connectionFactsOf, PLAIN_CONNECTION, type ConnectionFacts } from "../security/connection-facts.js";
 import type { ServerTls } from "../security/tls-files.js";
+
+export type { ConnectionFacts };
 
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 1_000;
@@ -42,28 +45,6 @@ export interface GrpcListenerOptions {
   /** A connection went over a limit. */
   onConnectionRefused?: (limit: "per_client" | "total") => void;
 }
-
-/** What a call needs to know about the connection it arrived on. */
-export interface ConnectionFacts {
-  /** TLS only: a client certificate was presented. */
-  readonly certificatePresented: boolean;
-  /** TLS only: the presented certificate chains to the configured CA and is in its validity. */
-  readonly certificateVerified: boolean;
-  /** Why a presented certificate did not verify (OpenSSL code, e.g. CERT_HAS_EXPIRED). */
-  readonly certificateError: string | undefined;
-  /** Subject CN of a verified certificate. */
-  readonly commonName: string | undefined;
-  /** Set when the connection is over a limit: every call on it is refused with this. */
-  readonly refusedBecause: string | undefined;
-}
-
-const PLAIN: ConnectionFacts = Object.freeze({
-  certificatePresented: false,
-  certificateVerified: false,
-  certificateError: undefined,
-  commonName: undefined,
-  refusedBecause: undefined,
-});
 
 export class GrpcListener {
   private readonly connections = new Map<string, ConnectionFacts>();
@@ -110,7 +91,7 @@ export class GrpcListener {
       netServer.on("connection", (socket: net.Socket) => {
         const peer = peerOf(socket);
         const refusedBecause = listener?.refused.get(peer);
-        if (refusedBecause !== undefined) listener?.connections.set(peer, { ...PLAIN, refusedBecause });
+        if (refusedBecause !== undefined) listener?.connections.set(peer, { ...PLAIN_CONNECTION, refusedBecause });
         injector.injectConnection(socket);
       });
     }
@@ -127,13 +108,9 @@ export class GrpcListener {
     return listener;
   }
 
-  get tlsEnabled(): boolean {
-    return this.options.tls !== undefined;
-  }
-
   /** Facts about the connection a call came in on (`call.getPeer()`). */
   connection(peer: string): ConnectionFacts {
-    return this.connections.get(peer) ?? PLAIN;
+    return this.connections.get(peer) ?? PLAIN_CONNECTION;
   }
 
   /**
@@ -182,7 +159,7 @@ export class GrpcListener {
       return;
     }
     const peer = peerOf(socket);
-    this.connections.set(peer, { ...factsOf(socket), refusedBecause: this.refused.get(peer) });
+    this.connections.set(peer, { ...connectionFactsOf(socket), refusedBecause: this.refused.get(peer) });
     socket.on("error", () => undefined);
     injector.injectConnection(socket);
   }
@@ -205,27 +182,6 @@ export class GrpcListener {
 
 function peerOf(socket: net.Socket): string {
   return `${socket.remoteAddress}:${socket.remotePort}`;
-}
-
-function factsOf(socket: tls.TLSSocket): ConnectionFacts {
-  const cert = socket.getPeerCertificate();
-  const presented = cert !== null && typeof cert === "object" && Object.keys(cert).length > 0;
-  const error = socket.authorizationError;
-  const verified = presented && socket.authorized;
-  const cn = verified ? commonNameOf(cert.subject?.CN) : undefined;
-  return {
-    certificatePresented: presented,
-    certificateVerified: verified,
-    // Node sets authorizationError to OpenSSL's code string (e.g. "CERT_HAS_EXPIRED").
-    certificateError: presented && !verified ? String(error ?? "not verified") : undefined,
-    commonName: cn,
-    refusedBecause: undefined,
-  };
-}
-
-function commonNameOf(cn: string | string[] | undefined): string | undefined {
-  if (Array.isArray(cn)) return cn[0];
-  return cn;
 }
 
 /** A short, low-cardinality label for a failed handshake. */

@@ -36,6 +36,7 @@ export class CredentialVerifier {
   private readonly builtInUsers: ReadonlyMap<string, UserRecord>;
   private users: ReadonlyMap<string, UserRecord> = new Map();
   private principals: ReadonlyMap<string, Principal> = new Map();
+  private userPrincipals: ReadonlySet<string> = new Set();
   private readonly verified = new Map<string, VerifiedPassword>();
   private readonly inFlight = new Map<string, Promise<boolean>>();
   /** What unknown users are checked against, so they cost what known ones do. */
@@ -71,6 +72,7 @@ export class CredentialVerifier {
     }
     this.users = users;
     this.principals = principals;
+    this.userPrincipals = new Set([...principals.values()].map((principal) => principal.name));
     for (const [name, entry] of this.verified) {
       if (users.get(name)?.passwordHash !== entry.passwordHash) this.verified.delete(name);
     }
@@ -106,9 +108,12 @@ export class CredentialVerifier {
     throw refused();
   }
 
-  /** Whether `username` is a user now (built-in or in the snapshot in force). */
-  hasUser(username: string): boolean {
-    return this.users.has(username);
+  /**
+   * Whether a principal names a user now (built-in or in the snapshot in force). Asked on every
+   * produce batch, so it is one lookup of the principal's name as it stands.
+   */
+  isUser(principalName: string): boolean {
+    return this.userPrincipals.has(principalName);
   }
 
   /** One scrypt per distinct (user, password, stored hash) at a time, shared by concurrent calls. */

@@ -13,14 +13,13 @@
  * verification against `--tls-ca` is still refused, since the client meant to present it.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import type { TLSSocket } from "node:tls";
 import { Metadata, ServerInterceptingCall, type ServerInterceptor, type ServerInterceptingCallInterface } from "@grpc/grpc-js";
 import { AuthenticationFailedError, SluiceError, TooManyRequestsError, toSluiceError } from "../errors.js";
 import { toServiceError } from "../grpc/errors.js";
-import type { ConnectionFacts } from "../grpc/listener.js";
+import { connectionFactsOf, type ConnectionFacts } from "./connection-facts.js";
 import type { Logger } from "../logger.js";
 import { Authorizer } from "./authorizer.js";
-import { USER_NAME_PATTERN } from "./acl.js";
+import { principalFromCertificate } from "./certificate-identity.js";
 import { parseBasicAuth } from "./basic-auth.js";
 import { CredentialVerifier } from "./credentials.js";
 import { hashPassword } from "./password.js";
@@ -120,7 +119,7 @@ export class ServerSecurity implements SecurityGuard {
 
   /** A password user removed after the call authenticated (certificates name no stored user). */
   private deleted(principal: Principal): boolean {
-    return principal.method === "password" && !this.verifier.hasUser(principal.name.slice(PRINCIPAL_PREFIX.length));
+    return principal.method === "password" && !this.verifier.isUser(principal.name);
   }
 
   /** The grpc-js interceptor that authenticates every call and bounds calls per connection. */
@@ -133,7 +132,7 @@ export class ServerSecurity implements SecurityGuard {
    * and, over TLS, its client certificate. Throws AuthenticationFailedError.
    */
   async authenticateHttp(headers: IncomingHttpHeaders, socket: unknown): Promise<Principal> {
-    return this.authenticate(headers.authorization, httpConnectionFacts(socket), "http");
+    return this.authenticate(headers.authorization, connectionFactsOf(socket), "http");
   }
 
   private intercept(call: ServerInterceptingCallInterface): ServerInterceptingCall {
@@ -188,7 +187,7 @@ export class ServerSecurity implements SecurityGuard {
   }
 
   private async authenticate(header: string | undefined, facts: ConnectionFacts | undefined, transport: "grpc" | "http"): Promise<Principal> {
-    if (facts?.certificatePresented && !facts.certificateVerified) {
+    if (facts?.certificatePresented && facts.verifiedCertificate === undefined) {
       const reason: AuthFailureReason =
         facts.certificateError === "CERT_HAS_EXPIRED" ? "certificate_expired" : /ISSUER|SELF_SIGNED|UNABLE_TO_VERIFY|UNTRUSTED/.test(facts.certificateError ?? "") ? "certificate_untrusted" : "certificate_invalid";
       this.options.metrics.authenticationFailed(reason, transport);
@@ -210,13 +209,14 @@ export class ServerSecurity implements SecurityGuard {
         throw err;
       }
     }
-    if (facts?.certificateVerified && facts.commonName) {
-      // The CN becomes a principal ACLs name, so it must be a name a user could have.
-      if (facts.commonName === "*" || !USER_NAME_PATTERN.test(facts.commonName)) {
+    if (facts?.verifiedCertificate) {
+      try {
+        return { name: principalFromCertificate(facts.verifiedCertificate), superuser: false, method: "certificate" };
+      } catch (err) {
+        // The CN becomes a principal ACLs name: a certificate that names no valid user is refused.
         this.options.metrics.authenticationFailed("certificate_invalid", transport);
-        throw new AuthenticationFailedError(`client certificate refused: its CN ${JSON.stringify(facts.commonName.slice(0, 64))} is not a valid user name (letters, digits, . _ @ -)`);
+        throw err;
       }
-      return { name: PRINCIPAL_PREFIX + facts.commonName, superuser: false, method: "certificate" };
     }
     this.options.metrics.authenticationFailed("missing_credentials", transport);
     throw new AuthenticationFailedError(
@@ -229,21 +229,4 @@ function certificateAdvice(code: string | undefined): string {
   if (code === "CERT_HAS_EXPIRED") return "the certificate has expired: issue a new one";
   if (code === "CERT_NOT_YET_VALID") return "the certificate is not valid yet: check the clocks";
   return "it does not chain to the server's --tls-ca: use a certificate signed by the cluster's CA";
-}
-
-/** Connection facts of an HTTPS request's socket (fastify gives the raw socket). */
-function httpConnectionFacts(socket: unknown): ConnectionFacts | undefined {
-  const tls = socket as Partial<TLSSocket> | undefined;
-  if (!tls || typeof tls.getPeerCertificate !== "function") return undefined;
-  const cert = tls.getPeerCertificate();
-  const presented = cert !== null && typeof cert === "object" && Object.keys(cert).length > 0;
-  const verified = presented && tls.authorized === true;
-  const cn = verified ? cert.subject?.CN : undefined;
-  return {
-    certificatePresented: presented,
-    certificateVerified: verified,
-    certificateError: presented && !verified ? String(tls.authorizationError ?? "not verified") : undefined,
-    commonName: Array.isArray(cn) ? cn[0] : cn,
-    refusedBecause: undefined,
-  };
 }
