@@ -10,7 +10,7 @@
  *   tls.createServer({ cert: certs.server.cert, key: certs.server.key, ca: certs.caCert, requestCert: true });
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -83,4 +83,19 @@ function runScript(args: string[]): Promise<void> {
       else resolve();
     });
   });
+}
+
+/** Writes a password file (first line, mode 0600) as `--password-file` and `--admin-password-file` read it. */
+export function writePasswordFile(dir: string, name: string, password: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, password + "\n", { mode: 0o600 });
+  return path;
+}
+
+/** The flags of a server with TLS from the dev CA and `--auth`; probes and /metrics left open. */
+export function secureServerFlags(certs: DevCerts, adminPasswordFile: string): string[] {
+  return [
+    "--tls-cert", certs.server.certPath, "--tls-key", certs.server.keyPath, "--tls-ca", certs.ca,
+    "--auth", "--admin-password-file", adminPasswordFile, "--open-metrics",
+  ];
 }

@@ -8,13 +8,12 @@
  *   the broker) and is refused set and delete with NOT_AUTHORIZED: exit 1, one line, nothing changed.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Sluice } from "../../clients/src/index.js";
 import { waitReadyTls } from "../helpers/https.js";
 import { runCli, startServer, tempDir, type CliResult, type ServerProcess } from "../helpers/processes.js";
-import { devCertificates, type DevCerts } from "../helpers/tls.js";
+import { devCertificates, secureServerFlags, writePasswordFile, type DevCerts } from "../helpers/tls.js";
 
 const ADMIN_PASSWORD = "admin-secret-for-flow-tests";
 const ALICE_PASSWORD = "alice-secret-for-flow-tests";
@@ -44,14 +43,11 @@ describe("flow rules with --auth and TLS", { timeout: 90_000 }, () => {
   before(async () => {
     certs = await devCertificates();
     const dir = tempDir("sluice-flow-auth-");
-    adminPasswordFile = join(dir, "admin.pw");
-    alicePasswordFile = join(dir, "alice.pw");
-    writeFileSync(adminPasswordFile, ADMIN_PASSWORD + "\n", { mode: 0o600 });
-    writeFileSync(alicePasswordFile, ALICE_PASSWORD + "\n", { mode: 0o600 });
+    adminPasswordFile = writePasswordFile(dir, "admin.pw", ADMIN_PASSWORD);
+    alicePasswordFile = writePasswordFile(dir, "alice.pw", ALICE_PASSWORD);
     dev = await startServer([
       "dev", "--data", join(dir, "data"), "--nameserver-port", "0", "--broker-port", "0", "--http-port", "0",
-      "--tls-cert", certs.server.certPath, "--tls-key", certs.server.keyPath, "--tls-ca", certs.ca,
-      "--auth", "--admin-password-file", adminPasswordFile, "--open-metrics",
+      ...secureServerFlags(certs, adminPasswordFile),
     ]);
     nameserver = dev.info.nameserver as string;
     await waitReadyTls(certs.caCert, dev.info.http as string);

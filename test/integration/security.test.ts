@@ -9,13 +9,12 @@
  * - an ACL added or removed reaches a producer's live connection within 1 s.
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Sluice, type SluiceOptions } from "../../clients/src/index.js";
 import { SLUICE_BIN, startServer, tempDir, type ServerProcess } from "../helpers/processes.js";
 import { httpsGet, waitReadyTls } from "../helpers/https.js";
-import { devCertificates, type DevCerts } from "../helpers/tls.js";
+import { devCertificates, secureServerFlags, writePasswordFile, type DevCerts } from "../helpers/tls.js";
 import { spawn } from "node:child_process";
 
 const ADMIN_PASSWORD = "admin-secret-for-tests";
@@ -69,14 +68,9 @@ describe("security: TLS, authentication and ACLs on a real cluster", { timeout: 
   before(async () => {
     certs = await devCertificates();
     const dir = tempDir("sluice-sec-");
-    adminPasswordFile = join(dir, "admin.pw");
-    alicePasswordFile = join(dir, "alice.pw");
-    writeFileSync(adminPasswordFile, ADMIN_PASSWORD + "\n", { mode: 0o600 });
-    writeFileSync(alicePasswordFile, ALICE_PASSWORD + "\n", { mode: 0o600 });
-    const secure = [
-      "--tls-cert", certs.server.certPath, "--tls-key", certs.server.keyPath, "--tls-ca", certs.ca,
-      "--auth", "--admin-password-file", adminPasswordFile, "--open-metrics",
-    ];
+    adminPasswordFile = writePasswordFile(dir, "admin.pw", ADMIN_PASSWORD);
+    alicePasswordFile = writePasswordFile(dir, "alice.pw", ALICE_PASSWORD);
+    const secure = secureServerFlags(certs, adminPasswordFile);
     const processes: ServerProcess[] = [];
     const ns = await startServer(["nameserver", "--port", "0", "--http-port", "0", "--data", join(dir, "ns"), ...secure]);
     processes.push(ns);
